@@ -1,0 +1,174 @@
+"""ShopSphere Payments Portal: the application factory."""
+
+from __future__ import annotations
+
+import logging
+import os
+from urllib.parse import urlparse
+
+from flask import Flask, jsonify, render_template, request
+
+from .config import ROOT, Config
+from .extensions import csrf, db, limiter, login_manager, migrate
+
+
+def create_app(config: Config | None = None, **overrides) -> Flask:
+    """Build the app from ``config`` (default: the environment, with ``overrides``)."""
+    config = config or Config.from_env(**overrides)
+    app = Flask(
+        __name__,
+        instance_path=str(ROOT / "instance"),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.from_mapping(config.flask_settings())
+    app.extensions["portal_config"] = config
+    logging.basicConfig(
+        level=config.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if config.DATABASE_URL.startswith("sqlite:///"):
+        os.makedirs(app.instance_path, exist_ok=True)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), compare_type=True)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in to continue."
+    login_manager.session_protection = "strong"
+    csrf.init_app(app)
+    limiter.init_app(app)
+
+    _register_models()
+    _register_blueprints(app)
+    _register_cli(app)
+    _register_templates(app, config)
+    _register_errors(app)
+    _register_security_headers(app, config)
+    return app
+
+
+def _register_models() -> None:
+    # Import every model module so metadata (and Alembic) knows all tables.
+    from .auth import models as _auth  # noqa: F401
+    from .orders import models as _orders  # noqa: F401
+    from .payments import models as _payments  # noqa: F401
+    from .webhooks import models as _webhooks  # noqa: F401
+
+
+def _register_blueprints(app: Flask) -> None:
+    from .api.views import bp as api_bp
+    from .auth.views import bp as auth_bp
+    from .orders.views import bp as orders_bp
+    from .payments.views import bp as payments_bp
+
+    for bp in (auth_bp, orders_bp, payments_bp, api_bp):
+        app.register_blueprint(bp)
+
+
+def _register_cli(app: Flask) -> None:
+    from .auth.cli import users_cli
+    from .demo import seed_demo_command
+    from .worker import worker_command
+
+    app.cli.add_command(users_cli)
+    app.cli.add_command(seed_demo_command)
+    app.cli.add_command(worker_command)
+
+
+def _register_templates(app: Flask, config: Config) -> None:
+    from .htmx import add_vary
+    from .money import format_minor
+
+    app.add_template_filter(format_minor, "money")
+    app.after_request(add_vary)
+
+    @app.context_processor
+    def globals_():
+        return {
+            "test_mode": config.stripe_test_mode,
+            "htmx_url": config.HTMX_URL,
+            "htmx_sri": config.HTMX_SRI,
+            "stripe_js_url": config.STRIPE_JS_URL,
+            "stripe_publishable_key": config.STRIPE_PUBLISHABLE_KEY,
+        }
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _register_errors(app: Flask) -> None:
+    from .api.errors import api_error
+
+    messages = {400: "Bad request", 403: "Forbidden", 404: "Not found",
+                405: "Method not allowed", 429: "Too many requests",
+                500: "Something went wrong", 503: "Service unavailable"}
+    codes = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+             429: "rate_limited", 500: "server_error", 503: "unavailable"}
+
+    def handle(exc):
+        status = getattr(exc, "code", 500) or 500
+        if status == 500:
+            db.session.rollback()
+        if _wants_json():
+            return api_error(status, codes.get(status, "error"), messages.get(status, "Error"))
+        return render_template("error.html", status=status,
+                               message=messages.get(status, "Error")), status
+
+    for status in messages:
+        app.register_error_handler(status, handle)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc):  # pragma: no cover - last resort, keeps the error format
+        from werkzeug.exceptions import HTTPException
+
+        if isinstance(exc, HTTPException):
+            return handle(exc)
+        app.logger.exception("unhandled error on %s", request.path)
+        db.session.rollback()
+        if _wants_json():
+            return api_error(500, "server_error", "Something went wrong")
+        return render_template("error.html", status=500, message=messages[500]), 500
+
+    @app.route("/healthz")
+    def healthz():
+        """Liveness for load balancers."""
+        return jsonify(ok=True)
+
+
+def _origin(url: str) -> str:
+    p = urlparse(url)
+    return f"{p.scheme}://{p.netloc}" if p.netloc else ""
+
+
+def _register_security_headers(app: Flask, config: Config) -> None:
+    stripe_js = _origin(config.STRIPE_JS_URL)
+    stripe_api = _origin(config.STRIPE_API_BASE)
+    htmx = _origin(config.HTMX_URL)
+    # Real Stripe runs the 3-D Secure challenge in a frame from hooks.stripe.com.
+    frames = stripe_js + (" https://hooks.stripe.com" if stripe_js.startswith("https") else "")
+    # Exactly Stripe.js, htmx and our own files; Stripe's Elements need inline styles.
+    csp = "; ".join([
+        "default-src 'self'",
+        f"script-src 'self' {stripe_js} {htmx}".strip(),
+        f"frame-src {frames}",
+        f"connect-src 'self' {stripe_api} {stripe_js}".strip(),
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ])
+
+    @app.after_request
+    def headers(resp):
+        resp.headers.setdefault("Content-Security-Policy", csp)
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        if config.production:
+            resp.headers.setdefault("Strict-Transport-Security", "max-age=63072000")
+        if request.endpoint and not request.endpoint.startswith("static"):
+            resp.headers.setdefault("Cache-Control", "no-store")
+        return resp

@@ -1,0 +1,1 @@
+"""Users, roles, login/logout, Bearer JWTs for the API and the `users` CLI."""

@@ -1,0 +1,127 @@
+"""User workflows: creation, password checks and API tokens."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+from functools import cache, wraps
+
+import jwt
+import sqlalchemy as sa
+from flask import current_app, g, request
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ..config import ROLES
+from ..extensions import db
+from ..models_base import parse_uuid
+from .models import User
+
+
+@cache
+def _dummy_hash() -> str:
+    # Checked against for unknown e-mails, so login timing does not reveal which accounts exist.
+    return generate_password_hash(secrets.token_hex(8))
+
+
+class UserError(ValueError):
+    """A user could not be created; the message names the field."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def normalize_email(email: str) -> str:
+    return (email or "").strip().lower()
+
+
+def find_user(email: str) -> User | None:
+    """The user with this e-mail (case-insensitive), or None."""
+    return db.session.scalar(sa.select(User).where(User.email == normalize_email(email)))
+
+
+def create_user(email: str, role: str, password: str, name: str = "") -> User:
+    """Add a user to the session (the caller commits); UserError on bad input."""
+    email = normalize_email(email)
+    if "@" not in email or len(email) > 254:
+        raise UserError("email", "a valid e-mail address is required")
+    if role not in ROLES:
+        raise UserError("role", f"role must be one of {', '.join(ROLES)}")
+    if len(password or "") < 8:
+        raise UserError("password", "password must be at least 8 characters")
+    if find_user(email) is not None:
+        raise UserError("email", f"a user with e-mail {email} already exists")
+    user = User(email=email, role=role, name=name.strip(), session_token=secrets.token_hex(16))
+    user.set_password(password)
+    db.session.add(user)
+    return user
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """The user if the password matches, else None (same work either way)."""
+    user = find_user(email)
+    if user is None:
+        check_password_hash(_dummy_hash(), password or "")
+        return None
+    return user if user.check_password(password or "") else None
+
+
+def issue_token(user: User) -> tuple[str, datetime]:
+    """A signed Bearer JWT for the API, valid at most JWT_TTL_SECONDS (<= 1 h)."""
+    cfg = current_app.config
+    now = datetime.now(UTC)
+    expires = now + timedelta(seconds=cfg["JWT_TTL_SECONDS"])
+    claims = {
+        "sub": str(user.id),
+        "email": user.email,
+        "role": user.role,
+        "iat": now,
+        "exp": expires,
+        "iss": cfg["JWT_ISSUER"],
+        "aud": cfg["JWT_AUDIENCE"],
+    }
+    return jwt.encode(claims, cfg["JWT_SECRET"], algorithm=cfg["JWT_ALGORITHM"]), expires
+
+
+def user_from_token(token: str) -> User | None:
+    """The user a Bearer token names, or None if it is invalid, expired or for someone gone."""
+    cfg = current_app.config
+    try:
+        claims = jwt.decode(
+            token,
+            cfg["JWT_SECRET"],
+            algorithms=[cfg["JWT_ALGORITHM"]],  # pinned: never "none", never the token's own
+            audience=cfg["JWT_AUDIENCE"],
+            issuer=cfg["JWT_ISSUER"],
+            options={"require": ["exp", "sub"]},
+        )
+    except jwt.PyJWTError:
+        return None
+    user_id = parse_uuid(claims["sub"])
+    return db.session.get(User, user_id) if user_id else None
+
+
+def bearer_required(*roles: str):
+    """Decorator for API views: a valid Bearer JWT (never the session cookie), optional roles."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            from ..api.errors import api_error
+
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            user = user_from_token(token.strip()) if scheme.lower() == "bearer" else None
+            if user is None:
+                resp = api_error(401, "unauthorized", "a valid Bearer token is required")
+                resp.headers["WWW-Authenticate"] = 'Bearer realm="api"'
+                return resp
+            if roles and user.role not in roles:
+                return api_error(403, "forbidden", "your role may not do this")
+            g.api_user = user
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator

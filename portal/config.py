@@ -1,0 +1,192 @@
+"""One configuration, read from the environment and validated before the app starts.
+
+Every setting has a safe default for the embedded setup (`make run`: SQLite, in-process jobs,
+the Stripe sandbox). A value that would be dangerous or meaningless stops start-up with one
+line naming the variable (``ConfigError``), because a payments service that starts with a
+half-right configuration is worse than one that does not start.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# htmx is pinned: the CDN copy (with its SRI hash) for production, and `make` fetches the same
+# version from the npm registry into static/vendor/ for offline use and tests.
+HTMX_VERSION = "2.0.11"
+HTMX_CDN_URL = f"https://unpkg.com/htmx.org@{HTMX_VERSION}/dist/htmx.min.js"
+HTMX_CDN_SRI = "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg"
+
+SANDBOX_API_BASE = "http://127.0.0.1:8420"
+SANDBOX_SECRET_KEY = "sk_test_sandbox"
+SANDBOX_PUBLISHABLE_KEY = "pk_test_sandbox"
+SANDBOX_WEBHOOK_SECRET = "whsec_sandbox"
+STRIPE_API_BASE_DEFAULT = "https://api.stripe.com"
+STRIPE_JS_URL_DEFAULT = "https://js.stripe.com/v3/"
+
+ROLES = ("customer", "vendor", "admin", "service")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or wrong; the message names the variable."""
+
+
+def _int(env: dict, name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={value} must be between {lo} and {hi}")
+    return value
+
+
+def _is_local(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+@dataclass
+class Config:
+    """The application's settings; see README.md "Configuration" for each one."""
+
+    ENV: str = "development"
+    PORT: int = 3006
+    SECRET_KEY: str = ""
+    DATABASE_URL: str = ""
+    REDIS_URL: str = ""
+    STRIPE_SECRET_KEY: str = ""
+    STRIPE_PUBLISHABLE_KEY: str = ""
+    STRIPE_WEBHOOK_SECRET: str = ""
+    STRIPE_API_BASE: str = ""
+    STRIPE_JS_URL: str = ""
+    HTMX_URL: str = ""
+    HTMX_SRI: str = ""
+    AUTH_SERVICE_URL: str = "http://localhost:3001"
+    ORDER_SERVICE_URL: str = "http://localhost:3005"
+    PLATFORM_FEE_PERCENT: int = 10
+    JWT_SECRET: str = ""
+    JWT_ALGORITHM: str = "HS256"
+    JWT_ISSUER: str = "shopsphere-payments"
+    JWT_AUDIENCE: str = "shopsphere-payments"
+    JWT_TTL_SECONDS: int = 3600
+    LOG_LEVEL: str = "INFO"
+    PREFERRED_URL_SCHEME: str = "http"
+    # Flask and extension settings derived from the above in flask_settings().
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def production(self) -> bool:
+        return self.ENV == "production"
+
+    @property
+    def stripe_test_mode(self) -> bool:
+        return self.STRIPE_SECRET_KEY.startswith(("sk_test_", "rk_test_"))
+
+    @classmethod
+    def from_env(cls, env: dict | None = None, **overrides) -> Config:
+        """Read and validate the settings; raise ConfigError naming the first bad variable."""
+        env = dict(os.environ if env is None else env)
+        env.update({k: str(v) for k, v in overrides.items() if not isinstance(v, dict)})
+        c = cls(extra=overrides.get("extra", {}))
+        c.ENV = (env.get("PORTAL_ENV") or env.get("FLASK_ENV") or "development").lower()
+        c.PORT = _int(env, "PORT", 3006, 1, 65535)
+        c.PLATFORM_FEE_PERCENT = _int(env, "PLATFORM_FEE_PERCENT", 10, 0, 100)
+        c.JWT_TTL_SECONDS = _int(env, "JWT_TTL_SECONDS", 3600, 60, 3600)
+        for f in fields(cls):
+            if f.type == "str" and env.get(f.name) not in (None, ""):
+                setattr(c, f.name, env[f.name].strip())
+        c._defaults_and_checks()
+        return c
+
+    def _defaults_and_checks(self) -> None:
+        if self.ENV not in ("development", "test", "production"):
+            raise ConfigError(f"PORTAL_ENV={self.ENV!r} must be development, test or production")
+        if self.LOG_LEVEL.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"LOG_LEVEL={self.LOG_LEVEL!r} is not a logging level")
+        self.LOG_LEVEL = self.LOG_LEVEL.upper()
+        if not self.SECRET_KEY:
+            if self.production:
+                raise ConfigError("SECRET_KEY is required in production")
+            self.SECRET_KEY = "dev-only-insecure-secret-key-do-not-deploy"
+        elif self.production and len(self.SECRET_KEY) < 32:
+            raise ConfigError("SECRET_KEY must be at least 32 characters in production")
+        if not self.DATABASE_URL:
+            self.DATABASE_URL = f"sqlite:///{ROOT / 'instance' / 'portal.sqlite'}"
+        if self.DATABASE_URL.startswith(("postgres://", "postgresql://")):
+            # psycopg 3 is the driver we ship; accept the common spellings of the URL.
+            self.DATABASE_URL = "postgresql+psycopg://" + self.DATABASE_URL.split("://", 1)[1]
+        if not self.DATABASE_URL.startswith(("sqlite", "postgresql+psycopg")):
+            raise ConfigError("DATABASE_URL must be a sqlite:/// or postgresql:// URL")
+        if self.JWT_ALGORITHM not in ("HS256", "HS384", "HS512", "RS256", "ES256"):
+            raise ConfigError(f"JWT_ALGORITHM={self.JWT_ALGORITHM!r} is not supported")
+        if not self.JWT_SECRET:
+            if self.production:
+                raise ConfigError("JWT_SECRET is required in production")
+            self.JWT_SECRET = self.SECRET_KEY
+        self._stripe_checks()
+        if not self.HTMX_URL:
+            if self.production:
+                self.HTMX_URL, self.HTMX_SRI = HTMX_CDN_URL, HTMX_CDN_SRI
+            else:
+                self.HTMX_URL = "/static/vendor/htmx.min.js"
+        if self.production:
+            self.PREFERRED_URL_SCHEME = "https"
+
+    def _stripe_checks(self) -> None:
+        if not self.STRIPE_SECRET_KEY:
+            if self.production:
+                raise ConfigError("STRIPE_SECRET_KEY is required in production")
+            # Offline: talk to the local Stripe sandbox exactly as we would talk to Stripe.
+            self.STRIPE_SECRET_KEY = SANDBOX_SECRET_KEY
+            self.STRIPE_PUBLISHABLE_KEY = self.STRIPE_PUBLISHABLE_KEY or SANDBOX_PUBLISHABLE_KEY
+            self.STRIPE_WEBHOOK_SECRET = self.STRIPE_WEBHOOK_SECRET or SANDBOX_WEBHOOK_SECRET
+            self.STRIPE_API_BASE = self.STRIPE_API_BASE or SANDBOX_API_BASE
+            self.STRIPE_JS_URL = self.STRIPE_JS_URL or self.STRIPE_API_BASE + "/js.stripe.com/v3/"
+        self.STRIPE_API_BASE = (self.STRIPE_API_BASE or STRIPE_API_BASE_DEFAULT).rstrip("/")
+        self.STRIPE_JS_URL = self.STRIPE_JS_URL or STRIPE_JS_URL_DEFAULT
+        if not self.STRIPE_SECRET_KEY.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")):
+            raise ConfigError("STRIPE_SECRET_KEY must start with sk_test_ or sk_live_")
+        if not self.STRIPE_PUBLISHABLE_KEY.startswith(("pk_test_", "pk_live_")):
+            raise ConfigError("STRIPE_PUBLISHABLE_KEY must start with pk_test_ or pk_live_")
+        if self.STRIPE_PUBLISHABLE_KEY.startswith("pk_test_") != self.stripe_test_mode:
+            raise ConfigError("STRIPE_PUBLISHABLE_KEY and STRIPE_SECRET_KEY mix test and live keys")
+        if not self.STRIPE_WEBHOOK_SECRET:
+            if self.production:
+                raise ConfigError("STRIPE_WEBHOOK_SECRET is required in production")
+            self.STRIPE_WEBHOOK_SECRET = SANDBOX_WEBHOOK_SECRET
+        if not self.stripe_test_mode:
+            # A live key never reaches a sandbox, and only a production deployment may hold one.
+            for name in ("STRIPE_API_BASE", "STRIPE_JS_URL"):
+                if urlparse(getattr(self, name)).scheme != "https" or _is_local(getattr(self, name)):
+                    raise ConfigError(f"{name} must be Stripe's https URL when the key is live")
+            if not self.production:
+                raise ConfigError(
+                    "STRIPE_SECRET_KEY is a live key: set PORTAL_ENV=production to use it"
+                )
+
+    def flask_settings(self) -> dict:
+        """The settings as Flask's config mapping (upper-case keys)."""
+        settings = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        settings.update(
+            SQLALCHEMY_DATABASE_URI=self.DATABASE_URL,
+            SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+            SESSION_COOKIE_HTTPONLY=True,
+            SESSION_COOKIE_SAMESITE="Lax",
+            SESSION_COOKIE_SECURE=self.production,
+            REMEMBER_COOKIE_SECURE=self.production,
+            REMEMBER_COOKIE_HTTPONLY=True,
+            RATELIMIT_STORAGE_URI=self.REDIS_URL or "memory://",
+            RATELIMIT_HEADERS_ENABLED=True,
+            WTF_CSRF_TIME_LIMIT=None,
+            TESTING=self.ENV == "test",
+        )
+        settings.update(self.extra)
+        return settings

@@ -1,0 +1,1 @@
+"""Orders and their items (each item owned by a vendor)."""

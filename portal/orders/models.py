@@ -1,0 +1,66 @@
+"""An order belongs to a customer and holds items from one or more vendors."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..extensions import db
+from ..models_base import IdMixin, TimestampMixin, UTCDateTime
+
+ORDER_STATUSES = ("unpaid", "paid", "canceled")
+
+
+class Order(IdMixin, TimestampMixin, db.Model):
+    __tablename__ = "orders"
+    __table_args__ = (
+        sa.CheckConstraint("total >= 0", name="total_not_negative"),
+        sa.Index("ix_orders_customer_created", "customer_id", "created_at"),
+    )
+
+    customer_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id"))
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    subtotal: Mapped[int] = mapped_column(sa.BigInteger)
+    tax: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    shipping: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    discount: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    total: Mapped[int] = mapped_column(sa.BigInteger)
+    status: Mapped[str] = mapped_column(
+        sa.Enum(*ORDER_STATUSES, name="order_status", native_enum=False, create_constraint=True),
+        default="unpaid",
+    )
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    customer = relationship("User", lazy="joined")
+    items: Mapped[list[OrderItem]] = relationship(
+        back_populates="order", cascade="all, delete-orphan", order_by="OrderItem.position"
+    )
+
+    @property
+    def number(self) -> str:
+        """Short human reference shown on pages and receipts."""
+        return str(self.id).split("-")[0].upper()
+
+
+class OrderItem(IdMixin, db.Model):
+    __tablename__ = "order_items"
+    __table_args__ = (sa.CheckConstraint("quantity > 0", name="quantity_positive"),)
+
+    order_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("orders.id", ondelete="CASCADE"), index=True
+    )
+    vendor_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    position: Mapped[int] = mapped_column(default=0)
+    description: Mapped[str] = mapped_column(sa.String(200))
+    quantity: Mapped[int]
+    unit_amount: Mapped[int] = mapped_column(sa.BigInteger)
+
+    order: Mapped[Order] = relationship(back_populates="items")
+    vendor = relationship("User", lazy="joined")
+
+    @property
+    def amount(self) -> int:
+        return self.quantity * self.unit_amount

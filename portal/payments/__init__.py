@@ -1,0 +1,1 @@
+"""Payments: checkout, status, history and the Payment record."""

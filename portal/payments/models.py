@@ -1,0 +1,84 @@
+"""The Payment record: one per order, carrying the original service's Payment model fields."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..extensions import db
+from ..models_base import IdMixin, TimestampMixin, UTCDateTime
+
+# The original description's statuses. "failed" is an attempt that was declined or not
+# authenticated: the customer may try again on the same PaymentIntent.
+PAYMENT_STATUSES = (
+    "pending",
+    "processing",
+    "requires_payment_method",
+    "requires_confirmation",
+    "requires_action",
+    "canceled",
+    "succeeded",
+    "failed",
+)
+FINAL_STATUSES = frozenset({"succeeded", "canceled"})
+# Statuses where the customer has to act (enter another card); the status page stops polling.
+SETTLED_FOR_NOW = FINAL_STATUSES | {"failed", "requires_payment_method"}
+
+
+class Payment(IdMixin, TimestampMixin, db.Model):
+    __tablename__ = "payments"
+    __table_args__ = (
+        sa.CheckConstraint("amount >= 0", name="amount_not_negative"),
+        # History: a user's payments newest first, optionally by status (keyset-friendly).
+        sa.Index("ix_payments_user_created", "user_id", "created_at", "id"),
+        sa.Index("ix_payments_user_status_created", "user_id", "status", "created_at", "id"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id"))
+    order_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("orders.id"), unique=True)
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+    stripe_customer_id: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    status: Mapped[str] = mapped_column(
+        sa.Enum(*PAYMENT_STATUSES, name="payment_status", native_enum=False,
+                create_constraint=True),
+        default="pending",
+        index=True,
+    )
+    # Snapshot of the payment method: Stripe ids, brand, last4 and expiry only; no card data.
+    payment_method_id: Mapped[str | None] = mapped_column(sa.String(255))
+    payment_method_type: Mapped[str | None] = mapped_column(sa.String(32))
+    card_brand: Mapped[str | None] = mapped_column(sa.String(32))
+    card_last4: Mapped[str | None] = mapped_column(sa.String(4))
+    card_exp_month: Mapped[int | None]
+    card_exp_year: Mapped[int | None]
+    card_funding: Mapped[str | None] = mapped_column(sa.String(16))
+    card_country: Mapped[str | None] = mapped_column(sa.String(2))
+    billing_details: Mapped[dict | None] = mapped_column(sa.JSON)
+    # Breakdown, minor units (platform fee and vendor amount are filled by the split lines).
+    subtotal: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    tax: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    shipping: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    discount: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    platform_fee: Mapped[int | None] = mapped_column(sa.BigInteger)
+    vendor_amount: Mapped[int | None] = mapped_column(sa.BigInteger)
+    receipt_url: Mapped[str | None] = mapped_column(sa.String(500))
+    receipt_number: Mapped[str | None] = mapped_column(sa.String(32), unique=True)
+    failure_code: Mapped[str | None] = mapped_column(sa.String(64))
+    failure_message: Mapped[str | None] = mapped_column(sa.String(500))
+    # Request metadata of the checkout that created it.
+    ip_address: Mapped[str | None] = mapped_column(sa.String(45))
+    user_agent: Mapped[str | None] = mapped_column(sa.String(300))
+    source: Mapped[str | None] = mapped_column(sa.String(16))
+    notes: Mapped[str | None] = mapped_column(sa.String(500))
+    succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    order = relationship("Order", lazy="joined")
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES

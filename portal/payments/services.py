@@ -1,0 +1,231 @@
+"""Checkout and payment state: the workflows behind the pages, the API and the webhooks."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from .. import stripe_gateway as gateway
+from ..auth.models import User
+from ..extensions import db
+from ..models_base import parse_uuid, utcnow
+from ..orders.models import Order
+from .models import FINAL_STATUSES, PAYMENT_STATUSES, Payment
+
+log = logging.getLogger(__name__)
+
+
+class CheckoutError(Exception):
+    """Checkout cannot go on; the message is safe to show to the customer."""
+
+
+class AlreadyPaid(CheckoutError):
+    def __init__(self, payment: Payment):
+        super().__init__("This order is already paid.")
+        self.payment = payment
+
+
+@dataclass(frozen=True)
+class Checkout:
+    payment: Payment
+    intent: gateway.Intent
+
+
+def payment_of_order(order: Order, *, lock: bool = False) -> Payment | None:
+    query = sa.select(Payment).where(Payment.order_id == order.id)
+    return db.session.scalar(query.with_for_update() if lock else query)
+
+
+def _create_payment_row(order: Order, ip: str | None, user_agent: str | None) -> Payment:
+    """Insert the order's Payment and commit it, or load the one a concurrent request made."""
+    payment = Payment(
+        id=uuid.uuid4(), user_id=order.customer_id, order_id=order.id, amount=order.total,
+        currency=order.currency, status="pending", subtotal=order.subtotal, tax=order.tax,
+        shipping=order.shipping, discount=order.discount, ip_address=(ip or "")[:45] or None,
+        user_agent=(user_agent or "")[:300] or None, source="web",
+    )
+    db.session.add(payment)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # Another request (double click, second tab) inserted it first: use that one.
+        db.session.rollback()
+        payment = payment_of_order(order)
+    return payment
+
+
+def start_checkout(order: Order, *, ip: str | None = None, user_agent: str | None = None,
+                   source: str = "web") -> Checkout:
+    """The order's Payment and its PaymentIntent, creating each at most once.
+
+    The Payment row is committed before Stripe is called, and its id is the idempotency key,
+    so reloads, double clicks and concurrent requests all end with one PaymentIntent.
+    Commits; raises AlreadyPaid, CheckoutError or gateway.GatewayError.
+    """
+    if order.status == "paid":
+        raise AlreadyPaid(payment_of_order(order))
+    if order.status != "unpaid":
+        raise CheckoutError("This order can no longer be paid.")
+    payment = payment_of_order(order) or _create_payment_row(order, ip, user_agent)
+    if payment.stripe_payment_intent_id is None:
+        # Lock the row so concurrent requests wait here and then see the stored intent id.
+        payment = payment_of_order(order, lock=True)
+    if payment.stripe_payment_intent_id is None:
+        try:
+            intent = gateway.create_payment_intent(
+                amount=payment.amount,
+                currency=payment.currency,
+                idempotency_key=f"payment-{payment.id}-intent",
+                metadata={"orderId": str(order.id), "userId": str(order.customer_id),
+                          "paymentId": str(payment.id)},
+                description=f"ShopSphere order {order.number}",
+            )
+        except gateway.GatewayError:
+            db.session.rollback()
+            raise
+        payment.stripe_payment_intent_id = intent.id
+        payment.source = source
+        db.session.commit()
+    else:
+        db.session.commit()  # release the lock if we took it
+        intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
+        apply_intent(payment, intent)
+        db.session.commit()
+    if payment.status == "succeeded":
+        raise AlreadyPaid(payment)
+    if payment.status == "canceled":
+        raise CheckoutError("The payment of this order was canceled.")
+    return Checkout(payment, intent)
+
+
+def status_from_intent(intent: gateway.Intent) -> str:
+    """Our status for a PaymentIntent status (a declined attempt is "failed")."""
+    if intent.status == "requires_payment_method" and intent.failure_code:
+        return "failed"
+    if intent.status == "requires_capture":
+        return "processing"
+    return intent.status if intent.status in PAYMENT_STATUSES else "pending"
+
+
+def _receipt_number(payment: Payment) -> str:
+    return f"R-{utcnow():%Y%m%d}-{payment.id.hex[:12].upper()}"
+
+
+def apply_intent(payment: Payment, intent: gateway.Intent) -> bool:
+    """Bring ``payment`` to the state of ``intent``; the one transition used everywhere.
+
+    The completion page, the status poll and the webhook job all call this with a freshly
+    retrieved intent, so whichever comes first wins and the others are no-ops. A final
+    status (succeeded, canceled) never changes. Returns True when something changed.
+    The caller holds the payment row (locked when it may race) and commits.
+    """
+    if intent.id != payment.stripe_payment_intent_id:
+        log.warning("intent %s does not belong to payment %s", intent.id, payment.id)
+        return False
+    if payment.status in FINAL_STATUSES:
+        return False
+    new = status_from_intent(intent)
+    if intent.card is not None:
+        payment.payment_method_id = intent.payment_method_id
+        payment.payment_method_type = intent.payment_method_type or "card"
+        payment.card_brand = intent.card.brand
+        payment.card_last4 = intent.card.last4
+        payment.card_exp_month = intent.card.exp_month
+        payment.card_exp_year = intent.card.exp_year
+        payment.card_funding = intent.card.funding
+        payment.card_country = intent.card.country
+        payment.billing_details = intent.billing_details
+    if new == "failed":
+        payment.failure_code = intent.failure_code
+        payment.failure_message = intent.failure_message
+    elif new == "succeeded":
+        payment.failure_code = payment.failure_message = None
+        payment.receipt_url = intent.receipt_url
+        payment.receipt_number = payment.receipt_number or _receipt_number(payment)
+        payment.succeeded_at = utcnow()
+        payment.order.status = "paid"
+        payment.order.paid_at = payment.succeeded_at
+    changed = new != payment.status
+    payment.status = new
+    return changed
+
+
+def refresh_payment(payment_id: uuid.UUID) -> Payment:
+    """Re-read the payment's intent from Stripe and apply it (locks the row; commits)."""
+    payment = db.session.scalar(
+        sa.select(Payment).where(Payment.id == payment_id).with_for_update()
+    )
+    if payment.stripe_payment_intent_id and not payment.is_final:
+        try:
+            intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
+        except gateway.GatewayError:
+            # Stripe unreachable: show what we know; the webhook or the next poll settles it.
+            log.warning("could not refresh payment %s", payment.id, exc_info=True)
+        else:
+            apply_intent(payment, intent)
+    db.session.commit()
+    return payment
+
+
+def sync_intent(intent_id: str) -> bool:
+    """Apply Stripe's current state of a PaymentIntent to its Payment (webhook handler).
+
+    Returns False when the intent is not one of ours. The caller commits.
+    """
+    payment = db.session.scalar(
+        sa.select(Payment).where(Payment.stripe_payment_intent_id == intent_id).with_for_update()
+    )
+    if payment is None:
+        return False
+    if not payment.is_final:
+        # Events arrive late, twice and out of order: the intent as it is now is the truth.
+        apply_intent(payment, gateway.retrieve_payment_intent(intent_id))
+    return True
+
+
+def payment_for(user: User, payment_id: str | uuid.UUID) -> Payment | None:
+    """The payment if ``user`` may see it (its customer or an admin); None means 404."""
+    pid = payment_id if isinstance(payment_id, uuid.UUID) else parse_uuid(payment_id)
+    if pid is None:
+        return None
+    query = sa.select(Payment).where(Payment.id == pid)
+    if user.role != "admin":
+        query = query.where(Payment.user_id == user.id)
+    return db.session.scalar(query)
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Payment]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def history(user: User, *, status: str | None = None, page: int = 1, per_page: int = 20,
+            start=None, end=None) -> Page:
+    """A user's payments, newest first, filtered; served by the (user, [status,] created) indexes."""
+    where = [Payment.user_id == user.id]
+    if status:
+        where.append(Payment.status == status)
+    if start is not None:
+        where.append(Payment.created_at >= start)
+    if end is not None:
+        where.append(Payment.created_at <= end)
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(Payment).where(*where))
+    rows = db.session.scalars(
+        sa.select(Payment)
+        .where(*where)
+        .order_by(Payment.created_at.desc(), Payment.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).unique()
+    return Page(list(rows), page, per_page, total or 0)

@@ -1,0 +1,106 @@
+"""Checkout, completion with live status, payment detail and history pages."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from .. import stripe_gateway as gateway
+from ..extensions import limiter
+from ..htmx import render
+from ..orders.services import order_for
+from .models import PAYMENT_STATUSES, SETTLED_FOR_NOW
+from .services import (
+    AlreadyPaid,
+    CheckoutError,
+    history,
+    payment_for,
+    payment_of_order,
+    refresh_payment,
+    start_checkout,
+)
+
+bp = Blueprint("payments", __name__)
+
+
+def _own_order(order_id: str):
+    order = order_for(current_user, order_id)
+    if order is None or order.customer_id != current_user.id:
+        abort(404)  # another customer's order is indistinguishable from a missing one
+    return order
+
+
+@bp.route("/checkout/<order_id>")
+@login_required
+@limiter.limit("30 per minute")
+def checkout(order_id: str):
+    """The payment page of an order: Payment Element, one PaymentIntent per order."""
+    order = _own_order(order_id)
+    try:
+        result = start_checkout(
+            order, ip=request.remote_addr, user_agent=request.user_agent.string
+        )
+    except AlreadyPaid as paid:
+        return redirect(url_for("payments.detail", payment_id=paid.payment.id))
+    except CheckoutError as exc:
+        return render_template("payments/unavailable.html", order=order, message=str(exc)), 409
+    except gateway.GatewayError:
+        current_app.logger.exception("checkout of order %s: Stripe error", order.id)
+        return render_template(
+            "payments/unavailable.html", order=order,
+            message="We could not reach the payment processor. Nothing was charged; "
+                    "please try again in a moment.",
+        ), 503
+    return render_template(
+        "payments/checkout.html", order=order, payment=result.payment, intent=result.intent,
+        return_url=url_for("payments.complete", order_id=order.id, _external=True),
+    )
+
+
+@bp.route("/checkout/<order_id>/complete")
+@login_required
+def complete(order_id: str):
+    """Where Stripe.js returns after confirming: shows the live status of the payment."""
+    order = _own_order(order_id)
+    payment = payment_of_order(order)
+    if payment is None:
+        abort(404)
+    payment = refresh_payment(payment.id)
+    return render_template("payments/complete.html", order=order, payment=payment,
+                           settled=SETTLED_FOR_NOW)
+
+
+@bp.route("/payments/<payment_id>/status")
+@login_required
+def status(payment_id: str):
+    """The status partial; it polls itself (HTMX) until the state is settled."""
+    payment = payment_for(current_user, payment_id)
+    if payment is None:
+        abort(404)
+    if payment.status not in SETTLED_FOR_NOW:
+        payment = refresh_payment(payment.id)
+    return render_template("payments/_status.html", payment=payment, settled=SETTLED_FOR_NOW)
+
+
+@bp.route("/payments/<payment_id>")
+@login_required
+def detail(payment_id: str):
+    """One payment: amount, card, breakdown, receipt."""
+    payment = payment_for(current_user, payment_id)
+    if payment is None:
+        abort(404)
+    return render_template("payments/detail.html", payment=payment, settled=SETTLED_FOR_NOW)
+
+
+@bp.route("/payments")
+@login_required
+def index():
+    """Payment history with a status filter and pagination (the table is an HTMX partial)."""
+    status_filter = request.args.get("status") or None
+    if status_filter not in PAYMENT_STATUSES:
+        status_filter = None
+    page = request.args.get("page", "1")
+    page = int(page) if page.isdigit() and 0 < int(page) < 100_000 else 1
+    result = history(current_user, status=status_filter, page=page)
+    return render("payments/history.html", "payments/_history_table.html",
+                  page=result, status=status_filter, statuses=PAYMENT_STATUSES)

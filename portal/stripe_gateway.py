@@ -1,0 +1,220 @@
+"""The only module that imports ``stripe``: every call to Stripe goes through here.
+
+It hands back small typed results instead of Stripe objects, so the rest of the portal never
+depends on the SDK's shapes, and it always passes an idempotency key on creates, so a retry
+or a double click never makes a second object. Offline the same code talks to the Stripe
+sandbox (``STRIPE_API_BASE``); nothing else knows the difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+from flask import current_app
+
+SignatureError = stripe.SignatureVerificationError
+
+
+class GatewayError(Exception):
+    """Stripe refused or could not be reached; ``code``/``message`` are safe to show."""
+
+    def __init__(self, message: str, *, code: str | None = None, decline_code: str | None = None,
+                 status: int | None = None, retryable: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.decline_code = decline_code
+        self.status = status
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class CardDetails:
+    brand: str | None = None
+    last4: str | None = None
+    exp_month: int | None = None
+    exp_year: int | None = None
+    funding: str | None = None
+    country: str | None = None
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What the portal needs of a PaymentIntent."""
+
+    id: str
+    status: str
+    amount: int
+    currency: str
+    client_secret: str | None
+    created: int
+    metadata: dict
+    payment_method_id: str | None = None
+    payment_method_type: str | None = None
+    card: CardDetails | None = None
+    billing_details: dict | None = None
+    receipt_url: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+
+
+def _client() -> stripe.StripeClient:
+    app = current_app
+    client = app.extensions.get("stripe_client")
+    if client is None:
+        client = stripe.StripeClient(
+            app.config["STRIPE_SECRET_KEY"],
+            base_addresses={"api": app.config["STRIPE_API_BASE"]},
+            # The SDK retries network errors, 409 lock_timeout, 429 and 5xx with backoff and
+            # the same idempotency key; it never retries other 4xx.
+            max_network_retries=2,
+        )
+        app.extensions["stripe_client"] = client
+    return client
+
+
+def _error(exc: stripe.StripeError) -> GatewayError:
+    err = getattr(exc, "error", None)
+    status = getattr(exc, "http_status", None)
+    return GatewayError(
+        getattr(err, "message", None) or getattr(exc, "user_message", None) or str(exc),
+        code=getattr(err, "code", None),
+        decline_code=getattr(err, "decline_code", None),
+        status=status,
+        retryable=isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError))
+        or (status or 0) >= 500,
+    )
+
+
+def _get(obj: Any, key: str, default: Any = None) -> Any:
+    if obj is None:
+        return default
+    try:
+        value = obj[key]
+    except (KeyError, TypeError):
+        return default
+    return default if value is None else value
+
+
+def _intent(pi: Any) -> Intent:
+    pm = _get(pi, "payment_method")
+    charge = _get(pi, "latest_charge")
+    pm_id = pm if isinstance(pm, str) else _get(pm, "id")
+    card_src = _get(_get(charge, "payment_method_details"), "card") or _get(pm, "card")
+    card = None
+    if card_src is not None:
+        card = CardDetails(
+            brand=_get(card_src, "brand"),
+            last4=_get(card_src, "last4"),
+            exp_month=_get(card_src, "exp_month"),
+            exp_year=_get(card_src, "exp_year"),
+            funding=_get(card_src, "funding"),
+            country=_get(card_src, "country"),
+        )
+    billing = _get(charge, "billing_details") or _get(pm, "billing_details")
+    err = _get(pi, "last_payment_error")
+    return Intent(
+        id=pi["id"],
+        status=pi["status"],
+        amount=int(pi["amount"]),
+        currency=str(pi["currency"]).upper(),
+        client_secret=_get(pi, "client_secret"),
+        created=int(_get(pi, "created", 0)),
+        metadata=dict(_get(pi, "metadata", {}) or {}),
+        payment_method_id=pm_id,
+        payment_method_type=_get(pm, "type") if not isinstance(pm, str) else None,
+        card=card,
+        billing_details=billing.to_dict() if hasattr(billing, "to_dict") else billing,
+        receipt_url=_get(charge, "receipt_url") if not isinstance(charge, str) else None,
+        failure_code=_get(err, "decline_code") or _get(err, "code"),
+        failure_message=_get(err, "message"),
+    )
+
+
+_EXPAND = ["latest_charge", "payment_method"]
+
+
+def create_payment_intent(*, amount: int, currency: str, idempotency_key: str,
+                          metadata: dict[str, str], customer: str | None = None,
+                          payment_method: str | None = None,
+                          description: str | None = None) -> Intent:
+    """Create a card PaymentIntent; the same idempotency key always returns the same intent."""
+    params: dict[str, Any] = {
+        "amount": amount,
+        "currency": currency.lower(),
+        "payment_method_types": ["card"],
+        "metadata": metadata,
+        "expand": _EXPAND,
+    }
+    if description:
+        params["description"] = description
+    if customer:
+        params["customer"] = customer
+    if payment_method:
+        params["payment_method"] = payment_method
+    try:
+        pi = _client().v1.payment_intents.create(
+            params=params, options={"idempotency_key": idempotency_key}
+        )
+    except stripe.StripeError as exc:
+        raise _error(exc) from exc
+    return _intent(pi)
+
+
+def retrieve_payment_intent(intent_id: str) -> Intent:
+    """The current state of a PaymentIntent, with its charge and card expanded."""
+    try:
+        pi = _client().v1.payment_intents.retrieve(intent_id, params={"expand": _EXPAND})
+    except stripe.StripeError as exc:
+        raise _error(exc) from exc
+    return _intent(pi)
+
+
+def confirm_payment_intent(intent_id: str, *, payment_method: str, return_url: str,
+                           idempotency_key: str) -> Intent:
+    """Confirm server-side with a payment method; a decline comes back as the failed intent."""
+    try:
+        pi = _client().v1.payment_intents.confirm(
+            intent_id,
+            params={"payment_method": payment_method, "return_url": return_url,
+                    "expand": _EXPAND},
+            options={"idempotency_key": idempotency_key},
+        )
+    except stripe.CardError:
+        # Stripe answers a decline with 402; the intent now holds the error and its code.
+        return retrieve_payment_intent(intent_id)
+    except stripe.StripeError as exc:
+        raise _error(exc) from exc
+    return _intent(pi)
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    type: str
+    api_version: str | None
+    created: int
+    object_id: str | None
+    payload: dict
+
+
+def verify_webhook(payload: bytes, signature: str | None) -> Event:
+    """Check the Stripe-Signature of a raw webhook body (5-minute tolerance) and parse it.
+
+    Raises SignatureError on a bad or stale signature, ValueError on a malformed body.
+    """
+    event = stripe.Webhook.construct_event(
+        payload, signature, current_app.config["STRIPE_WEBHOOK_SECRET"], tolerance=300
+    )
+    data = event.to_dict()
+    obj = _get(_get(data, "data"), "object") or {}
+    return Event(
+        id=data["id"],
+        type=data["type"],
+        api_version=data.get("api_version"),
+        created=int(data.get("created") or 0),
+        object_id=obj.get("id"),
+        payload=data,
+    )

@@ -1,0 +1,47 @@
+"""The job that processes one stored webhook event."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+import sqlalchemy as sa
+
+from ..extensions import db
+from ..models_base import utcnow
+from .handlers import HANDLERS
+from .models import StripeEvent
+
+log = logging.getLogger(__name__)
+
+
+def process_event(event_id: str) -> None:
+    """Apply one event exactly once: lock it, dispatch, mark it done in the same transaction."""
+    event = db.session.scalar(
+        sa.select(StripeEvent).where(StripeEvent.id == event_id).with_for_update()
+    )
+    if event is None or event.status in ("processed", "ignored"):
+        db.session.rollback()
+        return
+    handler = HANDLERS.get(event.type)
+    try:
+        handled = handler(event.payload) if handler else False
+    except Exception:
+        db.session.rollback()
+        _record_failure(event_id, traceback.format_exc())
+        raise
+    event.status = "processed" if handled else "ignored"
+    event.attempts += 1
+    event.processed_at = utcnow()
+    event.last_error = None
+    db.session.commit()
+
+
+def _record_failure(event_id: str, error: str) -> None:
+    event = db.session.get(StripeEvent, event_id)
+    if event is not None:
+        event.status = "failed"
+        event.attempts += 1
+        event.last_error = error[-4000:]
+        db.session.commit()
+    log.error("webhook event %s failed", event_id)

@@ -1,0 +1,28 @@
+"""Webhook intake: store a verified event once, then hand it to a job."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+
+from .. import jobs
+from ..extensions import db
+from ..stripe_gateway import Event
+from .jobs import process_event
+from .models import StripeEvent
+
+
+def receive_event(event: Event) -> bool:
+    """Store the event (commit) and enqueue its processing; False if it was already stored."""
+    db.session.add(StripeEvent(
+        id=event.id, type=event.type, object_id=event.object_id, api_version=event.api_version,
+        stripe_created=event.created, payload=event.payload, status="received",
+    ))
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return False  # a redelivery: the first copy is (being) processed
+    # After the commit, so the worker finds the row. If Redis is down the row stays
+    # "received" for the sweeper; Stripe still gets its 200.
+    jobs.enqueue(process_event, event.id, queue="webhooks")
+    return True

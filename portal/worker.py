@@ -1,0 +1,27 @@
+"""`flask worker`: an RQ worker bound to the app (jobs run with its configuration)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from .jobs import QUEUES, redis_connection
+
+
+@click.command("worker")
+@click.option("--queue", "queues", multiple=True, help="Queues to listen on (default: all).")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@with_appcontext
+def worker_command(queues: tuple[str, ...], burst: bool) -> None:
+    """Run an RQ worker for the portal's queues."""
+    from rq import Worker
+
+    if not current_app.config.get("REDIS_URL"):
+        raise click.ClickException("REDIS_URL is not set: jobs run in-process, no worker needed")
+    # Jobs in forked work-horses compare against this pid and drop inherited DB connections.
+    current_app.extensions["pid"] = os.getpid()
+    worker = Worker(list(queues or QUEUES), connection=redis_connection())
+    worker.work(burst=burst, with_scheduler=False)
