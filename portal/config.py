@@ -101,7 +101,8 @@ class Config:
         c.PLATFORM_FEE_PERCENT = _int(env, "PLATFORM_FEE_PERCENT", 10, 0, 100)
         c.JWT_TTL_SECONDS = _int(env, "JWT_TTL_SECONDS", 3600, 60, 3600)
         for f in fields(cls):
-            if f.type == "str" and env.get(f.name) not in (None, ""):
+            # ENV comes only from PORTAL_ENV/FLASK_ENV: a platform's stray ENV must not switch it.
+            if f.type == "str" and f.name != "ENV" and env.get(f.name) not in (None, ""):
                 setattr(c, f.name, env[f.name].strip())
         c._defaults_and_checks()
         return c
@@ -165,7 +166,8 @@ class Config:
         if not self.stripe_test_mode:
             # A live key never reaches a sandbox, and only a production deployment may hold one.
             for name in ("STRIPE_API_BASE", "STRIPE_JS_URL"):
-                if urlparse(getattr(self, name)).scheme != "https" or _is_local(getattr(self, name)):
+                url = getattr(self, name)
+                if urlparse(url).scheme != "https" or _is_local(url):
                     raise ConfigError(f"{name} must be Stripe's https URL when the key is live")
             if not self.production:
                 raise ConfigError(
@@ -185,6 +187,9 @@ class Config:
             REMEMBER_COOKIE_HTTPONLY=True,
             RATELIMIT_STORAGE_URI=self.REDIS_URL or "memory://",
             RATELIMIT_HEADERS_ENABLED=True,
+            # Redis down must not take logins down: count in memory until it is back.
+            RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
+            RATELIMIT_SWALLOW_ERRORS=True,
             WTF_CSRF_TIME_LIMIT=None,
             TESTING=self.ENV == "test",
         )

@@ -53,6 +53,6 @@ def seed_demo() -> list[tuple[str, str]]:
 def seed_demo_command() -> None:
     """Create the demo customer, vendors, admin and a few unpaid orders (idempotent)."""
     logins = seed_demo()
-    click.echo("Demo logins (password: %s):" % DEMO_PASSWORD)
+    click.echo(f"Demo logins (password: {DEMO_PASSWORD}):")
     for email, role in logins:
         click.echo(f"  {role:<9} {email}")

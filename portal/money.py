@@ -15,7 +15,7 @@ from babel.numbers import format_currency
 ZERO_DECIMAL = frozenset(
     "BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split()
 )
-THREE_DECIMAL = frozenset("BHD JOD KWD OMR TND".split())
+THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
 # Minimum charge amounts in minor units (Stripe's table; others default to 50 minor units).
 MINIMUM_CHARGE = {
     "USD": 50, "EUR": 50, "GBP": 30, "JPY": 50, "CAD": 50, "AUD": 50, "CHF": 50,
@@ -24,7 +24,7 @@ MINIMUM_CHARGE = {
 }
 MAX_AMOUNT = 99_999_999  # Stripe's 8-digit maximum, in minor units
 # The currencies this marketplace settles in; the rest of the tables are kept for parsing.
-SUPPORTED = frozenset("USD EUR GBP JPY KWD CAD AUD CHF".split())
+SUPPORTED = frozenset(["USD", "EUR", "GBP", "JPY", "KWD", "CAD", "AUD", "CHF"])
 
 
 class MoneyError(ValueError):
@@ -66,7 +66,7 @@ def check_minor(amount: int, currency: str, *, minimum: bool = True) -> int:
 
 
 def to_minor(value: str | int | Decimal, currency: str, *, minimum: bool = True) -> int:
-    """Parse a decimal amount ('299.99') into minor units (29999), refusing what Stripe can't take."""
+    """Parse a decimal amount ('299.99') into minor units (29999); refuse what Stripe can't take."""
     if isinstance(value, float):
         raise MoneyError("amounts must not be floats")
     try:

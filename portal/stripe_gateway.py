@@ -98,7 +98,8 @@ def _get(obj: Any, key: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def _intent(pi: Any) -> Intent:
+def _intent(obj: Any) -> Intent:
+    pi = obj.to_dict()  # plain nested dicts from here on
     pm = _get(pi, "payment_method")
     charge = _get(pi, "latest_charge")
     pm_id = pm if isinstance(pm, str) else _get(pm, "id")
@@ -122,11 +123,11 @@ def _intent(pi: Any) -> Intent:
         currency=str(pi["currency"]).upper(),
         client_secret=_get(pi, "client_secret"),
         created=int(_get(pi, "created", 0)),
-        metadata=dict(_get(pi, "metadata", {}) or {}),
+        metadata=_get(pi, "metadata", {}),
         payment_method_id=pm_id,
         payment_method_type=_get(pm, "type") if not isinstance(pm, str) else None,
         card=card,
-        billing_details=billing.to_dict() if hasattr(billing, "to_dict") else billing,
+        billing_details=billing,
         receipt_url=_get(charge, "receipt_url") if not isinstance(charge, str) else None,
         failure_code=_get(err, "decline_code") or _get(err, "code"),
         failure_message=_get(err, "message"),

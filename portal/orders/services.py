@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from ..auth.models import User
 from ..auth.services import normalize_email
 from ..extensions import db
-from ..money import MoneyError, check_minor, normalize_currency
 from ..models_base import parse_uuid
+from ..money import MoneyError, check_minor, normalize_currency
 from .models import Order, OrderItem
 
 
@@ -99,7 +99,7 @@ def create_order(data: OrderIn) -> Order:
     return order
 
 
-def order_for(user: User, order_id: str | uuid.UUID, *, lock: bool = False) -> Order | None:
+def order_for(user: User, order_id: str | uuid.UUID) -> Order | None:
     """The order if ``user`` may see it (its customer, an admin or a service); None means 404."""
     oid = order_id if isinstance(order_id, uuid.UUID) else parse_uuid(order_id)
     if oid is None:
@@ -107,8 +107,6 @@ def order_for(user: User, order_id: str | uuid.UUID, *, lock: bool = False) -> O
     query = sa.select(Order).where(Order.id == oid)
     if user.role not in ("admin", "service"):
         query = query.where(Order.customer_id == user.id)
-    if lock:
-        query = query.with_for_update()
     return db.session.scalar(query)
 
 

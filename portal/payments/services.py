@@ -37,7 +37,7 @@ class Checkout:
 
 def payment_of_order(order: Order, *, lock: bool = False) -> Payment | None:
     query = sa.select(Payment).where(Payment.order_id == order.id)
-    return db.session.scalar(query.with_for_update() if lock else query)
+    return db.session.scalar(query.with_for_update(of=Payment) if lock else query)
 
 
 def _create_payment_row(order: Order, ip: str | None, user_agent: str | None) -> Payment:
@@ -157,7 +157,7 @@ def apply_intent(payment: Payment, intent: gateway.Intent) -> bool:
 def refresh_payment(payment_id: uuid.UUID) -> Payment:
     """Re-read the payment's intent from Stripe and apply it (locks the row; commits)."""
     payment = db.session.scalar(
-        sa.select(Payment).where(Payment.id == payment_id).with_for_update()
+        sa.select(Payment).where(Payment.id == payment_id).with_for_update(of=Payment)
     )
     if payment.stripe_payment_intent_id and not payment.is_final:
         try:
@@ -177,7 +177,9 @@ def sync_intent(intent_id: str) -> bool:
     Returns False when the intent is not one of ours. The caller commits.
     """
     payment = db.session.scalar(
-        sa.select(Payment).where(Payment.stripe_payment_intent_id == intent_id).with_for_update()
+        sa.select(Payment)
+        .where(Payment.stripe_payment_intent_id == intent_id)
+        .with_for_update(of=Payment)
     )
     if payment is None:
         return False
@@ -212,7 +214,7 @@ class Page:
 
 def history(user: User, *, status: str | None = None, page: int = 1, per_page: int = 20,
             start=None, end=None) -> Page:
-    """A user's payments, newest first, filtered; served by the (user, [status,] created) indexes."""
+    """A user's payments, newest first, filtered; served by the (user, status?, created) index."""
     where = [Payment.user_id == user.id]
     if status:
         where.append(Payment.status == status)

@@ -1,0 +1,50 @@
+# The two commands: `make run` (demo on SQLite + Stripe sandbox) and `make test` (everything).
+SHELL := /bin/bash
+PY := .venv/bin/python
+HTMX_VERSION := 2.0.11
+HTMX_SRI := sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg
+export FLASK_APP := wsgi
+
+.PHONY: run test lint unit integration e2e bench install htmx clean
+
+install: .venv/.installed static/vendor/htmx.min.js
+
+.venv/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+htmx: static/vendor/htmx.min.js
+
+# The same pinned htmx the production pages load from the CDN, checked against its SRI hash.
+static/vendor/htmx.min.js:
+	mkdir -p static/vendor
+	tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent htmx.org@$(HTMX_VERSION) >/dev/null \
+	  && tar xzf htmx.org-$(HTMX_VERSION).tgz \
+	  && test "sha384-$$(openssl dgst -sha384 -binary package/dist/htmx.min.js | openssl base64 -A)" = "$(HTMX_SRI)" \
+	  && cp package/dist/htmx.min.js $(CURDIR)/$@ && rm -rf $$tmp
+
+run: install
+	scripts/run-dev.sh
+
+lint: install
+	.venv/bin/ruff check .
+
+test: install lint
+	$(PY) -m pytest
+
+unit: install
+	$(PY) -m pytest tests/unit
+
+integration: install
+	$(PY) -m pytest tests/integration tests/sandbox
+
+e2e: install
+	$(PY) -m pytest tests/e2e
+
+bench: install
+	$(PY) bench/history.py
+
+clean:
+	rm -rf .venv static/vendor instance .pytest_cache .ruff_cache

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# `make run`: migrate, seed the demo, start the Stripe sandbox, the web server and (with
+# REDIS_URL) a worker; print the URL and the logins. Ctrl-C stops all of it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export FLASK_APP=wsgi
+PORT="${PORT:-3006}"
+SANDBOX_PORT="${SANDBOX_PORT:-8420}"
+PY=.venv/bin/python
+
+pids=()
+stop() { trap - INT TERM EXIT; kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap stop INT TERM EXIT
+
+if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
+  export STRIPE_API_BASE="http://127.0.0.1:${SANDBOX_PORT}"
+  $PY -m stripe_sandbox --port "$SANDBOX_PORT" \
+      --webhook-url "http://127.0.0.1:${PORT}/api/payments/webhook" \
+      --webhook-secret "${STRIPE_WEBHOOK_SECRET:-whsec_sandbox}" &
+  pids+=($!)
+fi
+
+.venv/bin/flask db upgrade
+logins=$(.venv/bin/flask seed-demo)
+
+if [ -n "${REDIS_URL:-}" ]; then
+  .venv/bin/flask worker &
+  pids+=($!)
+fi
+.venv/bin/gunicorn --bind "127.0.0.1:${PORT}" --workers 2 --threads 4 --access-logfile - wsgi:app &
+pids+=($!)
+
+for _ in $(seq 50); do
+  $PY -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:${PORT}/healthz', timeout=1)" 2>/dev/null && break
+  sleep 0.2
+done
+cat <<MSG
+
+  ShopSphere Payments is running: http://127.0.0.1:${PORT}/
+  ${logins}
+  Test card: 4242 4242 4242 4242, any future expiry, any CVC (3-D Secure: 4000 0027 6000 3184).
+  Press Ctrl-C to stop.
+
+MSG
+wait -n "${pids[@]}"

@@ -1,0 +1,59 @@
+"""Test helpers: users, orders, logins and signed Stripe webhooks."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import time
+
+from portal.auth.services import create_user, issue_token
+from portal.extensions import db
+from portal.orders.services import ItemIn, OrderIn, create_order
+
+PASSWORD = "correct-horse-battery"
+
+
+def make_user(email: str, role: str = "customer"):
+    user = create_user(email, role, PASSWORD, email.split("@")[0].title())
+    db.session.commit()
+    return user
+
+
+def make_order(customer, vendor, *, currency: str = "USD", amounts=(4999,), tax: int = 0,
+               shipping: int = 0):
+    order = create_order(OrderIn(
+        customerEmail=customer.email, currency=currency, tax=tax, shipping=shipping,
+        items=[ItemIn(vendorEmail=vendor.email, description=f"Item {n}", quantity=1,
+                      unitAmount=a) for n, a in enumerate(amounts)],
+    ))
+    db.session.commit()
+    return order
+
+
+def bearer(user) -> dict:
+    return {"Authorization": f"Bearer {issue_token(user)[0]}"}
+
+
+def login(client, email: str, password: str = PASSWORD):
+    return client.post("/login", data={"email": email, "password": password})
+
+
+def csrf_token(html: str) -> str:
+    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html).group(1)
+
+
+def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
+    """A Stripe-Signature header as Stripe computes it."""
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def event_body(event_id: str, event_type: str, obj: dict) -> bytes:
+    return json.dumps({
+        "id": event_id, "object": "event", "type": event_type, "api_version": "2026-10-28.endive",
+        "created": int(time.time()), "livemode": False, "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None}, "data": {"object": obj},
+    }).encode()

@@ -1,0 +1,121 @@
+"""POST /api/payments/webhook: verified, stored once, processed into the payment's state."""
+
+import json
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from portal.extensions import db
+from portal.payments.models import Payment
+from portal.webhooks.models import StripeEvent
+from tests.helpers import event_body, login, make_order, make_user, sign
+
+SECRET = "whsec_portal_tests"
+
+
+def post_event(client, body: bytes, secret: str = SECRET, timestamp=None):
+    return client.post("/api/payments/webhook", data=body,
+                       headers={"Stripe-Signature": sign(body, secret, timestamp),
+                                "Content-Type": "application/json"})
+
+
+def events() -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(StripeEvent))
+
+
+@pytest.mark.parametrize(
+    "how", ["tampered body", "wrong secret", "stale timestamp", "no header", "not json"]
+)
+def test_bad_signature_is_400_and_stores_nothing(client, how):
+    body = event_body("evt_bad", "payment_intent.succeeded", {"id": "pi_x"})
+    headers = {"Stripe-Signature": sign(body, SECRET)}
+    if how == "tampered body":
+        body = body.replace(b"pi_x", b"pi_y")
+    elif how == "wrong secret":
+        headers["Stripe-Signature"] = sign(body, "whsec_other")
+    elif how == "stale timestamp":
+        headers["Stripe-Signature"] = sign(body, SECRET, int(time.time()) - 301)
+    elif how == "no header":
+        headers = {}
+    else:
+        body = b"not json at all"
+        headers["Stripe-Signature"] = sign(body, SECRET)
+    r = client.post("/api/payments/webhook", data=body, headers=headers)
+    assert r.status_code == 400
+    assert r.json["success"] is False
+    assert events() == 0
+
+
+@pytest.fixture
+def paid_intent(client, stripe_client):
+    """An order checked out by its customer and paid with 4242 directly at the sandbox."""
+    customer = make_user("payer@example.test")
+    vendor = make_user("seller@example.test", "vendor")
+    order = make_order(customer, vendor, amounts=(2500,), tax=200)
+    login(client, customer.email)
+    assert client.get(f"/checkout/{order.id}").status_code == 200
+    payment = db.session.scalar(sa.select(Payment).where(Payment.order_id == order.id))
+    pi = stripe_client.v1.payment_intents.confirm(
+        payment.stripe_payment_intent_id, params={"payment_method": card_pm(stripe_client)}
+    )
+    assert pi.status == "succeeded"
+    return payment, pi
+
+
+def card_pm(stripe_client, number="4242424242424242") -> str:
+    return stripe_client.v1.payment_methods.create(params={
+        "type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"}
+    }).id
+
+
+def test_event_is_stored_once_and_settles_the_payment(client, paid_intent):
+    payment, pi = paid_intent
+    assert payment.status == "pending"  # nothing told us yet
+    body = event_body("evt_1", "payment_intent.succeeded", pi.to_dict())
+    r = post_event(client, body)
+    assert r.status_code == 200 and r.json == {"received": True}
+    db.session.expire_all()
+    event = db.session.get(StripeEvent, "evt_1")
+    assert event.status == "processed" and event.object_id == pi.id
+    assert event.type == "payment_intent.succeeded" and event.processed_at is not None
+    assert payment.status == "succeeded" and payment.order.status == "paid"
+    assert (payment.card_brand, payment.card_last4) == ("visa", "4242")
+    assert payment.receipt_number and payment.receipt_number.startswith("R-")
+
+    again = post_event(client, body)  # Stripe redelivers: a no-op
+    assert again.status_code == 200 and again.json == {"received": True}
+    assert events() == 1
+
+
+def test_stale_payload_cannot_undo_a_success(client, paid_intent):
+    payment, pi = paid_intent
+    post_event(client, event_body("evt_ok", "payment_intent.succeeded", pi.to_dict()))
+    late = {**pi.to_dict(), "status": "requires_payment_method"}
+    post_event(client, event_body("evt_late", "payment_intent.payment_failed", late))
+    db.session.expire_all()
+    assert payment.status == "succeeded"
+
+
+def test_unknown_types_and_foreign_intents_are_stored_and_ignored(client):
+    post_event(client, event_body("evt_cust", "customer.created", {"id": "cus_1"}))
+    post_event(client, event_body("evt_other", "payment_intent.succeeded", {"id": "pi_not_ours"}))
+    statuses = dict(db.session.execute(sa.select(StripeEvent.id, StripeEvent.status)).all())
+    assert statuses == {"evt_cust": "ignored", "evt_other": "ignored"}
+
+
+def test_redis_down_still_answers_200_and_keeps_the_event_for_the_sweeper(app, client,
+                                                                          monkeypatch):
+    monkeypatch.setitem(app.config, "REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens
+    monkeypatch.delitem(app.extensions, "redis", raising=False)
+    body = event_body("evt_noredis", "payment_intent.succeeded", {"id": "pi_whatever"})
+    r = post_event(client, body)
+    assert r.status_code == 200
+    assert db.session.get(StripeEvent, "evt_noredis").status == "received"
+
+
+def test_event_json_is_kept_verbatim(client):
+    body = event_body("evt_keep", "charge.succeeded", {"id": "ch_1", "amount": 123})
+    post_event(client, body)
+    stored = db.session.get(StripeEvent, "evt_keep")
+    assert stored.payload == json.loads(body)
