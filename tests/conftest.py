@@ -80,3 +80,19 @@ def portal_env(database_url: str, stripe_base: str, **more) -> dict:
         "LOG_LEVEL": "WARNING",
         **more,
     }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hashing():
+    """In-process tests hash with few iterations (as Django's test hasher does); the
+    end-to-end server keeps the real scrypt."""
+    from functools import partial
+
+    from werkzeug.security import generate_password_hash
+
+    from portal.auth import models
+
+    original = models.generate_password_hash
+    models.generate_password_hash = partial(generate_password_hash, method="pbkdf2:sha256:1000")
+    yield
+    models.generate_password_hash = original

@@ -1,0 +1,126 @@
+"""A customer pays in a real browser: cards, 3-D Secure, declines, and the webhook alone."""
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from portal.extensions import db
+from portal.orders.models import Order
+from portal.payments.models import Payment
+from portal.webhooks.models import StripeEvent
+from tests.e2e.conftest import sa, scalar, wait_for
+from tests.helpers import PASSWORD, make_order, make_user
+
+
+@pytest.fixture
+def order(app_ctx):
+    customer = make_user("buyer@example.test")
+    vendor = make_user("maker@example.test", "vendor")
+    o = make_order(customer, vendor, amounts=(4999, 4212), tax=800)  # $100.11
+    return {"id": o.id, "number": o.number, "email": customer.email}
+
+
+def sign_in(page: Page, email: str) -> None:
+    page.goto("/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Your orders")).to_be_visible()
+
+
+def open_checkout(page: Page, order) -> None:
+    sign_in(page, order["email"])
+    page.get_by_role("link", name=f"Pay order #{order['number']}").click()
+    expect(page.get_by_role("heading", name=f"Pay order #{order['number']}")).to_be_visible()
+
+
+def enter_card(page: Page, number: str) -> None:
+    page.get_by_label("Card number").fill(number)
+    page.get_by_label("Expiration date").fill("12 / 34")
+    page.get_by_label("CVC").fill("123")
+    page.get_by_role("button", name="Pay $100.11").click()
+
+
+def payment_status(order_id):
+    return scalar(sa.select(Payment.status).where(Payment.order_id == order_id))
+
+
+def test_pay_with_4242_then_history_lists_it(page: Page, order):
+    open_checkout(page, order)
+    enter_card(page, "4242 4242 4242 4242")
+    expect(page.get_by_text("Succeeded")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Payment of \$100\.11 received with Visa •••• 4242"))
+           ).to_be_visible()
+    page.get_by_role("link", name="Payment history").first.click()
+    row = page.get_by_role("row").filter(has_text="Visa •••• 4242")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("$100.11")
+    expect(row).to_contain_text("USD")
+    expect(row).to_contain_text("Succeeded")
+    assert payment_status(order["id"]) == "succeeded"
+
+
+def test_3ds_card_approved(page: Page, order):
+    open_checkout(page, order)
+    enter_card(page, "4000 0027 6000 3184")
+    dialog = page.get_by_role("dialog", name="3D Secure authentication")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Complete authentication").click()
+    expect(page.get_by_text("Succeeded")).to_be_visible()
+    assert payment_status(order["id"]) == "succeeded"
+
+
+def test_3ds_failed_shows_a_message_and_the_order_can_be_paid_again(page: Page, order):
+    open_checkout(page, order)
+    enter_card(page, "4000 0027 6000 3184")
+    page.get_by_role("dialog", name="3D Secure authentication").get_by_role(
+        "button", name="Fail authentication").click()
+    expect(page.get_by_role("alert")).to_contain_text("unable to authenticate")
+    assert payment_status(order["id"]) != "succeeded"
+    # The same page, another card: the order is paid.
+    enter_card(page, "4242 4242 4242 4242")
+    expect(page.get_by_text("Succeeded")).to_be_visible()
+    assert payment_status(order["id"]) == "succeeded"
+
+
+def test_declined_card_shows_the_decline_and_nothing_succeeds(page: Page, order):
+    open_checkout(page, order)
+    enter_card(page, "4000 0000 0000 0341")
+    expect(page.get_by_role("alert")).to_contain_text("Your card was declined.")
+    expect(page.get_by_role("button", name="Pay $100.11")).to_be_enabled()
+    # The webhook (payment_intent.payment_failed) records the failure; nothing succeeded.
+    wait_for(lambda: payment_status(order["id"]) == "failed")
+    failure = scalar(sa.select(Payment.failure_message).where(Payment.order_id == order["id"]))
+    assert "declined" in failure
+    assert scalar(sa.select(Order.status).where(Order.id == order["id"])) == "unpaid"
+    # Coming back to the order page tells the customer what happened and lets them retry.
+    page.goto(f"/checkout/{order['id']}")
+    expect(page.get_by_role("alert").first).to_contain_text("Your last attempt failed")
+
+
+def test_browser_closed_after_confirming_the_webhook_alone_settles_it(page: Page, order):
+    open_checkout(page, order)
+    # The browser never comes back to our completion page: it is closed on the way.
+    page.route("**/checkout/*/complete*", lambda route: route.abort())
+    with page.expect_request("**/checkout/*/complete*"):
+        enter_card(page, "4242 4242 4242 4242")
+    page.context.close()
+    # Stripe's signed webhook -> stored event -> RQ worker on Redis -> payment succeeded.
+    wait_for(lambda: payment_status(order["id"]) == "succeeded")
+    event = scalar(sa.select(StripeEvent).where(StripeEvent.type == "payment_intent.succeeded"))
+    assert event.status == "processed" and event.attempts == 1
+    payment = scalar(sa.select(Payment).where(Payment.order_id == order["id"]))
+    assert (payment.card_brand, payment.card_last4) == ("visa", "4242")
+    assert scalar(sa.select(Order.status).where(Order.id == order["id"])) == "paid"
+
+
+def test_reloading_checkout_keeps_one_payment(page: Page, order):
+    open_checkout(page, order)
+    page.reload()
+    page.reload()
+    enter_card(page, "4242 4242 4242 4242")
+    expect(page.get_by_text("Succeeded")).to_be_visible()
+    db.session.remove()
+    count = db.session.scalar(sa.select(sa.func.count()).select_from(Payment))
+    assert count == 1
