@@ -134,10 +134,11 @@ class Config:
             self.JWT_SECRET = self.SECRET_KEY
         self._stripe_checks()
         if not self.HTMX_URL:
-            if self.production:
-                self.HTMX_URL, self.HTMX_SRI = HTMX_CDN_URL, HTMX_CDN_SRI
-            else:
+            # The pinned CDN copy, unless `make` has fetched the same version for offline use.
+            if not self.production and (ROOT / "static" / "vendor" / "htmx.min.js").exists():
                 self.HTMX_URL = "/static/vendor/htmx.min.js"
+            else:
+                self.HTMX_URL, self.HTMX_SRI = HTMX_CDN_URL, HTMX_CDN_SRI
         if self.production:
             self.PREFERRED_URL_SCHEME = "https"
 

@@ -9,6 +9,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from .jobs import QUEUES, redis_connection
+from .webhooks.jobs import sweep_received
 
 
 @click.command("worker")
@@ -23,5 +24,9 @@ def worker_command(queues: tuple[str, ...], burst: bool) -> None:
         raise click.ClickException("REDIS_URL is not set: jobs run in-process, no worker needed")
     # Jobs in forked work-horses compare against this pid and drop inherited DB connections.
     current_app.extensions["pid"] = os.getpid()
+    # Events stored while Redis was down wait as "received": queue them before listening.
+    queued = sweep_received(older_than_seconds=0)
+    if queued:
+        click.echo(f"queued {queued} webhook event(s) left from while Redis was unreachable")
     worker = Worker(list(queues or QUEUES), connection=redis_connection())
     worker.work(burst=burst, with_scheduler=False)

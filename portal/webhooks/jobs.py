@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import traceback
+from datetime import timedelta
 
 import sqlalchemy as sa
 
+from .. import jobs
 from ..extensions import db
 from ..models_base import utcnow
 from .handlers import HANDLERS
@@ -45,3 +47,19 @@ def _record_failure(event_id: str, error: str) -> None:
         event.last_error = error[-4000:]
         db.session.commit()
     log.error("webhook event %s failed", event_id)
+
+
+def sweep_received(older_than_seconds: int = 60) -> int:
+    """Enqueue events still ``received`` (Redis was down at intake); returns how many.
+
+    Safe to run at any time: processing an event twice is a no-op.
+    """
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    ids = db.session.scalars(
+        sa.select(StripeEvent.id)
+        .where(StripeEvent.status == "received", StripeEvent.received_at < cutoff)
+        .order_by(StripeEvent.received_at)
+        .limit(1000)
+    ).all()
+    db.session.rollback()
+    return sum(jobs.enqueue(process_event, event_id, queue="webhooks") for event_id in ids)

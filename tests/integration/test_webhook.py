@@ -119,3 +119,17 @@ def test_event_json_is_kept_verbatim(client):
     post_event(client, body)
     stored = db.session.get(StripeEvent, "evt_keep")
     assert stored.payload == json.loads(body)
+
+
+def test_sweeper_processes_events_left_received(app, client, monkeypatch):
+    from portal.webhooks.jobs import sweep_received
+
+    monkeypatch.setitem(app.config, "REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.delitem(app.extensions, "redis", raising=False)
+    post_event(client, event_body("evt_swept", "customer.updated", {"id": "cus_9"}))
+    assert db.session.get(StripeEvent, "evt_swept").status == "received"
+    monkeypatch.setitem(app.config, "REDIS_URL", "")  # Redis "back": in-process here
+    with app.app_context():
+        assert sweep_received(older_than_seconds=0) == 1
+    db.session.expire_all()
+    assert db.session.get(StripeEvent, "evt_swept").status == "ignored"

@@ -1,0 +1,12 @@
+"""Schedules for `rq cron portal.cron_config` (one scheduler process per deployment).
+
+Each entry runs a portal job through `portal.jobs.run`, which gives it an app context.
+"""
+
+from rq import cron
+
+from .jobs import run
+
+# Events stored while Redis was down are still "received": hand them to the workers.
+cron.register(run, "webhooks", args=("portal.webhooks.jobs.sweep_received",), interval=60,
+              name="sweep-received-webhook-events")

@@ -1,0 +1,46 @@
+"""The CLI: users create/token and seed-demo."""
+
+import sqlalchemy as sa
+
+from portal.auth.models import User
+from portal.auth.services import user_from_token
+from portal.extensions import db
+from portal.orders.models import Order
+
+
+def test_users_create_and_token(app):
+    runner = app.test_cli_runner()
+    r = runner.invoke(args=["users", "create", "Ops@Example.test", "--role", "admin",
+                            "--password", "long-enough-pw", "--name", "Ops"])
+    assert r.exit_code == 0, r.output
+    assert "created admin ops@example.test" in r.output
+    r = runner.invoke(args=["users", "token", "ops@example.test"])
+    assert r.exit_code == 0
+    assert user_from_token(r.output.strip()).email == "ops@example.test"
+
+
+def test_users_create_refuses_bad_input(app):
+    runner = app.test_cli_runner()
+    r = runner.invoke(args=["users", "create", "x@example.test", "--role", "customer",
+                            "--password", "short"])
+    assert r.exit_code != 0 and "password: password must be at least 8 characters" in r.output
+    r = runner.invoke(args=["users", "create", "x@example.test", "--role", "root",
+                            "--password", "long-enough-pw"])
+    assert r.exit_code != 0 and "root" in r.output
+    r = runner.invoke(args=["users", "token", "nobody@example.test"])
+    assert r.exit_code != 0 and "no user with e-mail nobody@example.test" in r.output
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 0
+
+
+def test_seed_demo_is_idempotent(app):
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["seed-demo"])
+    assert first.exit_code == 0 and "customer@demo.shopsphere.test" in first.output
+    counts = (db.session.scalar(sa.select(sa.func.count()).select_from(User)),
+              db.session.scalar(sa.select(sa.func.count()).select_from(Order)))
+    assert runner.invoke(args=["seed-demo"]).exit_code == 0
+    again = (db.session.scalar(sa.select(sa.func.count()).select_from(User)),
+             db.session.scalar(sa.select(sa.func.count()).select_from(Order)))
+    assert counts == again == (4, 3)
+    currencies = set(db.session.scalars(sa.select(Order.currency)))
+    assert currencies == {"USD", "EUR", "JPY"}
