@@ -1,0 +1,350 @@
+"""The sandbox's HTTP server: localstripe's aiohttp app, adjusted.
+
+On top of the resource changes in `patches` (imported first, see there):
+- idempotency: `Idempotency-Key` on POSTs replays the first response
+  (`Idempotent-Replayed: true`), or answers 400 `idempotency_error` when the
+  key comes back with another endpoint or other parameters; kept 24 h, per
+  API key. stripe-python sends a key with every POST and reuses it on retries.
+- publishable keys: Stripe.js creates PaymentMethods, retrieves and confirms
+  PaymentIntents with a `pk_` key (+ the client_secret); localstripe refuses.
+- CORS: preflights are answered (localstripe refused them unauthenticated)
+  and allow the headers browsers and SDKs send.
+- the Stripe.js double (stripe-js-double.js) at /js.stripe.com/v3/, a
+  3-D Secure page for `redirect_to_url` next actions, receipt pages.
+- no pickling of the store after each POST.
+"""
+
+import argparse
+import base64
+import html
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from aiohttp import web
+from localstripe.resources import Charge, PaymentIntent
+from localstripe.webhooks import register_webhook
+
+# isort: off
+from . import patches  # must come before localstripe.server: see patches
+from localstripe import server as localstripe
+# isort: on
+
+JS_DOUBLE = Path(__file__).with_name("stripe-js-double.js")
+
+
+async def request_params(request):
+    """The request's parameters as localstripe reads them (body and query)."""
+    body = {}
+    if request.method == "POST":
+        body = await localstripe.get_post_data(request, remove_auth=False)
+    return {**localstripe.unflatten_data(request.query), **(body or {})}
+
+
+def api_key(request, params):
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme == "Bearer":
+        return value
+    if scheme == "Basic":
+        return base64.b64decode(value).decode(errors="replace").split(":")[0]
+    key = params.get("key")  # how Stripe.js passes its publishable key
+    return key if isinstance(key, str) else None
+
+
+# --- Front: CORS preflights and the Stripe.js double ---------------------
+
+
+@web.middleware
+async def front_middleware(request, handler):
+    # Preflights carry no credentials, so they must not reach the auth
+    # middleware; the CORS headers themselves are added by cors_headers.
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        return web.Response(status=204)
+    # localstripe registered its own stand-in at this path; routes cannot be
+    # unregistered, so the double is served before routing matters.
+    if request.method in ("GET", "HEAD") and request.path.rstrip("/") == "/js.stripe.com/v3":
+        return web.Response(
+            text=JS_DOUBLE.read_text(encoding="utf-8"),
+            content_type="application/javascript",
+            headers={"Cache-Control": "no-cache"},
+        )
+    return await handler(request)
+
+
+async def cors_headers(request, response):
+    """Let pages on any origin (the portal runs on another loopback port)
+    call the API with fetch, as api.stripe.com does."""
+    origin = request.headers.get("Origin")
+    if origin:
+        response.headers.update(
+            {
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+                "Access-Control-Allow-Headers": (
+                    "Authorization, Content-Type, Accept, Idempotency-Key, Stripe-Version, "
+                    "Stripe-Account"
+                ),
+                "Access-Control-Expose-Headers": "Idempotent-Replayed",
+                "Access-Control-Max-Age": "300",
+                "Vary": "Origin",
+            }
+        )
+
+
+# --- Idempotency --------------------------------------------------------
+
+IDEMPOTENCY_TTL = 24 * 3600
+
+
+@dataclass
+class SavedResponse:
+    created: float
+    path: str
+    params: dict
+    status: int = None  # None while the first request is running
+    body: bytes = b""
+    content_type: str = "application/json"
+
+
+# (API key, Idempotency-Key) -> SavedResponse, oldest first.
+saved_responses = {}
+
+
+def idempotency_error(status, message):
+    return patches.StripeError(status, "idempotency_error", message).to_response()
+
+
+def endpoint_ran(status):
+    # Stripe saves a result once the endpoint starts executing: not for
+    # requests refused by validation (400, 404), authentication or conflicts.
+    return status < 400 or status == 402 or status >= 500
+
+
+@web.middleware
+async def idempotency_middleware(request, handler):
+    idempotency_key = request.headers.get("Idempotency-Key")
+    if request.method != "POST" or not idempotency_key or not request.path.startswith("/v1/"):
+        return await handler(request)
+    params = await request_params(request)
+    key = api_key(request, params)
+    if not key:
+        return await handler(request)  # refused later as unauthenticated
+    if len(idempotency_key) > 255:
+        return idempotency_error(
+            400, "Keys for idempotent requests can be no longer than 255 characters."
+        )
+    now = time.monotonic()
+    while saved_responses:
+        oldest_slot, oldest = next(iter(saved_responses.items()))
+        if now - oldest.created < IDEMPOTENCY_TTL:
+            break
+        del saved_responses[oldest_slot]
+
+    slot = (key, idempotency_key)
+    saved = saved_responses.get(slot)
+    try_other_key = (
+        f"Try using a key other than '{idempotency_key}' if "
+        "you meant to execute a different request."
+    )
+    if saved is not None:
+        if saved.path != request.path:
+            return idempotency_error(
+                400,
+                "Keys for idempotent requests can only be used for the "
+                "same endpoint they were first used for "
+                f"('{saved.path}' vs '{request.path}'). {try_other_key}",
+            )
+        if saved.params != params:
+            return idempotency_error(
+                400,
+                "Keys for idempotent requests can only be used with the "
+                "same parameters they were first used with. " + try_other_key,
+            )
+        if saved.status is None:
+            return idempotency_error(
+                409,
+                "There is currently another in-progress request using "
+                "this Idempotent Key (that probably means you submitted "
+                "twice, and the other request is still going through): "
+                f"{idempotency_key}. Please try again later.",
+            )
+        return web.Response(
+            status=saved.status,
+            body=saved.body,
+            content_type=saved.content_type,
+            charset="utf-8",
+            headers={"Idempotent-Replayed": "true"},
+        )
+
+    saved = saved_responses[slot] = SavedResponse(now, request.path, params)
+    try:
+        response = await handler(request)
+    except BaseException:
+        del saved_responses[slot]
+        raise
+    if isinstance(response, web.Response) and endpoint_ran(response.status):
+        saved.status, saved.body = response.status, response.body
+        saved.content_type = response.content_type
+    else:
+        del saved_responses[slot]
+    return response
+
+
+# --- Authentication -----------------------------------------------------
+
+# What Stripe.js may do with a publishable key: (method, path, whether the
+# PaymentIntent's client_secret must come along).
+PUBLISHABLE_KEY_ROUTES = (
+    ("POST", re.compile(r"/v1/payment_methods"), False),
+    ("GET", re.compile(r"/v1/payment_intents/(?P<id>pi_\w+)"), True),
+    ("POST", re.compile(r"/v1/payment_intents/(?P<id>pi_\w+)/confirm"), True),
+    ("POST", re.compile(r"/v1/payment_intents/(?P<id>pi_\w+)/_authenticate"), True),
+)
+
+
+@web.middleware
+async def auth_middleware(request, handler):
+    """localstripe's, plus the publishable-key calls Stripe.js makes."""
+    if request.path.startswith(("/3ds/", "/receipts/")):
+        # Pages for the customer's browser, like Stripe's hosted ones; the
+        # 3-D Secure page checks the client secret itself.
+        return await handler(request)
+    params = await request_params(request)
+    key = api_key(request, params) or ""
+    if key.startswith("pk_"):
+        for method, path, needs_client_secret in PUBLISHABLE_KEY_ROUTES:
+            match = path.fullmatch(request.path)
+            if match and request.method == method:
+                if needs_client_secret:
+                    patches.check_client_secret(
+                        PaymentIntent._api_retrieve(match["id"]), params.get("client_secret")
+                    )
+                return await handler(request)
+    return await localstripe.auth_middleware(request, handler)
+
+
+# --- Pages --------------------------------------------------------------
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family: sans-serif; max-width: 32em; margin: 3em auto">
+<p><strong>Stripe sandbox</strong> (test mode, no real money)</p>
+<h1>{title}</h1>
+{body}
+</body></html>"""
+
+
+def page(title, body):
+    return web.Response(
+        text=PAGE.format(title=html.escape(title), body=body), content_type="text/html"
+    )
+
+
+def with_query(url, **params):
+    parts = urlsplit(url)
+    query = urlencode(parse_qsl(parts.query) + list(params.items()))
+    return urlunsplit(parts._replace(query=query))
+
+
+async def three_d_secure_page(request):
+    """Where next_action.redirect_to_url points: stands in for the bank's
+    3-D Secure page, then returns to the return_url like Stripe does."""
+    pi = PaymentIntent._api_retrieve(request.match_info["id"])
+    if request.method == "GET":
+        patches.check_client_secret(pi, request.query.get("client_secret"))
+        return page(
+            "3D Secure authentication",
+            f'''
+<form method="post">
+<input type="hidden" name="client_secret" value="{html.escape(pi.client_secret)}">
+<p>Authenticate this test payment, or make the authentication fail.</p>
+<button name="success" value="true">Complete authentication</button>
+<button name="success" value="false">Fail authentication</button>
+</form>''',
+        )
+    form = await request.post()
+    client_secret = form.get("client_secret")
+    patches.check_client_secret(pi, client_secret)
+    pi = patches.authenticate_payment_intent(
+        pi.id, client_secret=client_secret, success=form.get("success")
+    )
+    if not pi._return_url:
+        return page("Authentication finished", "<p>You can close this page.</p>")
+    raise web.HTTPSeeOther(
+        with_query(
+            pi._return_url,
+            payment_intent=pi.id,
+            payment_intent_client_secret=pi.client_secret,
+            redirect_status="succeeded" if pi.status in patches.SUCCESSFUL else "failed",
+        )
+    )
+
+
+async def receipt_page(request):
+    """What Charge.receipt_url points at."""
+    charge = Charge._api_retrieve(request.match_info["id"])
+    decimals = 0 if charge.currency in patches.ZERO_DECIMAL_CURRENCIES else 2
+    amount = f"{charge.amount / 10**decimals:.{decimals}f}"
+    card = (charge.payment_method_details or {}).get("card") or {}
+    return page(
+        "Receipt",
+        f"""<dl>
+<dt>Amount</dt><dd>{amount} {html.escape(charge.currency.upper())}</dd>
+<dt>Card</dt><dd>{html.escape(f"{card.get('brand')} ending in {card.get('last4')}")}</dd>
+<dt>Status</dt><dd>{html.escape(charge.status)}</dd>
+<dt>Charge</dt><dd>{html.escape(charge.id)}</dd></dl>""",
+    )
+
+
+# --- The app ------------------------------------------------------------
+
+app = localstripe.app
+# Same order as localstripe's, minus its save_store_middleware (pickling).
+app.middlewares[:] = [
+    front_middleware,
+    idempotency_middleware,
+    localstripe.error_middleware,
+    auth_middleware,
+]
+app.on_response_prepare.remove(localstripe.add_cors_headers)
+app.on_response_prepare.append(cors_headers)
+app.router.add_get("/3ds/{id}", three_d_secure_page)
+app.router.add_post("/3ds/{id}", three_d_secure_page)
+app.router.add_get("/receipts/{id}", receipt_page)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m stripe_sandbox",
+        description="Offline Stripe API (localstripe + the portal's needs).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8420)
+    parser.add_argument("--webhook-url", help="where to send signed webhook events")
+    parser.add_argument("--webhook-secret", help="their signing secret")
+    args = parser.parse_args(argv)
+    if bool(args.webhook_url) != bool(args.webhook_secret):
+        parser.error("--webhook-url and --webhook-secret go together")
+    if args.webhook_url:
+        if not args.webhook_url.startswith(("http://", "https://")):
+            parser.error("--webhook-url must be an http(s) URL")
+        register_webhook("cli", args.webhook_url, args.webhook_secret, None)
+
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    patches.PUBLIC_URL = f"http://{host}:{args.port}"
+    # localstripe reports webhook deliveries on this logger. Requests are not
+    # logged: query strings carry client secrets.
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        access_log=None,
+        shutdown_timeout=1,
+        # run_app calls this once the socket listens.
+        print=lambda _: print("Stripe sandbox listening on " + patches.PUBLIC_URL, flush=True),
+    )

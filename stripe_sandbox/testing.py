@@ -1,0 +1,147 @@
+"""Run a Stripe sandbox for the duration of a test (session, module...).
+
+    from stripe_sandbox.testing import Sandbox
+
+    with Sandbox(webhook_url=..., webhook_secret=...) as sandbox:
+        client = stripe.StripeClient('sk_test_...',
+                                     base_addresses={'api': sandbox.url})
+        ... page.goto(...)  # the portal configured with sandbox.js_url
+
+Each Sandbox is its own `python -m stripe_sandbox` process on a free
+loopback port, with its own in-memory state, so parallel runs do not mix.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Loopback only: never through an HTTP proxy from the environment.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port(host="127.0.0.1"):
+    """A TCP port free right now on `host` (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class Sandbox:
+    """A `python -m stripe_sandbox` subprocess; a context manager, or use
+    start() and stop()."""
+
+    def __init__(
+        self, webhook_url=None, webhook_secret=None, host="127.0.0.1", port=None, startup_timeout=20
+    ):
+        self.host = host
+        self.port = port
+        self.webhook_url = webhook_url
+        self.webhook_secret = webhook_secret
+        self.startup_timeout = startup_timeout
+        self.process = None
+        self._log = None
+
+    @property
+    def url(self):
+        """Base URL of the API, e.g. for StripeClient(base_addresses=...)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def js_url(self):
+        """URL of the Stripe.js double, to use instead of js.stripe.com/v3/."""
+        return f"{self.url}/js.stripe.com/v3/"
+
+    def start(self):
+        if self.port is None:
+            self.port = free_port(self.host)
+        command = [
+            sys.executable,
+            "-m",
+            "stripe_sandbox",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+        ]
+        if self.webhook_url:
+            command += ["--webhook-url", self.webhook_url, "--webhook-secret", self.webhook_secret]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])
+        )
+        # Output goes to a file, not a pipe nobody reads (which would block
+        # the server once full); it is shown if the sandbox does not start.
+        # Append mode: reading it here must not move where the server writes.
+        self._log = tempfile.TemporaryFile("a+b")  # noqa: SIM115 (closed by stop())
+        self.process = subprocess.Popen(
+            command, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        try:
+            self._wait_until_up()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_up(self):
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"The Stripe sandbox exited with code {self.process.returncode}:\n{self.log()}"
+                )
+            try:
+                with _opener.open(self.js_url, timeout=1):
+                    return
+            except OSError:  # connection refused, or not answering yet
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "The Stripe sandbox did not answer "
+                        f"within {self.startup_timeout} s:\n" + self.log()
+                    ) from None
+                time.sleep(0.05)  # polling interval
+
+    def log(self):
+        """What the sandbox printed so far (webhook deliveries, errors)."""
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def register_webhook(self, url, secret, id="default", events=None):
+        """Send the sandbox's signed events to `url` too (`events`: only
+        these types). Registering an `id` again replaces that endpoint."""
+        params = [("url", url), ("secret", secret)]
+        params += [("events[]", event) for event in events or ()]
+        request = urllib.request.Request(  # noqa: S310 (our http URL)
+            f"{self.url}/_config/webhooks/{urllib.parse.quote(id)}",
+            data=urllib.parse.urlencode(params).encode(),
+            method="POST",
+        )
+        with _opener.open(request, timeout=10):
+            pass
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
