@@ -32,7 +32,7 @@ RUN groupadd --system --gid 10001 portal \
     && mkdir -p /app/instance \
     && chown portal:portal /app/instance
 
-COPY wsgi.py ./
+COPY wsgi.py gunicorn.conf.py ./
 COPY portal/ portal/
 COPY templates/ templates/
 COPY static/ static/
@@ -57,4 +57,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 # gets SIGTERM for a graceful shutdown. --no-control-socket: gunicorn >= 25.1 otherwise opens a
 # control socket under $HOME/.gunicorn/, which is read-only here (an ERROR line at every start);
 # containers are scaled and restarted by the orchestrator, not through gunicornc.
-CMD ["sh", "-c", "exec gunicorn --bind 0.0.0.0:${PORT:-3006} --workers ${WEB_CONCURRENCY:-2} --access-logfile - --no-control-socket wsgi:app"]
+CMD ["sh", "-c", "exec gunicorn --bind 0.0.0.0:${PORT:-3006} --workers ${WEB_CONCURRENCY:-2} wsgi:app"]

@@ -27,7 +27,7 @@ if [ -n "${REDIS_URL:-}" ]; then
   .venv/bin/flask worker &
   pids+=($!)
 fi
-.venv/bin/gunicorn --bind "127.0.0.1:${PORT}" --workers 2 --threads 4 --access-logfile - wsgi:app &
+.venv/bin/gunicorn --bind "127.0.0.1:${PORT}" --workers 2 --threads 4 wsgi:app &
 pids+=($!)
 
 for _ in $(seq 50); do

@@ -59,7 +59,7 @@ def live(pg_url, redis_url, tmp_path_factory):
         bin_dir = Path(sys.executable).parent
         web = subprocess.Popen(
             [str(bin_dir / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",
-             "--threads", "4", "--no-control-socket", "wsgi:app"],
+             "--threads", "4", "wsgi:app"],
             cwd=ROOT, env=env, stdout=web_log.open("w"), stderr=subprocess.STDOUT,
         )
         worker = subprocess.Popen(
@@ -80,20 +80,25 @@ def live(pg_url, redis_url, tmp_path_factory):
                     proc.kill()
 
 
+def _truncate() -> None:
+    tables = ", ".join(t.name for t in db.metadata.sorted_tables)
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql(f"TRUNCATE {tables} CASCADE")
+
+
 @pytest.fixture(autouse=True)
 def _clean(live, redis_url):
-    """Each test starts from empty tables and fresh rate-limit counters."""
+    """Each test starts from empty tables and fresh rate-limit counters, and leaves none."""
     from redis import Redis
 
     with live.app.app_context():
-        tables = ", ".join(t.name for t in db.metadata.sorted_tables)
-        with db.engine.begin() as conn:
-            conn.exec_driver_sql(f"TRUNCATE {tables} CASCADE")
+        _truncate()
         r = Redis.from_url(redis_url)
         for key in r.scan_iter("LIMIT*"):
             r.delete(key)
         yield
         db.session.remove()
+        _truncate()
 
 
 @pytest.fixture

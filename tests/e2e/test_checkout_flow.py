@@ -124,3 +124,21 @@ def test_reloading_checkout_keeps_one_payment(page: Page, order):
     db.session.remove()
     count = db.session.scalar(sa.select(sa.func.count()).select_from(Payment))
     assert count == 1
+
+
+def test_no_card_number_or_client_secret_in_logs_or_database(page: Page, order, live):
+    open_checkout(page, order)
+    with page.expect_request("**/checkout/*/complete*") as returned:
+        enter_card(page, "4242 4242 4242 4242")
+    expect(page.get_by_text("Succeeded")).to_be_visible()
+    assert "payment_intent_client_secret=" in returned.value.url  # what Stripe.js sends us
+    secret = returned.value.url.split("payment_intent_client_secret=")[1].split("&")[0]
+    logs = "".join(p.read_text() for p in live.logs.glob("*.log"))
+    assert "/checkout/" in logs  # the access log is there...
+    for needle in ("4242424242424242", "4242 4242 4242 4242", secret):
+        assert needle not in logs  # ...without card numbers or client secrets
+    with db.engine.connect() as conn:
+        for table in db.metadata.sorted_tables:
+            for row in conn.execute(sa.select(table)):
+                text = " ".join(str(v) for v in row)
+                assert "4242424242424242" not in text and secret not in text, table.name
