@@ -59,6 +59,12 @@ def test_pay_with_4242_then_history_lists_it(page: Page, order):
     expect(row).to_contain_text("USD")
     expect(row).to_contain_text("Succeeded")
     assert payment_status(order["id"]) == "succeeded"
+    # The status filter swaps the table in place (HTMX) and keeps the URL shareable.
+    page.evaluate("window.notReloaded = true")
+    page.get_by_label("Status").select_option("failed")
+    expect(page.get_by_text("No payments with status “failed”.")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/payments\?status=failed$"))
+    assert page.evaluate("window.notReloaded") is True
 
 
 def test_3ds_card_approved(page: Page, order):
