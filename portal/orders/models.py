@@ -34,7 +34,7 @@ class Order(IdMixin, TimestampMixin, db.Model):
     )
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    customer = relationship("User", lazy="joined")
+    customer = relationship("User")
     items: Mapped[list[OrderItem]] = relationship(
         back_populates="order", cascade="all, delete-orphan", order_by="OrderItem.position"
     )
@@ -59,7 +59,7 @@ class OrderItem(IdMixin, db.Model):
     unit_amount: Mapped[int] = mapped_column(sa.BigInteger)
 
     order: Mapped[Order] = relationship(back_populates="items")
-    vendor = relationship("User", lazy="joined")
+    vendor = relationship("User")
 
     @property
     def amount(self) -> int:

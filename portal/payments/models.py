@@ -77,7 +77,7 @@ class Payment(IdMixin, TimestampMixin, db.Model):
     notes: Mapped[str | None] = mapped_column(sa.String(500))
     succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    order = relationship("Order", lazy="joined")
+    order = relationship("Order")
 
     @property
     def is_final(self) -> bool:
