@@ -22,6 +22,13 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
         static_folder=str(ROOT / "static"),
     )
     app.config.from_mapping(config.flask_settings())
+    if config.TRUSTED_PROXY_HOPS:
+        # Behind a load balancer: the client's address and scheme come from X-Forwarded-*
+        # (rate limits, recorded IPs and https return URLs depend on them).
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = config.TRUSTED_PROXY_HOPS
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     app.extensions["portal_config"] = config
     logging.basicConfig(
         level=config.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -144,7 +151,8 @@ def _origin(url: str) -> str:
 def _register_security_headers(app: Flask, config: Config) -> None:
     stripe_js = _origin(config.STRIPE_JS_URL)
     stripe_api = _origin(config.STRIPE_API_BASE)
-    htmx = _origin(config.HTMX_URL)
+    # The exact pinned file, not the CDN's whole origin (CSP source expressions match paths).
+    htmx = config.HTMX_URL if config.HTMX_URL.startswith("https://") else ""
     # Real Stripe runs the 3-D Secure challenge in a frame from hooks.stripe.com.
     frames = stripe_js + (" https://hooks.stripe.com" if stripe_js.startswith("https") else "")
     # Exactly Stripe.js, htmx and our own files; Stripe's Elements need inline styles.

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields
+from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,11 +48,6 @@ def _int(env: dict, name: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
-def _is_local(url: str) -> bool:
-    host = urlparse(url).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
 @dataclass
 class Config:
     """The application's settings; see README.md "Configuration" for each one."""
@@ -72,6 +67,8 @@ class Config:
     AUTH_SERVICE_URL: str = "http://localhost:3001"
     ORDER_SERVICE_URL: str = "http://localhost:3005"
     PLATFORM_FEE_PERCENT: int = 10
+    TRUSTED_PROXY_HOPS: int = 0
+    SESSION_HOURS: int = 12
     JWT_SECRET: str = ""
     JWT_ALGORITHM: str = "HS256"
     JWT_ISSUER: str = "shopsphere-payments"
@@ -100,6 +97,8 @@ class Config:
         c.PORT = _int(env, "PORT", 3006, 1, 65535)
         c.PLATFORM_FEE_PERCENT = _int(env, "PLATFORM_FEE_PERCENT", 10, 0, 100)
         c.JWT_TTL_SECONDS = _int(env, "JWT_TTL_SECONDS", 3600, 60, 3600)
+        c.TRUSTED_PROXY_HOPS = _int(env, "TRUSTED_PROXY_HOPS", 0, 0, 5)
+        c.SESSION_HOURS = _int(env, "SESSION_HOURS", 12, 1, 24 * 30)
         for f in fields(cls):
             # ENV comes only from PORTAL_ENV/FLASK_ENV: a platform's stray ENV must not switch it.
             if f.type == "str" and f.name != "ENV" and env.get(f.name) not in (None, ""):
@@ -126,12 +125,14 @@ class Config:
             self.DATABASE_URL = "postgresql+psycopg://" + self.DATABASE_URL.split("://", 1)[1]
         if not self.DATABASE_URL.startswith(("sqlite", "postgresql+psycopg")):
             raise ConfigError("DATABASE_URL must be a sqlite:/// or postgresql:// URL")
-        if self.JWT_ALGORITHM not in ("HS256", "HS384", "HS512", "RS256", "ES256"):
-            raise ConfigError(f"JWT_ALGORITHM={self.JWT_ALGORITHM!r} is not supported")
+        if self.JWT_ALGORITHM not in ("HS256", "HS384", "HS512"):
+            raise ConfigError(f"JWT_ALGORITHM={self.JWT_ALGORITHM!r} must be HS256, HS384 or HS512")
         if not self.JWT_SECRET:
             if self.production:
                 raise ConfigError("JWT_SECRET is required in production")
             self.JWT_SECRET = self.SECRET_KEY
+        elif self.production and len(self.JWT_SECRET) < 32:
+            raise ConfigError("JWT_SECRET must be at least 32 characters in production")
         self._stripe_checks()
         if not self.HTMX_URL:
             # The pinned CDN copy, unless `make` has fetched the same version for offline use.
@@ -166,10 +167,12 @@ class Config:
             self.STRIPE_WEBHOOK_SECRET = SANDBOX_WEBHOOK_SECRET
         if not self.stripe_test_mode:
             # A live key never reaches a sandbox, and only a production deployment may hold one.
-            for name in ("STRIPE_API_BASE", "STRIPE_JS_URL"):
-                url = getattr(self, name)
-                if urlparse(url).scheme != "https" or _is_local(url):
-                    raise ConfigError(f"{name} must be Stripe's https URL when the key is live")
+            if self.STRIPE_API_BASE != STRIPE_API_BASE_DEFAULT:
+                raise ConfigError(
+                    f"STRIPE_API_BASE must be {STRIPE_API_BASE_DEFAULT} with a live key"
+                )
+            if self.STRIPE_JS_URL != STRIPE_JS_URL_DEFAULT:
+                raise ConfigError(f"STRIPE_JS_URL must be {STRIPE_JS_URL_DEFAULT} with a live key")
             if not self.production:
                 raise ConfigError(
                     "STRIPE_SECRET_KEY is a live key: set PORTAL_ENV=production to use it"
@@ -182,6 +185,7 @@ class Config:
             SQLALCHEMY_DATABASE_URI=self.DATABASE_URL,
             SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
             SESSION_COOKIE_HTTPONLY=True,
+            PERMANENT_SESSION_LIFETIME=timedelta(hours=self.SESSION_HOURS),
             SESSION_COOKIE_SAMESITE="Lax",
             SESSION_COOKIE_SECURE=self.production,
             REMEMBER_COOKIE_SECURE=self.production,

@@ -33,8 +33,12 @@ def redis_connection():
     return conn
 
 
-def enqueue(func, *args, queue: str = "default") -> bool:
-    """Run ``func(*args)`` as a job; return False when it could not be queued."""
+def enqueue(func, *args, queue: str = "default", retry: tuple[int, ...] = ()) -> bool:
+    """Run ``func(*args)`` as a job; return False when it could not be queued.
+
+    ``retry``: seconds to wait before each new attempt after a failure (RQ's Retry; the
+    worker runs RQ's scheduler for the delays). In-process jobs are not retried.
+    """
     path = f"{func.__module__}.{func.__name__}"
     if not current_app.config.get("REDIS_URL"):
         # Embedded mode: run now, in this process. A failure is logged and recorded by the
@@ -45,11 +49,12 @@ def enqueue(func, *args, queue: str = "default") -> bool:
             log.exception("in-process job %s%r failed", path, args)
         return True
     from redis.exceptions import RedisError
-    from rq import Queue
+    from rq import Queue, Retry
 
     try:
         Queue(queue, connection=redis_connection()).enqueue(
-            run, path, *args, job_timeout=300, result_ttl=3600, failure_ttl=7 * 24 * 3600
+            run, path, *args, job_timeout=300, result_ttl=3600, failure_ttl=7 * 24 * 3600,
+            retry=Retry(max=len(retry), interval=list(retry)) if retry else None,
         )
     except RedisError:
         log.exception("could not enqueue %s%r on %s; it stays for the sweeper", path, args, queue)

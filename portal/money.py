@@ -8,7 +8,7 @@ We never round silently: anything not representable is refused with a message.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, Inexact, InvalidOperation
 
 from babel.numbers import format_currency
 
@@ -23,6 +23,7 @@ MINIMUM_CHARGE = {
     "KWD": 500, "BHD": 500, "JOD": 500, "OMR": 500, "TND": 500, "INR": 50, "PLN": 200,
 }
 MAX_AMOUNT = 99_999_999  # Stripe's 8-digit maximum, in minor units
+_EXACT = Context(prec=40, traps=[Inexact, InvalidOperation])
 # The currencies this marketplace settles in; the rest of the tables are kept for parsing.
 SUPPORTED = frozenset(["USD", "EUR", "GBP", "JPY", "KWD", "CAD", "AUD", "CHF"])
 
@@ -75,12 +76,16 @@ def to_minor(value: str | int | Decimal, currency: str, *, minimum: bool = True)
         raise MoneyError(f"{value!r} is not a number") from None
     if not dec.is_finite():
         raise MoneyError(f"{value!r} is not a number")
-    scaled = dec.scaleb(exponent(currency))
-    if scaled != scaled.to_integral_value():
+    if dec.adjusted() > 8:  # before any arithmetic: "1e999999999" is not worth computing
+        raise MoneyError(f"amount exceeds the maximum of {format_minor(MAX_AMOUNT, currency)}")
+    try:
+        # Exact or refused: Inexact traps any digit beyond the currency's minor unit.
+        minor = dec.quantize(Decimal(1).scaleb(-exponent(currency)), context=_EXACT)
+    except (Inexact, InvalidOperation):
         raise MoneyError(
             f"{currency.upper()} allows at most {exponent(currency)} decimal places"
-        )
-    return check_minor(int(scaled), currency, minimum=minimum)
+        ) from None
+    return check_minor(int(minor.scaleb(exponent(currency))), currency, minimum=minimum)
 
 
 def to_decimal(amount: int, currency: str) -> Decimal:

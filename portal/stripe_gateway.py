@@ -8,6 +8,8 @@ sandbox (``STRIPE_API_BASE``); nothing else knows the difference.
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +17,8 @@ import stripe
 from flask import current_app
 
 SignatureError = stripe.SignatureVerificationError
+# At DEBUG the SDK logs whole response bodies, client secrets included: never below INFO.
+logging.getLogger("stripe").setLevel(logging.INFO)
 
 
 class GatewayError(Exception):
@@ -68,8 +72,10 @@ def _client() -> stripe.StripeClient:
             app.config["STRIPE_SECRET_KEY"],
             base_addresses={"api": app.config["STRIPE_API_BASE"]},
             # The SDK retries network errors, 409 lock_timeout, 429 and 5xx with backoff and
-            # the same idempotency key; it never retries other 4xx.
-            max_network_retries=2,
+            # the same idempotency key; it never retries other 4xx. 2 tries of at most 10 s
+            # stay well inside gunicorn's request timeout (gunicorn.conf.py).
+            max_network_retries=1,
+            http_client=stripe.RequestsClient(timeout=10),
         )
         app.extensions["stripe_client"] = client
     return client
@@ -209,7 +215,13 @@ def verify_webhook(payload: bytes, signature: str | None) -> Event:
     event = stripe.Webhook.construct_event(
         payload, signature, current_app.config["STRIPE_WEBHOOK_SECRET"], tolerance=300
     )
+    # The SDK only refuses old timestamps; one from the future is as suspect.
+    stamp = dict(p.split("=", 1) for p in (signature or "").split(",") if "=" in p).get("t", "0")
+    if not stamp.isdigit() or int(stamp) > time.time() + 300:
+        raise SignatureError("timestamp outside the tolerance zone", signature)
     data = event.to_dict()
+    # A PaymentIntent's client_secret is a credential: it is not kept with the event.
+    data.get("data", {}).get("object", {}).pop("client_secret", None)
     obj = _get(_get(data, "data"), "object") or {}
     return Event(
         id=data["id"],

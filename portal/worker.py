@@ -29,4 +29,5 @@ def worker_command(queues: tuple[str, ...], burst: bool) -> None:
     if queued:
         click.echo(f"queued {queued} webhook event(s) left from while Redis was unreachable")
     worker = Worker(list(queues or QUEUES), connection=redis_connection())
-    worker.work(burst=burst, with_scheduler=False)
+    # The scheduler moves jobs waiting for a retry delay back onto their queue.
+    worker.work(burst=burst, with_scheduler=True)

@@ -67,6 +67,11 @@ def authenticate(email: str, password: str) -> User | None:
     return user if user.check_password(password or "") else None
 
 
+def end_sessions(user: User) -> None:
+    """Invalidate every browser session of ``user`` (their cookies stop loading the user)."""
+    user.session_token = secrets.token_hex(16)
+
+
 def issue_token(user: User) -> tuple[str, datetime]:
     """A signed Bearer JWT for the API, valid at most JWT_TTL_SECONDS (<= 1 h)."""
     cfg = current_app.config

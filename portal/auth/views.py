@@ -11,7 +11,7 @@ from ..extensions import db, limiter, login_manager
 from ..models_base import parse_uuid
 from .forms import LoginForm
 from .models import User
-from .services import authenticate
+from .services import authenticate, end_sessions, normalize_email
 
 bp = Blueprint("auth", __name__)
 
@@ -37,8 +37,14 @@ def home_for(user: User) -> str:
     return url_for("orders.index")
 
 
+def _login_account() -> str:
+    return "login:" + normalize_email(request.form.get("email", ""))
+
+
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit("10 per minute; 50 per hour", methods=["POST"])
+# Per account (guessing one password) and per address (trying many accounts).
+@limiter.limit("10 per minute; 50 per hour", methods=["POST"], key_func=_login_account)
+@limiter.limit("30 per minute; 300 per hour", methods=["POST"])
 def login():
     """Sign in with e-mail and password."""
     if current_user.is_authenticated:
@@ -61,7 +67,9 @@ def login():
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():
-    """Sign out."""
+    """Sign out, ending this user's sessions on every device."""
+    end_sessions(current_user)
+    db.session.commit()
     logout_user()
     session.clear()
     flash("You are signed out.", "info")

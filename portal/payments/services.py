@@ -24,6 +24,10 @@ class CheckoutError(Exception):
     """Checkout cannot go on; the message is safe to show to the customer."""
 
 
+class ProcessorUnavailable(CheckoutError):
+    """Stripe could not be reached; the message says whether anything may have been charged."""
+
+
 class AlreadyPaid(CheckoutError):
     def __init__(self, payment: Payment):
         super().__init__("This order is already paid.")
@@ -36,18 +40,29 @@ class Checkout:
     intent: gateway.Intent
 
 
-def payment_of_order(order: Order, *, lock: bool = False) -> Payment | None:
-    query = sa.select(Payment).where(Payment.order_id == order.id)
-    return db.session.scalar(query.with_for_update(of=Payment) if lock else query)
+def payment_of_order(order: Order) -> Payment | None:
+    """The order's Payment (at most one), or None."""
+    return db.session.scalar(sa.select(Payment).where(Payment.order_id == order.id))
 
 
-def _create_payment_row(order: Order, ip: str | None, user_agent: str | None) -> Payment:
+def _locked(payment_id: uuid.UUID) -> Payment:
+    # populate_existing: a row already in the session is re-read under the lock, never stale.
+    return db.session.scalar(
+        sa.select(Payment)
+        .where(Payment.id == payment_id)
+        .with_for_update(of=Payment)
+        .execution_options(populate_existing=True)
+    )
+
+
+def _create_payment_row(order: Order, ip: str | None, user_agent: str | None,
+                        source: str) -> Payment:
     """Insert the order's Payment and commit it, or load the one a concurrent request made."""
     payment = Payment(
         id=uuid.uuid4(), user_id=order.customer_id, order_id=order.id, amount=order.total,
         currency=order.currency, status="pending", subtotal=order.subtotal, tax=order.tax,
         shipping=order.shipping, discount=order.discount, ip_address=(ip or "")[:45] or None,
-        user_agent=(user_agent or "")[:300] or None, source="web",
+        user_agent=(user_agent or "")[:300] or None, source=source,
     )
     db.session.add(payment)
     try:
@@ -59,43 +74,59 @@ def _create_payment_row(order: Order, ip: str | None, user_agent: str | None) ->
     return payment
 
 
+def _create_intent(payment: Payment, order: Order) -> gateway.Intent:
+    """Give the payment its PaymentIntent, once: concurrent callers wait on the row lock and
+    then find the stored id; the Payment id as idempotency key covers a retry after a crash.
+    Commits (which releases the lock)."""
+    payment = _locked(payment.id)
+    if payment.stripe_payment_intent_id is not None:
+        db.session.commit()
+        return gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
+    try:
+        intent = gateway.create_payment_intent(
+            amount=payment.amount,
+            currency=payment.currency,
+            idempotency_key=f"payment-{payment.id}-intent",
+            metadata={"orderId": str(order.id), "userId": str(order.customer_id),
+                      "paymentId": str(payment.id)},
+            description=f"ShopSphere order {order.number}",
+        )
+    except gateway.GatewayError as exc:
+        db.session.rollback()
+        raise ProcessorUnavailable(
+            "We could not reach the payment processor. Nothing was charged; "
+            "please try again in a moment."
+        ) from exc
+    payment.stripe_payment_intent_id = intent.id
+    db.session.commit()
+    return intent
+
+
 def start_checkout(order: Order, *, ip: str | None = None, user_agent: str | None = None,
                    source: str = "web") -> Checkout:
     """The order's Payment and its PaymentIntent, creating each at most once.
 
     The Payment row is committed before Stripe is called, and its id is the idempotency key,
     so reloads, double clicks and concurrent requests all end with one PaymentIntent.
-    Commits; raises AlreadyPaid, CheckoutError or gateway.GatewayError.
+    Commits; raises AlreadyPaid, CheckoutError or ProcessorUnavailable.
     """
     if order.status == "paid":
         raise AlreadyPaid(payment_of_order(order))
     if order.status != "unpaid":
         raise CheckoutError("This order can no longer be paid.")
-    payment = payment_of_order(order) or _create_payment_row(order, ip, user_agent)
+    payment = payment_of_order(order) or _create_payment_row(order, ip, user_agent, source)
     if payment.stripe_payment_intent_id is None:
-        # Lock the row so concurrent requests wait here and then see the stored intent id.
-        payment = payment_of_order(order, lock=True)
-    if payment.stripe_payment_intent_id is None:
-        try:
-            intent = gateway.create_payment_intent(
-                amount=payment.amount,
-                currency=payment.currency,
-                idempotency_key=f"payment-{payment.id}-intent",
-                metadata={"orderId": str(order.id), "userId": str(order.customer_id),
-                          "paymentId": str(payment.id)},
-                description=f"ShopSphere order {order.number}",
-            )
-        except gateway.GatewayError:
-            db.session.rollback()
-            raise
-        payment.stripe_payment_intent_id = intent.id
-        payment.source = source
-        db.session.commit()
+        intent = _create_intent(payment, order)
     else:
-        db.session.commit()  # release the lock if we took it
-        intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
-        apply_intent(payment, intent)
-        db.session.commit()
+        try:
+            intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
+        except gateway.GatewayError as exc:
+            raise ProcessorUnavailable(
+                "We could not reach the payment processor; please try again in a moment. "
+                "If you already paid this order, the payment will show in your history."
+            ) from exc
+    payment = settle(payment.id, intent)
+    db.session.commit()
     if payment.status == "succeeded":
         raise AlreadyPaid(payment)
     if payment.status == "canceled":
@@ -140,6 +171,12 @@ def apply_intent(payment: Payment, intent: gateway.Intent) -> bool:
         payment.card_funding = intent.card.funding
         payment.card_country = intent.card.country
         payment.billing_details = intent.billing_details
+    if new == "succeeded" and (intent.amount, intent.currency) != (payment.amount,
+                                                                  payment.currency):
+        # Never mark an order paid for another sum than its own; a person must look at it.
+        log.error("payment %s: intent %s is %s %s, expected %s %s", payment.id, intent.id,
+                  intent.amount, intent.currency, payment.amount, payment.currency)
+        return False
     if new == "failed":
         payment.failure_code = intent.failure_code
         payment.failure_message = intent.failure_message
@@ -155,19 +192,27 @@ def apply_intent(payment: Payment, intent: gateway.Intent) -> bool:
     return changed
 
 
-def refresh_payment(payment_id: uuid.UUID) -> Payment:
-    """Re-read the payment's intent from Stripe and apply it (locks the row; commits)."""
-    payment = db.session.scalar(
-        sa.select(Payment).where(Payment.id == payment_id).with_for_update(of=Payment)
-    )
-    if payment.stripe_payment_intent_id and not payment.is_final:
-        try:
-            intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
-        except gateway.GatewayError:
-            # Stripe unreachable: show what we know; the webhook or the next poll settles it.
-            log.warning("could not refresh payment %s", payment.id, exc_info=True)
-        else:
-            apply_intent(payment, intent)
+def settle(payment_id: uuid.UUID, intent: gateway.Intent) -> Payment:
+    """Lock the payment row (fresh values) and apply ``intent``; the caller commits.
+
+    Stripe is always called before this, so no row lock is held while waiting on Stripe.
+    """
+    payment = _locked(payment_id)
+    apply_intent(payment, intent)
+    return payment
+
+
+def refresh_payment(payment: Payment) -> Payment:
+    """Re-read the payment's intent from Stripe and apply it (commits)."""
+    if not payment.stripe_payment_intent_id or payment.is_final:
+        return payment
+    try:
+        intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
+    except gateway.GatewayError:
+        # Stripe unreachable: show what we know; the webhook or the next poll settles it.
+        log.warning("could not refresh payment %s", payment.id, exc_info=True)
+        return payment
+    payment = settle(payment.id, intent)
     db.session.commit()
     return payment
 
@@ -178,15 +223,13 @@ def sync_intent(intent_id: str) -> bool:
     Returns False when the intent is not one of ours. The caller commits.
     """
     payment = db.session.scalar(
-        sa.select(Payment)
-        .where(Payment.stripe_payment_intent_id == intent_id)
-        .with_for_update(of=Payment)
+        sa.select(Payment).where(Payment.stripe_payment_intent_id == intent_id)
     )
     if payment is None:
         return False
     if not payment.is_final:
         # Events arrive late, twice and out of order: the intent as it is now is the truth.
-        apply_intent(payment, gateway.retrieve_payment_intent(intent_id))
+        settle(payment.id, gateway.retrieve_payment_intent(intent_id))
     return True
 
 

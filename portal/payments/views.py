@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from .. import stripe_gateway as gateway
 from ..extensions import limiter
 from ..htmx import render
 from ..orders.services import order_for
@@ -13,6 +12,7 @@ from .models import PAYMENT_STATUSES, SETTLED_FOR_NOW
 from .services import (
     AlreadyPaid,
     CheckoutError,
+    ProcessorUnavailable,
     history,
     payment_for,
     payment_of_order,
@@ -42,15 +42,11 @@ def checkout(order_id: str):
         )
     except AlreadyPaid as paid:
         return redirect(url_for("payments.detail", payment_id=paid.payment.id))
+    except ProcessorUnavailable as exc:
+        current_app.logger.warning("checkout of order %s: Stripe unreachable", order.id)
+        return render_template("payments/unavailable.html", order=order, message=str(exc)), 503
     except CheckoutError as exc:
         return render_template("payments/unavailable.html", order=order, message=str(exc)), 409
-    except gateway.GatewayError:
-        current_app.logger.exception("checkout of order %s: Stripe error", order.id)
-        return render_template(
-            "payments/unavailable.html", order=order,
-            message="We could not reach the payment processor. Nothing was charged; "
-                    "please try again in a moment.",
-        ), 503
     return render_template(
         "payments/checkout.html", order=order, payment=result.payment, intent=result.intent,
         return_url=url_for("payments.complete", order_id=order.id, _external=True),
@@ -65,21 +61,32 @@ def complete(order_id: str):
     payment = payment_of_order(order)
     if payment is None:
         abort(404)
-    payment = refresh_payment(payment.id)
+    payment = refresh_payment(payment)
     return render_template("payments/complete.html", order=order, payment=payment,
                            settled=SETTLED_FOR_NOW)
 
 
+MAX_POLLS = 60  # about 8 minutes with the delays below; then the page asks for a reload
+
+
+def poll_delay(poll: int) -> int:
+    """Seconds before the next status poll: quick at first, then backing off."""
+    return 1 if poll < 10 else 3 if poll < 30 else 10
+
+
 @bp.route("/payments/<payment_id>/status")
 @login_required
+@limiter.limit("120 per minute")
 def status(payment_id: str):
-    """The status partial; it polls itself (HTMX) until the state is settled."""
+    """The status partial; it polls itself (HTMX), backing off, until the state is settled."""
     payment = payment_for(current_user, payment_id)
     if payment is None:
         abort(404)
-    if payment.status not in SETTLED_FOR_NOW:
-        payment = refresh_payment(payment.id)
-    return render_template("payments/_status.html", payment=payment, settled=SETTLED_FOR_NOW)
+    payment = refresh_payment(payment)
+    poll = request.args.get("poll", "0")
+    poll = min(int(poll), MAX_POLLS) if poll.isdigit() else 0
+    return render_template("payments/_status.html", payment=payment, settled=SETTLED_FOR_NOW,
+                           poll=poll, delay=poll_delay(poll), max_polls=MAX_POLLS)
 
 
 @bp.route("/payments/<payment_id>")

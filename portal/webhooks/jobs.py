@@ -16,6 +16,15 @@ from .models import StripeEvent
 
 log = logging.getLogger(__name__)
 
+# A failing event (Stripe unreachable, a deadlock...) is tried again after these delays;
+# after the last one it stays "failed" for an admin to replay.
+RETRY_DELAYS = (10, 60, 300, 900, 3600)
+
+
+def enqueue_processing(event_id: str) -> bool:
+    """Queue ``process_event`` for a stored event, with retries."""
+    return jobs.enqueue(process_event, event_id, queue="webhooks", retry=RETRY_DELAYS)
+
 
 def process_event(event_id: str) -> None:
     """Apply one event exactly once: lock it, dispatch, mark it done in the same transaction."""
@@ -62,4 +71,4 @@ def sweep_received(older_than_seconds: int = 60) -> int:
         .limit(1000)
     ).all()
     db.session.rollback()
-    return sum(jobs.enqueue(process_event, event_id, queue="webhooks") for event_id in ids)
+    return sum(enqueue_processing(event_id) for event_id in ids)

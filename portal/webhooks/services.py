@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
 
-from .. import jobs
 from ..extensions import db
 from ..stripe_gateway import Event
-from .jobs import process_event
+from .jobs import enqueue_processing
 from .models import StripeEvent
 
 
@@ -20,9 +19,14 @@ def receive_event(event: Event) -> bool:
     try:
         db.session.commit()
     except IntegrityError:
+        # A redelivery: the first copy is processed already, or waits to be: queue it again
+        # in case its job was lost (processing twice is a no-op).
         db.session.rollback()
-        return False  # a redelivery: the first copy is (being) processed
+        stored = db.session.get(StripeEvent, event.id)
+        if stored is not None and stored.status in ("received", "failed"):
+            enqueue_processing(event.id)
+        return False
     # After the commit, so the worker finds the row. If Redis is down the row stays
     # "received" for the sweeper; Stripe still gets its 200.
-    jobs.enqueue(process_event, event.id, queue="webhooks")
+    enqueue_processing(event.id)
     return True

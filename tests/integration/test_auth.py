@@ -35,23 +35,44 @@ def test_login_rotates_the_session_and_logout_needs_csrf(pg_url, sandbox, custom
     app = create_app(Config.from_env(portal_env(pg_url, sandbox.url)))
     c = app.test_client()
     page = c.get("/login")
-    anon_token = csrf_token(page.text)
+    with c.session_transaction() as sess:
+        anon_secret = sess["csrf_token"]
     r = c.post("/login", data={"email": customer.email, "password": "correct-horse-battery",
-                               "csrf_token": anon_token})
+                               "csrf_token": csrf_token(page.text)})
     assert r.status_code == 302
     orders = c.get("/orders")
-    assert csrf_token(orders.text) != anon_token  # a fresh session after login
+    with c.session_transaction() as sess:
+        assert sess["csrf_token"] != anon_secret  # nothing of the anonymous session survives
     assert c.post("/logout").status_code == 400  # no CSRF token
     out = c.post("/logout", data={"csrf_token": csrf_token(orders.text)})
     assert out.status_code == 302
     assert c.get("/orders").status_code == 302
 
 
-def test_login_is_rate_limited(client, customer):
+def test_login_is_rate_limited_per_account(client, customer):
     codes = [login(client, customer.email, "bad-password").status_code for _ in range(11)]
     assert codes[:10] == [400] * 10 and codes[10] == 429
     r = login(client, customer.email)  # even the right password waits
     assert r.status_code == 429 and "Too many attempts" in r.text
+    # Someone guessing this account's password does not lock others out.
+    other = make_user("dave@example.test")
+    assert login(client, other.email).status_code == 302
+
+
+def test_login_is_rate_limited_per_address(client):
+    codes = [login(client, f"user{n}@example.test", "whatever-pw").status_code
+             for n in range(31)]
+    assert codes[:30] == [400] * 30 and codes[30] == 429
+
+
+def test_logout_ends_the_users_other_sessions(app, customer):
+    laptop, phone = app.test_client(), app.test_client()
+    login(laptop, customer.email)
+    login(phone, customer.email)
+    assert phone.get("/orders").status_code == 200
+    assert laptop.post("/logout").status_code == 302
+    r = phone.get("/orders")
+    assert r.status_code == 302 and "/login" in r.location
 
 
 def test_security_headers(client):

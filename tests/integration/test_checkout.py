@@ -140,3 +140,49 @@ def test_stripe_unreachable_fails_closed(pg_url, shop):
     assert "could not reach the payment processor" in r.text and "Nothing was charged" in r.text
     payment = db.session.scalar(sa.select(Payment).where(Payment.order_id == order.id))
     assert payment.stripe_payment_intent_id is None and payment.status == "pending"
+
+
+def test_stripe_unreachable_with_an_intent_makes_no_promise(pg_url, client, shop):
+    from portal import create_app
+    from portal.config import Config
+    from tests.conftest import portal_env
+
+    customer, vendor = shop
+    order = make_order(customer, vendor)
+    login(client, customer.email)
+    assert client.get(f"/checkout/{order.id}").status_code == 200  # the intent exists
+    broken = create_app(Config.from_env(portal_env(pg_url, "http://127.0.0.1:9"),
+                                        extra={"WTF_CSRF_ENABLED": False})).test_client()
+    login(broken, customer.email)
+    r = broken.get(f"/checkout/{order.id}")
+    assert r.status_code == 503
+    assert "Nothing was charged" not in r.text and "If you already paid" in r.text
+
+
+def test_status_polls_back_off_and_stop(client, shop):
+    customer, vendor = shop
+    order = make_order(customer, vendor)
+    payment = Payment(user_id=customer.id, order_id=order.id, amount=order.total,
+                      currency="USD", status="processing",
+                      stripe_payment_intent_id="pi_unknown_to_stripe")
+    db.session.add(payment)
+    db.session.commit()
+    login(client, customer.email)
+    first = client.get(f"/payments/{payment.id}/status")
+    assert 'hx-trigger="load delay:1s"' in first.text and "poll=1" in first.text
+    later = client.get(f"/payments/{payment.id}/status?poll=40")
+    assert 'hx-trigger="load delay:10s"' in later.text and "poll=41" in later.text
+    last = client.get(f"/payments/{payment.id}/status?poll=60")
+    assert "hx-trigger" not in last.text and "reload this page later" in last.text
+
+
+def test_payment_not_started_offers_to_pay_and_does_not_poll(client, shop):
+    customer, vendor = shop
+    order = make_order(customer, vendor)
+    payment = Payment(user_id=customer.id, order_id=order.id, amount=order.total,
+                      currency="USD", status="pending")
+    db.session.add(payment)
+    db.session.commit()
+    login(client, customer.email)
+    r = client.get(f"/payments/{payment.id}")
+    assert "has not been started" in r.text and "hx-trigger" not in r.text

@@ -25,7 +25,9 @@ def events() -> int:
 
 
 @pytest.mark.parametrize(
-    "how", ["tampered body", "wrong secret", "stale timestamp", "no header", "not json"]
+    "how",
+    ["tampered body", "wrong secret", "stale timestamp", "future timestamp", "no header",
+     "not json"],
 )
 def test_bad_signature_is_400_and_stores_nothing(client, how):
     body = event_body("evt_bad", "payment_intent.succeeded", {"id": "pi_x"})
@@ -36,6 +38,8 @@ def test_bad_signature_is_400_and_stores_nothing(client, how):
         headers["Stripe-Signature"] = sign(body, "whsec_other")
     elif how == "stale timestamp":
         headers["Stripe-Signature"] = sign(body, SECRET, int(time.time()) - 301)
+    elif how == "future timestamp":
+        headers["Stripe-Signature"] = sign(body, SECRET, int(time.time()) + 301)
     elif how == "no header":
         headers = {}
     else:
@@ -71,7 +75,7 @@ def card_pm(stripe_client, number="4242424242424242") -> str:
 
 def test_event_is_stored_once_and_settles_the_payment(client, paid_intent):
     payment, pi = paid_intent
-    assert payment.status == "pending"  # nothing told us yet
+    assert payment.status == "requires_payment_method"  # nothing told us of the payment yet
     body = event_body("evt_1", "payment_intent.succeeded", pi.to_dict())
     r = post_event(client, body)
     assert r.status_code == 200 and r.json == {"received": True}
@@ -82,6 +86,8 @@ def test_event_is_stored_once_and_settles_the_payment(client, paid_intent):
     assert payment.status == "succeeded" and payment.order.status == "paid"
     assert (payment.card_brand, payment.card_last4) == ("visa", "4242")
     assert payment.receipt_number and payment.receipt_number.startswith("R-")
+    assert pi.client_secret and "client_secret" not in event.payload["data"]["object"]
+    assert pi.client_secret not in json.dumps(event.payload)  # a credential is not kept
 
     again = post_event(client, body)  # Stripe redelivers: a no-op
     assert again.status_code == 200 and again.json == {"received": True}
@@ -119,6 +125,62 @@ def test_event_json_is_kept_verbatim(client):
     post_event(client, body)
     stored = db.session.get(StripeEvent, "evt_keep")
     assert stored.payload == json.loads(body)
+
+
+def test_a_failing_event_is_retried_by_the_worker_until_it_succeeds(
+        app, client, paid_intent, redis_url, monkeypatch):
+    """Stripe unreachable on the first attempt: the job fails, RQ retries, the second wins."""
+    from redis import Redis
+    from rq import SimpleWorker
+
+    from portal import stripe_gateway
+
+    payment, pi = paid_intent
+    monkeypatch.setitem(app.config, "REDIS_URL", redis_url)
+    monkeypatch.delitem(app.extensions, "redis", raising=False)
+    monkeypatch.setattr("portal.webhooks.jobs.RETRY_DELAYS", (0,))  # no scheduler needed
+    real = stripe_gateway.retrieve_payment_intent
+    calls = []
+
+    def flaky(intent_id):
+        calls.append(intent_id)
+        if len(calls) == 1:
+            raise stripe_gateway.GatewayError("timed out", retryable=True)
+        return real(intent_id)
+
+    monkeypatch.setattr(stripe_gateway, "retrieve_payment_intent", flaky)
+    assert post_event(client, event_body("evt_retry", "payment_intent.succeeded",
+                                         pi.to_dict())).status_code == 200
+    assert db.session.get(StripeEvent, "evt_retry").status == "received"  # queued, not run
+    with app.app_context():
+        SimpleWorker(["webhooks"], connection=Redis.from_url(redis_url)).work(burst=True)
+    db.session.expire_all()
+    event = db.session.get(StripeEvent, "evt_retry")
+    assert (event.status, event.attempts, len(calls)) == ("processed", 2, 2)
+    assert db.session.get(Payment, payment.id).status == "succeeded"
+
+
+def test_redelivery_of_a_failed_event_queues_it_again(client, paid_intent, monkeypatch):
+    from portal import stripe_gateway
+
+    payment, pi = paid_intent
+    body = event_body("evt_again", "payment_intent.succeeded", pi.to_dict())
+    real = stripe_gateway.retrieve_payment_intent
+
+    def down(intent_id):
+        raise stripe_gateway.GatewayError("down")
+
+    monkeypatch.setattr(stripe_gateway, "retrieve_payment_intent", down)
+    post_event(client, body)  # in-process: fails and is recorded
+    db.session.expire_all()
+    event = db.session.get(StripeEvent, "evt_again")
+    assert event.status == "failed" and "GatewayError" in event.last_error
+    monkeypatch.setattr(stripe_gateway, "retrieve_payment_intent", real)
+    assert post_event(client, body).status_code == 200  # Stripe sends it again
+    db.session.expire_all()
+    assert db.session.get(StripeEvent, "evt_again").status == "processed"
+    assert db.session.get(Payment, payment.id).status == "succeeded"
+    assert events() == 1
 
 
 def test_sweeper_processes_events_left_received(app, client, monkeypatch):

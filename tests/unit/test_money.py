@@ -38,6 +38,10 @@ def test_to_minor_uses_the_currency_exponent(value, currency, minor):
         ("abc", "USD", "not a number"),
         ("NaN", "USD", "not a number"),
         ("1000000", "USD", "maximum"),
+        # Beyond Decimal's default 28 digits a naive scaleb() rounds these to 50 and 1250.
+        ("0.5000000000000000000000000000001", "USD", "at most 2 decimal"),
+        ("1.2500000000000000000000000000001", "KWD", "at most 3 decimal"),
+        ("1e999999999", "USD", "maximum"),  # refused before computing a billion digits
     ],
 )
 def test_unrepresentable_amounts_are_refused(value, currency, message):
