@@ -57,3 +57,10 @@ def event_body(event_id: str, event_type: str, obj: dict) -> bytes:
         "created": int(time.time()), "livemode": False, "pending_webhooks": 1,
         "request": {"id": None, "idempotency_key": None}, "data": {"object": obj},
     }).encode()
+
+
+def truncate_all() -> None:
+    """Empty every table (for tests whose rows were really committed)."""
+    tables = ", ".join(t.name for t in db.metadata.sorted_tables)
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql(f"TRUNCATE {tables} CASCADE")

@@ -20,6 +20,7 @@ from portal.config import ROOT, Config
 from portal.extensions import db
 from stripe_sandbox.testing import Sandbox, free_port
 from tests.conftest import need, portal_env
+from tests.helpers import truncate_all
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
@@ -80,25 +81,19 @@ def live(pg_url, redis_url, tmp_path_factory):
                     proc.kill()
 
 
-def _truncate() -> None:
-    tables = ", ".join(t.name for t in db.metadata.sorted_tables)
-    with db.engine.begin() as conn:
-        conn.exec_driver_sql(f"TRUNCATE {tables} CASCADE")
-
-
 @pytest.fixture(autouse=True)
 def _clean(live, redis_url):
     """Each test starts from empty tables and fresh rate-limit counters, and leaves none."""
     from redis import Redis
 
     with live.app.app_context():
-        _truncate()
+        truncate_all()
         r = Redis.from_url(redis_url)
         for key in r.scan_iter("LIMIT*"):
             r.delete(key)
         yield
         db.session.remove()
-        _truncate()
+        truncate_all()
 
 
 @pytest.fixture

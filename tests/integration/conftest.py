@@ -14,6 +14,7 @@ from portal import create_app
 from portal.config import Config
 from portal.extensions import db, limiter
 from tests.conftest import portal_env
+from tests.helpers import truncate_all
 
 
 def _config(pg_url, sandbox) -> Config:
@@ -34,12 +35,6 @@ def test_app(pg_url, sandbox):
     """A second instance whose context the test body runs in: requests then get their own
     app context (and `g`), as they do in production, instead of sharing the test's."""
     return create_app(_config(pg_url, sandbox))
-
-
-def truncate_all() -> None:
-    tables = ", ".join(t.name for t in db.metadata.sorted_tables)
-    with db.engine.begin() as conn:
-        conn.exec_driver_sql(f"TRUNCATE {tables} CASCADE")
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,14 @@ def shop():
     return customer, vendor
 
 
+def checked_out(client, customer, vendor):
+    """An order of ``customer`` whose checkout page was opened: (order, payment)."""
+    order = make_order(customer, vendor)
+    login(client, customer.email)
+    assert client.get(f"/checkout/{order.id}").status_code == 200
+    return order, db.session.scalar(sa.select(Payment).where(Payment.order_id == order.id))
+
+
 def client_secret(html: str) -> str:
     return re.search(r'data-client-secret="([^"]+)"', html).group(1)
 
@@ -83,10 +91,7 @@ def test_jpy_order_charges_yen_not_hundredths(client, shop, stripe_client):
 
 def test_another_customer_gets_404_everywhere(client, shop, app):
     customer, vendor = shop
-    order = make_order(customer, vendor)
-    login(client, customer.email)
-    client.get(f"/checkout/{order.id}")
-    payment = db.session.scalar(sa.select(Payment).where(Payment.order_id == order.id))
+    order, payment = checked_out(client, customer, vendor)
     mallory = make_user("mallory@example.test")
     other = app.test_client()
     login(other, mallory.email)
@@ -109,10 +114,7 @@ def test_pages_require_login(client, shop):
 
 def test_paid_order_redirects_to_its_payment(client, shop, stripe_client):
     customer, vendor = shop
-    order = make_order(customer, vendor)
-    login(client, customer.email)
-    client.get(f"/checkout/{order.id}")
-    payment = db.session.scalar(sa.select(Payment).where(Payment.order_id == order.id))
+    order, payment = checked_out(client, customer, vendor)
     pm = stripe_client.v1.payment_methods.create(params={"type": "card", "card": {
         "number": "4242424242424242", "exp_month": 1, "exp_year": 2031, "cvc": "314"}})
     stripe_client.v1.payment_intents.confirm(payment.stripe_payment_intent_id,
@@ -148,9 +150,7 @@ def test_stripe_unreachable_with_an_intent_makes_no_promise(pg_url, client, shop
     from tests.conftest import portal_env
 
     customer, vendor = shop
-    order = make_order(customer, vendor)
-    login(client, customer.email)
-    assert client.get(f"/checkout/{order.id}").status_code == 200  # the intent exists
+    order, _ = checked_out(client, customer, vendor)  # the intent exists
     broken = create_app(Config.from_env(portal_env(pg_url, "http://127.0.0.1:9"),
                                         extra={"WTF_CSRF_ENABLED": False})).test_client()
     login(broken, customer.email)
