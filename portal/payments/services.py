@@ -74,14 +74,14 @@ def _create_payment_row(order: Order, ip: str | None, user_agent: str | None,
     return payment
 
 
-def _create_intent(payment: Payment, order: Order) -> gateway.Intent:
+def _create_intent(payment: Payment, order: Order) -> gateway.Intent | None:
     """Give the payment its PaymentIntent, once: concurrent callers wait on the row lock and
-    then find the stored id; the Payment id as idempotency key covers a retry after a crash.
-    Commits (which releases the lock)."""
+    then find the stored id (None is returned to them); the Payment id as idempotency key
+    covers a retry after a crash. Commits (which releases the lock)."""
     payment = _locked(payment.id)
     if payment.stripe_payment_intent_id is not None:
         db.session.commit()
-        return gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
+        return None
     try:
         intent = gateway.create_payment_intent(
             amount=payment.amount,
@@ -110,14 +110,14 @@ def start_checkout(order: Order, *, ip: str | None = None, user_agent: str | Non
     so reloads, double clicks and concurrent requests all end with one PaymentIntent.
     Commits; raises AlreadyPaid, CheckoutError or ProcessorUnavailable.
     """
-    if order.status == "paid":
-        raise AlreadyPaid(payment_of_order(order))
     if order.status != "unpaid":
-        raise CheckoutError("This order can no longer be paid.")
+        paid = payment_of_order(order) if order.status == "paid" else None
+        raise AlreadyPaid(paid) if paid else CheckoutError("This order can no longer be paid.")
     payment = payment_of_order(order) or _create_payment_row(order, ip, user_agent, source)
+    intent = None
     if payment.stripe_payment_intent_id is None:
         intent = _create_intent(payment, order)
-    else:
+    if intent is None:
         try:
             intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
         except gateway.GatewayError as exc:
