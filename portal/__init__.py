@@ -56,6 +56,7 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
 
 def _register_models() -> None:
     # Import every model module so metadata (and Alembic) knows all tables.
+    from .api import models as _api  # noqa: F401
     from .auth import models as _auth  # noqa: F401
     from .orders import models as _orders  # noqa: F401
     from .payments import models as _payments  # noqa: F401
@@ -63,6 +64,7 @@ def _register_models() -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from .api import payments as _api_payments  # noqa: F401 - registers its routes on api_bp
     from .api.views import bp as api_bp
     from .auth.views import bp as auth_bp
     from .orders.views import bp as orders_bp

@@ -74,6 +74,12 @@ class Config:
     JWT_ISSUER: str = "shopsphere-payments"
     JWT_AUDIENCE: str = "shopsphere-payments"
     JWT_TTL_SECONDS: int = 3600
+    # Tokens of the ShopSphere auth service (optional): a shared secret or a public key.
+    AUTH_JWT_SECRET: str = ""
+    AUTH_JWT_PUBLIC_KEY: str = ""
+    AUTH_JWT_ALGORITHM: str = "HS256"
+    AUTH_JWT_ISSUER: str = ""
+    AUTH_JWT_AUDIENCE: str = ""
     LOG_LEVEL: str = "INFO"
     PREFERRED_URL_SCHEME: str = "http"
     # Flask and extension settings derived from the above in flask_settings().
@@ -133,6 +139,7 @@ class Config:
             self.JWT_SECRET = self.SECRET_KEY
         elif self.production and len(self.JWT_SECRET) < 32:
             raise ConfigError("JWT_SECRET must be at least 32 characters in production")
+        self._auth_service_checks()
         self._stripe_checks()
         if not self.HTMX_URL:
             # The pinned CDN copy, unless `make` has fetched the same version for offline use.
@@ -142,6 +149,21 @@ class Config:
                 self.HTMX_URL, self.HTMX_SRI = HTMX_CDN_URL, HTMX_CDN_SRI
         if self.production:
             self.PREFERRED_URL_SCHEME = "https"
+
+    def _auth_service_checks(self) -> None:
+        self.AUTH_JWT_PUBLIC_KEY = self.AUTH_JWT_PUBLIC_KEY.replace("\\n", "\n")
+        asymmetric = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256")
+        if self.AUTH_JWT_ALGORITHM not in ("HS256", "HS384", "HS512", *asymmetric):
+            raise ConfigError(f"AUTH_JWT_ALGORITHM={self.AUTH_JWT_ALGORITHM!r} is not supported")
+        if self.AUTH_JWT_PUBLIC_KEY and self.AUTH_JWT_SECRET:
+            raise ConfigError("set AUTH_JWT_PUBLIC_KEY or AUTH_JWT_SECRET, not both")
+        if self.AUTH_JWT_PUBLIC_KEY:
+            if self.AUTH_JWT_ALGORITHM not in asymmetric:
+                raise ConfigError("AUTH_JWT_ALGORITHM must be RS*/ES*/PS* with a public key")
+            if "BEGIN PUBLIC KEY" not in self.AUTH_JWT_PUBLIC_KEY:
+                raise ConfigError("AUTH_JWT_PUBLIC_KEY must be a PEM public key")
+        elif self.AUTH_JWT_SECRET and self.AUTH_JWT_ALGORITHM in asymmetric:
+            raise ConfigError("AUTH_JWT_ALGORITHM must be HS* with AUTH_JWT_SECRET")
 
     def _stripe_checks(self) -> None:
         if not self.STRIPE_SECRET_KEY:

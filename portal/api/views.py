@@ -1,56 +1,61 @@
-"""JSON endpoints: orders registration and the Stripe webhook."""
+"""JSON endpoints outside the payment flow: tokens, orders, the Stripe webhook, the docs."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify, request
-from pydantic import ValidationError
+from flask import Blueprint, current_app, g, jsonify, render_template, request
 
 from .. import stripe_gateway as gateway
-from ..auth.services import bearer_required
-from ..extensions import csrf, db
+from ..auth.services import authenticate, issue_token
+from ..extensions import csrf, db, limiter
 from ..orders.services import OrderError, OrderIn, create_order, order_for, order_json
 from ..webhooks.services import receive_event
-from .errors import api_error, validation_fields
+from .errors import api_error
+from .openapi import build_spec, operation
+from .schemas import OrderOut, TokenIn, TokenOut, WebhookOut, iso
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # Bearer tokens and Stripe signatures, never the session cookie
 
 
-def _json_body():
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        return None
-    return body
+@operation(bp, "POST", "/auth/token", body=TokenIn, auth=False, tag="auth",
+           summary="Get a token", responses={200: TokenOut, 401: None, 429: None},
+           description="Exchange e-mail and password for a Bearer JWT (at most 1 h).")
+@limiter.limit("10 per minute; 50 per hour")
+def auth_token(body: TokenIn):
+    """A Bearer token for the API."""
+    user = authenticate(body.email, body.password)
+    if user is None:
+        return api_error(401, "invalid_credentials", "wrong e-mail or password")
+    token, expires = issue_token(user)
+    return jsonify(success=True, token=token, expiresAt=iso(expires))
 
 
-@bp.post("/orders")
-@bearer_required("admin", "service")
-def create_order_view():
+@operation(bp, "POST", "/orders", body=OrderIn, roles=("admin", "service"), tag="orders",
+           summary="Register an order", responses={201: OrderOut},
+           description="For the order service and admins; amounts in minor units.")
+def create_order_view(body: OrderIn):
     """Register an order (order service or admin): amounts in minor units."""
-    body = _json_body()
-    if body is None:
-        return api_error(400, "invalid_body", "the body must be a JSON object")
     try:
-        order = create_order(OrderIn.model_validate(body))
-    except ValidationError as exc:
-        return api_error(400, "validation_error", "the order is invalid", validation_fields(exc))
+        order = create_order(body)
     except OrderError as exc:
         return api_error(400, "validation_error", "the order is invalid", exc.fields)
     db.session.commit()
     return jsonify(success=True, order=order_json(order)), 201
 
 
-@bp.get("/orders/<order_id>")
-@bearer_required()
-def get_order_view(order_id: str):
+@operation(bp, "GET", "/orders/{orderId}", tag="orders", summary="Get an order",
+           responses={200: OrderOut, 404: None})
+def get_order_view(orderId: str):  # noqa: N803 - the documented path parameter
     """One order: its customer, an admin or a service."""
-    order = order_for(g.api_user, order_id)
+    order = order_for(g.api_user, orderId)
     if order is None:
         return api_error(404, "not_found", "order not found")
     return jsonify(success=True, order=order_json(order))
 
 
-@bp.post("/payments/webhook")
+@operation(bp, "POST", "/payments/webhook", auth=False, tag="webhooks",
+           summary="Stripe webhook", responses={200: WebhookOut, 400: None},
+           description="Raw Stripe event JSON, verified with the Stripe-Signature header.")
 def stripe_webhook():
     """Stripe webhook: verify the signature on the raw body, store once, enqueue, answer 200."""
     payload = request.get_data(cache=False)
@@ -68,3 +73,15 @@ def stripe_webhook():
         db.session.rollback()
         return api_error(500, "storage_error", "the event could not be stored")
     return jsonify(received=True)
+
+
+@bp.get("/payments/openapi.json")
+def openapi_json():
+    """The OpenAPI 3.1 document of this API."""
+    return jsonify(build_spec(request.host_url.rstrip("/")))
+
+
+@bp.get("/payments/docs")
+def docs():
+    """The API reference for humans, rendered on the server (works offline, no scripts)."""
+    return render_template("api/docs.html", spec=build_spec(request.host_url.rstrip("/")))

@@ -244,6 +244,14 @@ def payment_for(user: User, payment_id: str | uuid.UUID) -> Payment | None:
     return db.session.scalar(query)
 
 
+def payment_of_intent(user: User, intent_id: str) -> Payment | None:
+    """The payment of a PaymentIntent if ``user`` may see it; None otherwise."""
+    query = sa.select(Payment).where(Payment.stripe_payment_intent_id == intent_id)
+    if user.role != "admin":
+        query = query.where(Payment.user_id == user.id)
+    return db.session.scalar(query)
+
+
 @dataclass(frozen=True)
 class Page:
     items: list[Payment]

@@ -110,6 +110,8 @@ def test_malformed_order_is_400_with_the_field(client, parties, change, field):
 
 def test_non_json_body_is_400(client, parties):
     r = client.post("/api/orders", data="nope", headers=bearer(parties["admin"]))
+    assert r.status_code == 400 and r.json["error"]["code"] == "invalid_json"
+    r = client.post("/api/orders", json=[1, 2], headers=bearer(parties["admin"]))
     assert r.status_code == 400 and r.json["error"]["code"] == "invalid_body"
 
 

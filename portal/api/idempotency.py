@@ -1,0 +1,82 @@
+"""`Idempotency-Key` for POST endpoints: the first response is replayed for 24 h.
+
+Same key + same body → the stored response again; same key + another body (or another
+endpoint) → 409; a second request while the first is still running → 409. Keys are per user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import Response, g, make_response, request
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..models_base import utcnow
+from .errors import api_error
+from .models import IdempotencyKey
+
+TTL = timedelta(hours=24)
+
+
+def _fingerprint() -> str:
+    return hashlib.sha256(
+        request.method.encode() + b" " + request.path.encode() + b"\n" + request.get_data()
+    ).hexdigest()
+
+
+def idempotent_call(call) -> Response:
+    """Run ``call`` at most once per (user, Idempotency-Key) and replay its response."""
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key:
+        return make_response(call())
+    if len(key) > 255:
+        return api_error(400, "invalid_idempotency_key", "Idempotency-Key is too long",
+                         {"Idempotency-Key": "at most 255 characters"})
+    user_id, fingerprint = g.api_user.id, _fingerprint()
+    db.session.execute(sa.delete(IdempotencyKey).where(
+        IdempotencyKey.user_id == user_id, IdempotencyKey.key == key,
+        IdempotencyKey.created_at < utcnow() - TTL))
+    db.session.add(IdempotencyKey(user_id=user_id, key=key, fingerprint=fingerprint))
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return _replay(user_id, key, fingerprint)
+    try:
+        response = make_response(call())
+    except Exception:
+        _forget(user_id, key)
+        raise
+    row = db.session.scalar(sa.select(IdempotencyKey).where(
+        IdempotencyKey.user_id == user_id, IdempotencyKey.key == key))
+    if response.status_code >= 500:
+        _forget(user_id, key)  # a server error may be retried with the same key
+    elif row is not None:
+        row.status_code = response.status_code
+        row.response_body = response.get_json()
+        db.session.commit()
+    return response
+
+
+def _replay(user_id, key: str, fingerprint: str) -> Response:
+    row = db.session.scalar(sa.select(IdempotencyKey).where(
+        IdempotencyKey.user_id == user_id, IdempotencyKey.key == key))
+    if row is None or row.fingerprint != fingerprint:
+        return api_error(409, "idempotency_key_reused",
+                         "this Idempotency-Key was used with another request")
+    if row.status_code is None:
+        return api_error(409, "request_in_progress",
+                         "a request with this Idempotency-Key is still being processed")
+    response = make_response(row.response_body, row.status_code)
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _forget(user_id, key: str) -> None:
+    db.session.rollback()
+    db.session.execute(sa.delete(IdempotencyKey).where(
+        IdempotencyKey.user_id == user_id, IdempotencyKey.key == key))
+    db.session.commit()

@@ -1,0 +1,199 @@
+"""API operations declared once: the pydantic models that validate a request are the ones the
+OpenAPI 3.1 document is generated from (pydantic emits JSON Schema 2020-12, the dialect of
+OpenAPI 3.1, so no translation layer is needed).
+
+    @operation(bp, "POST", "/payments/create-intent", body=CreateIntentIn,
+               responses={200: CreateIntentOut, 400: None, 404: None}, summary="...")
+    def create_intent(body: CreateIntentIn): ...
+
+The wrapper authenticates (Bearer JWT unless ``auth=False``), parses the JSON body (numbers as
+Decimal, so money keeps its digits) or the query string into the model, answers 400 with the
+fields on a validation error, honours ``Idempotency-Key`` where ``idempotent=True``, and calls
+the view with ``body=`` / ``query=``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, request
+from pydantic import BaseModel, ValidationError
+
+from ..auth.services import authenticate_bearer
+from .errors import api_error, validation_fields
+from .schemas import ErrorOut
+
+
+@dataclass
+class Operation:
+    method: str
+    path: str  # OpenAPI style: /payments/{paymentId}
+    summary: str
+    description: str
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    responses: dict[int, type[BaseModel] | None]
+    auth: bool
+    roles: tuple[str, ...]
+    tag: str
+    idempotent: bool
+    path_params: list[str] = field(default_factory=list)
+
+
+OPERATIONS: list[Operation] = []
+
+STATUS_TEXT = {200: "OK", 201: "Created", 400: "Invalid request", 401: "Missing or invalid token",
+               402: "Additional authentication required", 403: "Not allowed for this role",
+               404: "Not found", 409: "Conflict", 429: "Too many requests",
+               500: "Server error"}
+
+
+def _json_body() -> Any:
+    raw = request.get_data(cache=True)
+    if not raw:
+        return None
+    # Decimal keeps 299.99 exact; NaN/Infinity arrive as floats and are refused by the models.
+    return json.loads(raw, parse_float=Decimal)
+
+
+def operation(bp: Blueprint, method: str, path: str, *, summary: str, description: str = "",
+              body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
+              responses: dict[int, type[BaseModel] | None], auth: bool = True,
+              roles: tuple[str, ...] = (), tag: str = "payments", idempotent: bool = False):
+    """Register a Flask view on ``bp`` and describe it in the OpenAPI document."""
+    flask_path = path.replace("{", "<").replace("}", ">")
+    params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
+    op = Operation(method, (bp.url_prefix or "") + path, summary, description, body, query,
+                   responses, auth, roles, tag, idempotent, params)
+    OPERATIONS.append(op)
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(**kwargs):
+            if auth:
+                denied = authenticate_bearer(roles)
+                if denied is not None:
+                    return denied
+            if body is not None:
+                try:
+                    data = _json_body()
+                except ValueError:
+                    return api_error(400, "invalid_json", "the body is not valid JSON")
+                if not isinstance(data, dict):
+                    return api_error(400, "invalid_body", "the body must be a JSON object")
+                try:
+                    kwargs["body"] = body.model_validate(data)
+                except ValidationError as exc:
+                    return api_error(400, "validation_error", "the request is invalid",
+                                     validation_fields(exc))
+            if query is not None:
+                try:
+                    kwargs["query"] = query.model_validate(request.args.to_dict())
+                except ValidationError as exc:
+                    return api_error(400, "validation_error", "the query is invalid",
+                                     validation_fields(exc))
+            if idempotent:
+                from .idempotency import idempotent_call
+
+                return idempotent_call(lambda: view(**kwargs))
+            return view(**kwargs)
+
+        bp.add_url_rule(flask_path, endpoint=view.__name__, view_func=wrapper,
+                        methods=[method])
+        return wrapper
+
+    return decorator
+
+
+def _schema_ref(model: type[BaseModel], components: dict) -> dict:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}",
+                                     mode="serialization")
+    for name, sub in schema.pop("$defs", {}).items():
+        components[name] = sub
+    components[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _query_parameters(model: type[BaseModel], components: dict) -> list[dict]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, sub in schema.pop("$defs", {}).items():
+        components[name] = sub
+    required = set(schema.get("required", []))
+    return [
+        {"name": name, "in": "query", "required": name in required,
+         "description": prop.get("description", ""),
+         "schema": {k: v for k, v in prop.items() if k != "description"}}
+        for name, prop in schema.get("properties", {}).items()
+    ]
+
+
+def build_spec(server_url: str = "/") -> dict:
+    """The OpenAPI 3.1 document for every registered operation."""
+    components: dict[str, Any] = {}
+    error_ref = _schema_ref(ErrorOut, components)
+    paths: dict[str, dict] = {}
+    for op in OPERATIONS:
+        entry: dict[str, Any] = {
+            "summary": op.summary,
+            "operationId": op.summary.lower().replace(" ", "_").replace("-", "_"),
+            "tags": [op.tag],
+            "parameters": [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in op.path_params
+            ],
+            "responses": {},
+        }
+        if op.description:
+            entry["description"] = op.description
+        if op.query is not None:
+            entry["parameters"] += _query_parameters(op.query, components)
+        if op.idempotent:
+            entry["parameters"].append({
+                "name": "Idempotency-Key", "in": "header", "required": False,
+                "description": "Replays the first response for 24 h; another body with the "
+                               "same key answers 409.",
+                "schema": {"type": "string", "maxLength": 255},
+            })
+        if not entry["parameters"]:
+            del entry["parameters"]
+        if op.body is not None:
+            entry["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": _schema_ref(op.body, components)}}}
+        statuses = dict(op.responses)
+        if op.auth:
+            entry["security"] = [{"bearerAuth": []}]
+            statuses.setdefault(401, None)
+            if op.roles:
+                statuses.setdefault(403, None)
+        if op.body is not None or op.query is not None:
+            statuses.setdefault(400, None)
+        statuses.setdefault(500, None)
+        for status, model in sorted(statuses.items()):
+            ref = _schema_ref(model, components) if model is not None else error_ref
+            response: dict[str, Any] = {"description": STATUS_TEXT.get(status, str(status)),
+                                        "content": {"application/json": {"schema": ref}}}
+            if status == 401:
+                response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+            entry["responses"][str(status)] = response
+        paths.setdefault(op.path, {})[op.method.lower()] = entry
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ShopSphere Payment Service API",
+            "version": "1.0.0",
+            "description": "Card payments for the ShopSphere marketplace. Amounts in "
+                           "responses are integers in the currency's minor unit. Errors are "
+                           '`{"success": false, "error": {"code", "message", "fields"?}}`.',
+        },
+        "servers": [{"url": server_url}],
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
+                                               "bearerFormat": "JWT"}},
+        },
+    }

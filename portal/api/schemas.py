@@ -1,0 +1,277 @@
+"""Request and response models of the JSON API (field names as in the original description).
+
+Requests are validated with these models; the OpenAPI document is generated from them.
+Responses are built as dicts by the views and described here for the document and the
+contract tests.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+    field_validator,
+)
+
+from ..payments.models import PAYMENT_STATUSES
+
+PaymentStatus = Literal[PAYMENT_STATUSES]  # type: ignore[valid-type]
+
+
+def _decimal_amount(value: object) -> Decimal:
+    # JSON numbers arrive as int or Decimal (see openapi._json_body); strings, booleans and
+    # NaN/Infinity (floats) are not amounts.
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise ValueError("amount must be a JSON number, e.g. 299.99")
+    return Decimal(value)
+
+
+Amount = Annotated[
+    Decimal,
+    PlainValidator(_decimal_amount),
+    WithJsonSchema({"type": "number", "description": "Decimal amount in major units, as "
+                    "written on the order (299.99 USD, 500 JPY)."}),
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- errors -----------------------------------------------------------------------------
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    fields: dict[str, str] | None = None
+
+
+class ErrorOut(BaseModel):
+    """Every error of the API."""
+
+    success: Literal[False]
+    error: ErrorDetail
+
+
+# --- auth -------------------------------------------------------------------------------
+
+class TokenIn(Strict):
+    email: str = Field(min_length=3, max_length=254)
+    password: str = Field(min_length=1, max_length=200)
+
+
+class TokenOut(BaseModel):
+    success: Literal[True]
+    token: str
+    expiresAt: str = Field(description="ISO-8601 UTC")
+
+
+# --- create-intent ----------------------------------------------------------------------
+
+class CreateIntentIn(Strict):
+    orderId: str = Field(min_length=1, max_length=64)
+    amount: Amount
+    currency: str = Field(pattern=r"^[A-Za-z]{3}$")
+    paymentMethodId: str | None = Field(None, pattern=r"^pm_[A-Za-z0-9_]+$", max_length=255,
+                                        description="A saved card of the caller")
+
+
+class IntentMetadata(BaseModel):
+    orderId: str
+    userId: str
+
+
+class IntentOut(BaseModel):
+    id: str
+    clientSecret: str
+    amount: int
+    currency: str
+    status: str
+    metadata: IntentMetadata
+
+
+class CreateIntentOut(BaseModel):
+    success: Literal[True]
+    paymentIntent: IntentOut
+    publishableKey: str
+
+
+# --- confirm ----------------------------------------------------------------------------
+
+class ConfirmIn(Strict):
+    paymentIntentId: str = Field(pattern=r"^pi_[A-Za-z0-9_]+$", max_length=255)
+    paymentMethodId: str = Field(pattern=r"^pm_[A-Za-z0-9_]+$", max_length=255)
+
+
+class CardBrief(BaseModel):
+    brand: str | None
+    last4: str | None
+
+
+class ConfirmMethod(BaseModel):
+    id: str | None
+    type: str
+    card: CardBrief | None
+
+
+class ConfirmedPayment(BaseModel):
+    id: str
+    paymentIntentId: str
+    status: PaymentStatus
+    amount: int
+    currency: str
+    paymentMethod: ConfirmMethod | None
+    receiptUrl: str | None
+    createdAt: str
+
+
+class ConfirmOut(BaseModel):
+    success: Literal[True]
+    payment: ConfirmedPayment
+
+
+class RequiresActionOut(BaseModel):
+    """402: the card asks for 3-D Secure; finish it with Stripe.js handleNextAction."""
+
+    success: Literal[False]
+    requiresAction: Literal[True]
+    clientSecret: str
+    error: ErrorDetail
+
+
+# --- payments/<id> ----------------------------------------------------------------------
+
+class MethodOut(BaseModel):
+    type: str
+    card: CardBrief | None
+
+
+class Breakdown(BaseModel):
+    subtotal: int
+    tax: int
+    shipping: int
+    discount: int
+    platformFee: int | None = Field(description="Filled from the vendor split lines")
+    vendorAmount: int | None
+
+
+class PaymentDetail(BaseModel):
+    id: str = Field(alias="_id")
+    userId: str
+    orderId: str
+    paymentIntentId: str | None
+    amount: int
+    currency: str
+    status: PaymentStatus
+    paymentMethod: MethodOut | None
+    breakdown: Breakdown
+    receiptUrl: str | None
+    failureCode: str | None
+    failureMessage: str | None
+    createdAt: str
+    updatedAt: str
+
+
+class PaymentOut(BaseModel):
+    success: Literal[True]
+    payment: PaymentDetail
+
+
+# --- history ----------------------------------------------------------------------------
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+class HistoryQuery(Strict):
+    page: int = Field(1, ge=1, le=100_000)
+    limit: int = Field(20, ge=1, le=100)
+    status: PaymentStatus | None = None
+    startDate: datetime | None = Field(None, description="ISO-8601; UTC when no offset")
+    endDate: datetime | None = Field(None, description="ISO-8601; UTC when no offset")
+
+    @field_validator("startDate")
+    @classmethod
+    def _start_utc(cls, value: datetime | None) -> datetime | None:
+        return _utc(value)
+
+    @field_validator("endDate")
+    @classmethod
+    def _end_after_start(cls, value: datetime | None, info) -> datetime | None:
+        value, start = _utc(value), info.data.get("startDate")
+        if value is not None and start is not None and start > value:
+            raise ValueError("endDate must not be before startDate")
+        return value
+
+
+class HistoryMethod(BaseModel):
+    type: str
+    last4: str | None
+
+
+class HistoryItem(BaseModel):
+    id: str = Field(alias="_id")
+    orderId: str
+    amount: int
+    currency: str
+    status: PaymentStatus
+    paymentMethod: HistoryMethod | None
+    createdAt: str
+
+
+class Pagination(BaseModel):
+    currentPage: int
+    totalPages: int
+    totalItems: int
+    itemsPerPage: int
+
+
+class HistoryOut(BaseModel):
+    success: Literal[True]
+    payments: list[HistoryItem]
+    pagination: Pagination
+
+
+# --- orders -----------------------------------------------------------------------------
+
+class OrderItemOut(BaseModel):
+    vendorId: str
+    description: str
+    quantity: int
+    unitAmount: int
+    amount: int
+
+
+class OrderDetail(BaseModel):
+    id: str
+    customerId: str
+    status: str
+    currency: str
+    subtotal: int
+    tax: int
+    shipping: int
+    discount: int
+    total: int
+    items: list[OrderItemOut]
+    createdAt: str
+
+
+class OrderOut(BaseModel):
+    success: Literal[True]
+    order: OrderDetail
+
+
+class WebhookOut(BaseModel):
+    received: Literal[True]
+
+
+def iso(value: datetime) -> str:
+    """'2024-01-15T10:30:00Z' as in the original description."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
