@@ -45,6 +45,7 @@ e2e: install
 
 bench: install
 	$(PY) bench/history.py
+	$(PY) bench/api_latency.py
 
 clean:
 	rm -rf .venv static/vendor instance .pytest_cache .ruff_cache

@@ -80,3 +80,11 @@ def _forget(user_id, key: str) -> None:
     db.session.execute(sa.delete(IdempotencyKey).where(
         IdempotencyKey.user_id == user_id, IdempotencyKey.key == key))
     db.session.commit()
+
+
+def purge_expired() -> int:
+    """Delete keys older than 24 h (scheduled hourly by `rq cron portal.cron_config`)."""
+    result = db.session.execute(
+        sa.delete(IdempotencyKey).where(IdempotencyKey.created_at < utcnow() - TTL))
+    db.session.commit()
+    return result.rowcount
