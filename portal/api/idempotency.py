@@ -6,11 +6,13 @@ endpoint) → 409; a second request while the first is still running → 409. Ke
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import timedelta
 
 import sqlalchemy as sa
-from flask import Response, g, make_response, request
+from cryptography.fernet import Fernet, InvalidToken
+from flask import Response, current_app, g, make_response, request
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
@@ -56,7 +58,7 @@ def idempotent_call(call) -> Response:
         _forget(user_id, key)  # a server error may be retried with the same key
     elif row is not None:
         row.status_code = response.status_code
-        row.response_body = response.get_json()
+        row.response_body = {"sealed": _box().encrypt(response.get_data()).decode()}
         db.session.commit()
     return response
 
@@ -70,9 +72,22 @@ def _replay(user_id, key: str, fingerprint: str) -> Response:
     if row.status_code is None:
         return api_error(409, "request_in_progress",
                          "a request with this Idempotency-Key is still being processed")
-    response = make_response(row.response_body, row.status_code)
+    try:
+        body = _box().decrypt(row.response_body["sealed"].encode())
+    except (InvalidToken, KeyError, TypeError):  # SECRET_KEY rotated since: cannot replay
+        return api_error(409, "idempotency_key_reused",
+                         "this Idempotency-Key was used and its response is no longer available")
+    response = make_response(body, row.status_code)
+    response.mimetype = "application/json"
     response.headers["Idempotent-Replayed"] = "true"
     return response
+
+
+def _box() -> Fernet:
+    # Stored responses hold PaymentIntent client secrets: they are kept encrypted, with a key
+    # derived from SECRET_KEY, never in clear text.
+    digest = hashlib.sha256(b"idempotency:" + current_app.config["SECRET_KEY"].encode())
+    return Fernet(base64.urlsafe_b64encode(digest.digest()))
 
 
 def _forget(user_id, key: str) -> None:

@@ -42,6 +42,11 @@ from .views import bp
 PAYMENT_LIMIT = "60 per minute"
 
 
+def _caller() -> str:
+    # Counted per authenticated caller: many customers may share one address (a gateway, NAT).
+    return f"user:{g.api_user.id}"
+
+
 def _method(p: Payment, *, with_id: bool = False) -> dict | None:
     if not p.payment_method_id and not p.card_last4:
         return None
@@ -78,7 +83,7 @@ def payment_json(p: Payment) -> dict:
            description="Creates (or returns the existing) Stripe PaymentIntent of an order of "
                        "the caller. The amount and currency must be the order's total.",
            responses={200: CreateIntentOut, 404: None, 409: None, 429: None})
-@limiter.limit(PAYMENT_LIMIT)
+@limiter.limit(PAYMENT_LIMIT, key_func=_caller)
 def create_intent(body: CreateIntentIn):
     """Endpoint 1: a PaymentIntent for one of the caller's orders, never two per order."""
     user = g.api_user
@@ -131,10 +136,10 @@ def create_intent(body: CreateIntentIn):
                        "the card asks for 3-D Secure (finish it with Stripe.js), 400 with "
                        "Stripe's decline code when declined.",
            responses={200: ConfirmOut, 402: RequiresActionOut, 409: None, 429: None})
-@limiter.limit(PAYMENT_LIMIT)
+@limiter.limit(PAYMENT_LIMIT, key_func=_caller)
 def confirm(body: ConfirmIn):
     """Endpoint 2: confirm server-side; the same state transition as the pages and webhooks."""
-    payment = payment_of_intent(g.api_user, body.paymentIntentId)
+    payment = payment_of_intent(g.api_user, body.paymentIntentId, own=True)
     if payment is None:
         message = "no such payment intent among your payments"
         return api_error(400, "invalid_payment_intent", message, {"paymentIntentId": message})

@@ -202,6 +202,14 @@ class HistoryQuery(Strict):
     def _start_utc(cls, value: datetime | None) -> datetime | None:
         return _utc(value)
 
+    @field_validator("endDate", mode="before")
+    @classmethod
+    def _whole_end_day(cls, value: object) -> object:
+        # endDate=2026-01-09 includes that day: up to its last microsecond.
+        if isinstance(value, str) and len(value.strip()) == 10:
+            return value.strip() + "T23:59:59.999999"
+        return value
+
     @field_validator("endDate")
     @classmethod
     def _end_after_start(cls, value: datetime | None, info) -> datetime | None:

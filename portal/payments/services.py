@@ -244,10 +244,11 @@ def payment_for(user: User, payment_id: str | uuid.UUID) -> Payment | None:
     return db.session.scalar(query)
 
 
-def payment_of_intent(user: User, intent_id: str) -> Payment | None:
-    """The payment of a PaymentIntent if ``user`` may see it; None otherwise."""
+def payment_of_intent(user: User, intent_id: str, *, own: bool = False) -> Payment | None:
+    """The payment of a PaymentIntent if ``user`` may see it (``own``: only their own, even
+    for an admin, e.g. to pay it); None otherwise."""
     query = sa.select(Payment).where(Payment.stripe_payment_intent_id == intent_id)
-    if user.role != "admin":
+    if own or user.role != "admin":
         query = query.where(Payment.user_id == user.id)
     return db.session.scalar(query)
 

@@ -31,8 +31,8 @@ def client_secret(html: str) -> str:
 
 
 def intents_for(stripe_client, order_id) -> list:
-    return [pi for pi in stripe_client.v1.payment_intents.list(params={"limit": 100}).data
-            if pi.to_dict()["metadata"].get("orderId") == str(order_id)]
+    listed = stripe_client.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()
+    return [pi for pi in listed if pi.to_dict()["metadata"].get("orderId") == str(order_id)]
 
 
 def test_checkout_page_mounts_the_payment_element_for_one_intent(client, shop, stripe_client):
