@@ -34,9 +34,9 @@ def idempotent_call(call) -> Response:
     key = request.headers.get("Idempotency-Key", "").strip()
     if not key:
         return make_response(call())
-    if len(key) > 255:
-        return api_error(400, "invalid_idempotency_key", "Idempotency-Key is too long",
-                         {"Idempotency-Key": "at most 255 characters"})
+    if len(key) > 255 or not key.isprintable():
+        return api_error(400, "invalid_idempotency_key", "Idempotency-Key is invalid",
+                         {"Idempotency-Key": "at most 255 printable characters"})
     user_id, fingerprint = g.api_user.id, _fingerprint()
     db.session.execute(sa.delete(IdempotencyKey).where(
         IdempotencyKey.user_id == user_id, IdempotencyKey.key == key,

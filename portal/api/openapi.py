@@ -81,7 +81,7 @@ def operation(bp: Blueprint, method: str, path: str, *, summary: str, descriptio
             if body is not None:
                 try:
                     data = _json_body()
-                except ValueError:
+                except (ValueError, RecursionError):  # RecursionError: "[[[[..." bodies
                     return api_error(400, "invalid_json", "the body is not valid JSON")
                 if not isinstance(data, dict):
                     return api_error(400, "invalid_body", "the body must be a JSON object")

@@ -7,6 +7,7 @@ contract tests.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -63,7 +64,7 @@ class ErrorOut(BaseModel):
 # --- auth -------------------------------------------------------------------------------
 
 class TokenIn(Strict):
-    email: str = Field(min_length=3, max_length=254)
+    email: str = Field(min_length=3, max_length=254, pattern=r"^[^\x00]*$")
     password: str = Field(min_length=1, max_length=200)
 
 
@@ -187,7 +188,23 @@ class PaymentOut(BaseModel):
 # --- history ----------------------------------------------------------------------------
 
 def _utc(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+    if value is None:
+        return None
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+04:00 is before year 1 in UTC
+        raise ValueError("date out of range") from None
+
+
+def _iso_text(value: object) -> object:
+    # ISO-8601 only: pydantic would also read 1700000000 as a Unix timestamp.
+    if value is not None and not (isinstance(value, str) and _ISO.match(value.strip())):
+        raise ValueError("must be an ISO-8601 date or date-time, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
 
 
 class HistoryQuery(Strict):
@@ -196,6 +213,11 @@ class HistoryQuery(Strict):
     status: PaymentStatus | None = None
     startDate: datetime | None = Field(None, description="ISO-8601; UTC when no offset")
     endDate: datetime | None = Field(None, description="ISO-8601; UTC when no offset")
+
+    @field_validator("startDate", mode="before")
+    @classmethod
+    def _start_iso(cls, value: object) -> object:
+        return _iso_text(value)
 
     @field_validator("startDate")
     @classmethod
@@ -206,7 +228,7 @@ class HistoryQuery(Strict):
     @classmethod
     def _whole_end_day(cls, value: object) -> object:
         # endDate=2026-01-09 includes that day: up to its last microsecond.
-        if isinstance(value, str) and len(value.strip()) == 10:
+        if isinstance(_iso_text(value), str) and len(value.strip()) == 10:
             return value.strip() + "T23:59:59.999999"
         return value
 
