@@ -205,7 +205,10 @@ class Config:
         settings = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         settings.update(
             SQLALCHEMY_DATABASE_URI=self.DATABASE_URL,
-            SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+            # No pre-ping: it costs a round trip at every connection checkout (several per
+            # request). A connection broken by a database restart fails one request, and
+            # SQLAlchemy then drops the whole pool; recycling bounds connection age.
+            SQLALCHEMY_ENGINE_OPTIONS={"pool_recycle": 1800},
             SESSION_COOKIE_HTTPONLY=True,
             PERMANENT_SESSION_LIFETIME=timedelta(hours=self.SESSION_HOURS),
             SESSION_COOKIE_SAMESITE="Lax",

@@ -24,7 +24,10 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-db = SQLAlchemy(model_class=Base)
+# Objects keep their loaded values after commit: a request that commits and then renders does
+# not re-select every row it holds. Rows that may race are re-read under a lock anyway
+# (payments.services._locked uses populate_existing).
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

@@ -75,9 +75,9 @@ def _create_payment_row(order: Order, ip: str | None, user_agent: str | None,
 
 
 def _create_intent(payment: Payment, order: Order) -> gateway.Intent | None:
-    """Give the payment its PaymentIntent, once: concurrent callers wait on the row lock and
-    then find the stored id (None is returned to them); the Payment id as idempotency key
-    covers a retry after a crash. Commits (which releases the lock)."""
+    """Give the payment its PaymentIntent, once, and apply its state: concurrent callers wait
+    on the row lock and then find the stored id (None is returned to them); the Payment id as
+    idempotency key covers a retry after a crash. Commits (which releases the lock)."""
     payment = _locked(payment.id)
     if payment.stripe_payment_intent_id is not None:
         db.session.commit()
@@ -98,6 +98,7 @@ def _create_intent(payment: Payment, order: Order) -> gateway.Intent | None:
             "please try again in a moment."
         ) from exc
     payment.stripe_payment_intent_id = intent.id
+    apply_intent(payment, intent)
     db.session.commit()
     return intent
 
@@ -116,7 +117,7 @@ def start_checkout(order: Order, *, ip: str | None = None, user_agent: str | Non
     payment = payment_of_order(order) or _create_payment_row(order, ip, user_agent, source)
     intent = None
     if payment.stripe_payment_intent_id is None:
-        intent = _create_intent(payment, order)
+        intent = _create_intent(payment, order)  # stored and applied
     if intent is None:
         try:
             intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
@@ -125,8 +126,8 @@ def start_checkout(order: Order, *, ip: str | None = None, user_agent: str | Non
                 "We could not reach the payment processor; please try again in a moment. "
                 "If you already paid this order, the payment will show in your history."
             ) from exc
-    payment = settle(payment.id, intent)
-    db.session.commit()
+        payment = settle(payment.id, intent)
+        db.session.commit()
     if payment.status == "succeeded":
         raise AlreadyPaid(payment)
     if payment.status == "canceled":
