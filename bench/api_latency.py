@@ -49,7 +49,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
-from psycopg import sql  # noqa: E402
 from sqlalchemy import event  # noqa: E402
 
 VISA = "4242424242424242"
@@ -60,22 +59,7 @@ CARD = {"number": VISA, "exp_month": 12, "exp_year": 2034, "cvc": "123"}
 # Database lifecycle (as bench/history.py)
 
 
-def plain_url(base: str, dbname: str) -> str:
-    return f"{base.rstrip('/')}/{dbname}"
-
-
-def recreate_database(base: str, dbname: str) -> None:
-    with psycopg.connect(plain_url(base, "postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(dbname)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-
-
-def drop_database(base: str, dbname: str) -> None:
-    with psycopg.connect(plain_url(base, "postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(dbname)))
-
+from benchdb import drop_database, plain_url, recreate_database  # noqa: E402
 
 # --------------------------------------------------------------------------------------------
 # Timers

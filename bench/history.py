@@ -96,23 +96,7 @@ NO_SEQ_SCAN = {"payments", "orders"}
 # Database lifecycle
 
 
-def plain_url(base: str, dbname: str) -> str:
-    """libpq URL for psycopg (no SQLAlchemy driver suffix)."""
-    return f"{base.rstrip('/')}/{dbname}"
-
-
-def recreate_database(base: str, dbname: str) -> None:
-    with psycopg.connect(plain_url(base, "postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(dbname)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-
-
-def drop_database(base: str, dbname: str) -> None:
-    with psycopg.connect(plain_url(base, "postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(dbname)))
-
+from benchdb import drop_database, plain_url, recreate_database  # noqa: E402
 
 # --------------------------------------------------------------------------------------------
 # Data
