@@ -65,6 +65,19 @@ from benchdb import drop_database, plain_url, recreate_database  # noqa: E402
 # Timers
 
 
+def timed(method, count):
+    """``method`` wrapped so that each call reports its duration in ms to ``count``."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            count((time.perf_counter() - t0) * 1000)
+
+    return wrapper
+
+
 class SqlTimer:
     """Time and round trips spent in PostgreSQL: cursor.execute (SQLAlchemy events) plus the
     COMMITs and ROLLBACKs (psycopg's Connection methods; a COMMIT is a round trip and, with
@@ -76,26 +89,17 @@ class SqlTimer:
         event.listen(engine, "before_cursor_execute", self._before)
         event.listen(engine, "after_cursor_execute", self._after)
         for name in ("commit", "rollback"):
-            setattr(psycopg.Connection, name, self._timed(getattr(psycopg.Connection, name)))
+            setattr(psycopg.Connection, name, timed(getattr(psycopg.Connection, name), self._count))
 
-    def _timed(self, method):
-        @functools.wraps(method)
-        def wrapper(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                self.ms += (time.perf_counter() - t0) * 1000
-                self.trips += 1
-
-        return wrapper
+    def _count(self, ms: float) -> None:
+        self.ms += ms
+        self.trips += 1
 
     def _before(self, conn, cursor, statement, parameters, context, executemany):
         conn.info["bench_t0"] = time.perf_counter()
 
     def _after(self, conn, cursor, statement, parameters, context, executemany):
-        self.ms += (time.perf_counter() - conn.info.pop("bench_t0")) * 1000
-        self.trips += 1
+        self._count((time.perf_counter() - conn.info.pop("bench_t0")) * 1000)
 
     def reset(self):
         self.ms, self.trips = 0.0, 0
@@ -112,19 +116,11 @@ class StripeTimer:
         self.calls = 0
         service = stripe.PaymentIntentService
         for name in ("create", "confirm", "retrieve"):
-            setattr(service, name, self._timed(getattr(service, name)))
+            setattr(service, name, timed(getattr(service, name), self._count))
 
-    def _timed(self, method):
-        @functools.wraps(method)
-        def wrapper(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                self.ms += (time.perf_counter() - t0) * 1000
-                self.calls += 1
-
-        return wrapper
+    def _count(self, ms: float) -> None:
+        self.ms += ms
+        self.calls += 1
 
     def reset(self):
         self.ms, self.calls = 0.0, 0
