@@ -38,34 +38,38 @@ def idempotent_call(call) -> Response:
         return api_error(400, "invalid_idempotency_key", "Idempotency-Key is invalid",
                          {"Idempotency-Key": "at most 255 printable characters"})
     user_id, fingerprint = g.api_user.id, _fingerprint()
-    db.session.execute(sa.delete(IdempotencyKey).where(
-        IdempotencyKey.user_id == user_id, IdempotencyKey.key == key,
-        IdempotencyKey.created_at < utcnow() - TTL))
-    db.session.add(IdempotencyKey(user_id=user_id, key=key, fingerprint=fingerprint))
     try:
+        # Core statements, not the unit of work: this runs in front of every keyed request.
+        db.session.execute(sa.insert(IdempotencyKey).values(
+            user_id=user_id, key=key, fingerprint=fingerprint))
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        return _replay(user_id, key, fingerprint)
+        return _replay(user_id, key, fingerprint, call)
     try:
         response = make_response(call())
     except Exception:
         _forget(user_id, key)
         raise
-    row = db.session.scalar(sa.select(IdempotencyKey).where(
-        IdempotencyKey.user_id == user_id, IdempotencyKey.key == key))
     if response.status_code >= 500:
         _forget(user_id, key)  # a server error may be retried with the same key
-    elif row is not None:
-        row.status_code = response.status_code
-        row.response_body = {"sealed": _box().encrypt(response.get_data()).decode()}
+    else:
+        db.session.execute(
+            sa.update(IdempotencyKey)
+            .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+            .values(status_code=response.status_code,
+                    response_body={"sealed": _box().encrypt(response.get_data()).decode()})
+            .execution_options(synchronize_session=False))
         db.session.commit()
     return response
 
 
-def _replay(user_id, key: str, fingerprint: str) -> Response:
+def _replay(user_id, key: str, fingerprint: str, call) -> Response:
     row = db.session.scalar(sa.select(IdempotencyKey).where(
         IdempotencyKey.user_id == user_id, IdempotencyKey.key == key))
+    if row is not None and row.created_at < utcnow() - TTL:
+        _forget(user_id, key)  # expired: the key is free again
+        return idempotent_call(call)
     if row is None or row.fingerprint != fingerprint:
         return api_error(409, "idempotency_key_reused",
                          "this Idempotency-Key was used with another request")
