@@ -42,6 +42,7 @@ class CardDetails:
     exp_year: int | None = None
     funding: str | None = None
     country: str | None = None
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,31 @@ class Intent:
     billing_details: dict | None = None
     receipt_url: str | None = None
     failure_code: str | None = None
+    failure_message: str | None = None
+    customer: str | None = None
+    setup_future_usage: str | None = None
+    next_action: str | None = None  # e.g. "use_stripe_sdk" (3-D Secure), "redirect_to_url"
+
+
+@dataclass(frozen=True)
+class Method:
+    """What the portal needs of a PaymentMethod: ids and displayable card details."""
+
+    id: str
+    type: str
+    customer: str | None
+    card: CardDetails | None
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What the portal needs of a SetupIntent."""
+
+    id: str
+    status: str
+    customer: str | None
+    client_secret: str | None
+    payment_method_id: str | None
     failure_message: str | None = None
 
 
@@ -104,22 +130,27 @@ def _get(obj: Any, key: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
+def _call(method, *args, **kwargs) -> dict:
+    """Call the SDK; its errors become GatewayError; the result is plain nested dicts."""
+    try:
+        return method(*args, **kwargs).to_dict()
+    except stripe.StripeError as exc:
+        raise _error(exc) from exc
+
+
+def _card(src: Any) -> CardDetails | None:
+    if src is None:
+        return None
+    return CardDetails(**{f: _get(src, f) for f in CardDetails.__dataclass_fields__})
+
+
 def _intent(obj: Any) -> Intent:
-    pi = obj.to_dict()  # plain nested dicts from here on
+    pi = obj if isinstance(obj, dict) else obj.to_dict()  # plain nested dicts from here on
     pm = _get(pi, "payment_method")
     charge = _get(pi, "latest_charge")
     pm_id = pm if isinstance(pm, str) else _get(pm, "id")
     card_src = _get(_get(charge, "payment_method_details"), "card") or _get(pm, "card")
-    card = None
-    if card_src is not None:
-        card = CardDetails(
-            brand=_get(card_src, "brand"),
-            last4=_get(card_src, "last4"),
-            exp_month=_get(card_src, "exp_month"),
-            exp_year=_get(card_src, "exp_year"),
-            funding=_get(card_src, "funding"),
-            country=_get(card_src, "country"),
-        )
+    card = _card(card_src)
     billing = _get(charge, "billing_details") or _get(pm, "billing_details")
     err = _get(pi, "last_payment_error")
     return Intent(
@@ -137,6 +168,9 @@ def _intent(obj: Any) -> Intent:
         receipt_url=_get(charge, "receipt_url") if not isinstance(charge, str) else None,
         failure_code=_get(err, "decline_code") or _get(err, "code"),
         failure_message=_get(err, "message"),
+        customer=_get(pi, "customer") if isinstance(_get(pi, "customer"), str) else None,
+        setup_future_usage=_get(pi, "setup_future_usage"),
+        next_action=_get(_get(pi, "next_action"), "type"),
     )
 
 
@@ -179,15 +213,24 @@ def retrieve_payment_intent(intent_id: str) -> Intent:
     return _intent(pi)
 
 
-def confirm_payment_intent(intent_id: str, *, payment_method: str, return_url: str,
+def update_payment_intent(intent_id: str, **params: Any) -> Intent:
+    """Change an unconfirmed PaymentIntent (customer, payment_method, setup_future_usage)."""
+    return _intent(_call(_client().v1.payment_intents.update, intent_id,
+                         params={**params, "expand": _EXPAND}))
+
+
+def confirm_payment_intent(intent_id: str, *, payment_method: str, return_url: str | None,
                            idempotency_key: str) -> Intent:
-    """Confirm server-side with a payment method; a decline comes back as the failed intent."""
+    """Confirm server-side with a payment method; a decline comes back as the failed intent.
+
+    Without ``return_url`` a 3-D Secure challenge comes back as a ``use_stripe_sdk`` next
+    action for Stripe.js (``handleNextAction``) on the customer's page."""
+    params = {"payment_method": payment_method, "expand": _EXPAND}
+    if return_url:
+        params["return_url"] = return_url
     try:
         pi = _client().v1.payment_intents.confirm(
-            intent_id,
-            params={"payment_method": payment_method, "return_url": return_url,
-                    "expand": _EXPAND},
-            options={"idempotency_key": idempotency_key},
+            intent_id, params=params, options={"idempotency_key": idempotency_key},
         )
     except stripe.CardError:
         # Stripe answers a decline with 402; the intent now holds the error and its code.
@@ -195,6 +238,82 @@ def confirm_payment_intent(intent_id: str, *, payment_method: str, return_url: s
     except stripe.StripeError as exc:
         raise _error(exc) from exc
     return _intent(pi)
+
+
+# --- Customers and saved payment methods --------------------------------------------------
+
+def create_customer(*, email: str, name: str, metadata: dict[str, str],
+                    idempotency_key: str) -> str:
+    """A Stripe customer; the same idempotency key (per user) always gives the same one."""
+    return _call(_client().v1.customers.create,
+                 params={"email": email, "name": name, "metadata": metadata},
+                 options={"idempotency_key": idempotency_key})["id"]
+
+
+def set_default_payment_method(customer: str, payment_method: str | None) -> None:
+    """The card Stripe (and our pages) use by default for this customer."""
+    _call(_client().v1.customers.update, customer,
+          params={"invoice_settings": {"default_payment_method": payment_method or ""}})
+
+
+def _method(pm: dict) -> Method:
+    customer = _get(pm, "customer")
+    return Method(id=pm["id"], type=_get(pm, "type", "card"),
+                  customer=customer if isinstance(customer, str) else _get(customer, "id"),
+                  card=_card(_get(pm, "card")))
+
+
+def retrieve_payment_method(payment_method: str) -> Method | None:
+    """The PaymentMethod as Stripe holds it now; None if Stripe does not know it."""
+    try:
+        return _method(_call(_client().v1.payment_methods.retrieve, payment_method))
+    except GatewayError as exc:
+        if exc.status == 404 or exc.code == "resource_missing":
+            return None
+        raise
+
+
+def attach_payment_method(payment_method: str, customer: str) -> Method:
+    """Attach to the customer (Stripe may decline the card: GatewayError with its message)."""
+    return _method(_call(_client().v1.payment_methods.attach, payment_method,
+                         params={"customer": customer}))
+
+
+def detach_payment_method(payment_method: str) -> None:
+    """Remove the card from its customer at Stripe; already detached or gone is fine."""
+    try:
+        _call(_client().v1.payment_methods.detach, payment_method)
+    except GatewayError as exc:
+        if exc.status not in (400, 404):
+            raise
+
+
+def _setup(si: dict) -> Setup:
+    pm, customer = _get(si, "payment_method"), _get(si, "customer")
+    return Setup(id=si["id"], status=si["status"],
+                 customer=customer if isinstance(customer, str) else _get(customer, "id"),
+                 client_secret=_get(si, "client_secret"),
+                 payment_method_id=pm if isinstance(pm, str) else _get(pm, "id"),
+                 failure_message=_get(_get(si, "last_setup_error"), "message"))
+
+
+def create_setup_intent(*, customer: str, metadata: dict[str, str],
+                        idempotency_key: str) -> Setup:
+    """A SetupIntent to save a card for later payments (the cards page's Payment Element)."""
+    return _setup(_call(_client().v1.setup_intents.create,
+                        params={"customer": customer, "payment_method_types": ["card"],
+                                "usage": "off_session", "metadata": metadata},
+                        options={"idempotency_key": idempotency_key}))
+
+
+def retrieve_setup_intent(setup_intent: str) -> Setup | None:
+    """The SetupIntent as Stripe holds it now; None if Stripe does not know it."""
+    try:
+        return _setup(_call(_client().v1.setup_intents.retrieve, setup_intent))
+    except GatewayError as exc:
+        if exc.status == 404 or exc.code == "resource_missing":
+            return None
+        raise
 
 
 @dataclass(frozen=True)

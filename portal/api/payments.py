@@ -5,12 +5,11 @@ Thin views over payments.services, the same services the pages use.
 
 from __future__ import annotations
 
-import uuid
-
 from flask import current_app, g, jsonify, url_for
 
 from .. import stripe_gateway as gateway
-from ..extensions import db, limiter
+from ..cards import services as cards
+from ..extensions import limiter
 from ..money import MoneyError, format_minor, normalize_currency, to_minor
 from ..orders.services import order_for
 from ..payments.models import Payment
@@ -18,10 +17,10 @@ from ..payments.services import (
     AlreadyPaid,
     CheckoutError,
     ProcessorUnavailable,
+    confirm_with_card,
     history,
     payment_for,
     payment_of_intent,
-    settle,
     start_checkout,
 )
 from .errors import api_error
@@ -105,13 +104,17 @@ def create_intent(body: CreateIntentIn):
     if amount != order.total:
         message = f"the order's total is {expected} ({order.total} minor units)"
         return api_error(400, "amount_mismatch", message, {"amount": message})
+    card = None
     if body.paymentMethodId is not None:
-        # Saved cards (and their owners) are kept by the card manager; until a card is saved
-        # for this user, no payment method id can be theirs.
-        message = "paymentMethodId is not one of your saved cards"
-        return api_error(400, "invalid_payment_method", message, {"paymentMethodId": message})
+        try:
+            card = cards.card_for(user, body.paymentMethodId)
+        except cards.CardNotFound:
+            # Another customer's card is indistinguishable from an unknown one.
+            message = "paymentMethodId is not one of your saved cards"
+            return api_error(404, "payment_method_not_found", message,
+                             {"paymentMethodId": message})
     try:
-        checkout = start_checkout(order, source="api")
+        checkout = start_checkout(order, source="api", card=card)
     except AlreadyPaid:
         return api_error(400, "order_already_paid", "this order is already paid")
     except ProcessorUnavailable as exc:
@@ -135,7 +138,8 @@ def create_intent(body: CreateIntentIn):
            description="Confirms the caller's PaymentIntent with a payment method. 402 when "
                        "the card asks for 3-D Secure (finish it with Stripe.js), 400 with "
                        "Stripe's decline code when declined.",
-           responses={200: ConfirmOut, 402: RequiresActionOut, 409: None, 429: None})
+           responses={200: ConfirmOut, 402: RequiresActionOut, 404: None, 409: None,
+                      429: None})
 @limiter.limit(PAYMENT_LIMIT, key_func=_caller)
 def confirm(body: ConfirmIn):
     """Endpoint 2: confirm server-side; the same state transition as the pages and webhooks."""
@@ -148,18 +152,17 @@ def confirm(body: ConfirmIn):
     if payment.is_final:
         return api_error(400, f"payment_{payment.status}", f"the payment is {payment.status}")
     try:
-        intent = gateway.confirm_payment_intent(
-            body.paymentIntentId, payment_method=body.paymentMethodId,
-            return_url=url_for("payments.complete", order_id=payment.order_id, _external=True),
-            idempotency_key=f"payment-{payment.id}-confirm-{uuid.uuid4()}",
-        )
+        payment, intent = confirm_with_card(
+            g.api_user, payment, body.paymentMethodId,
+            return_url=url_for("payments.complete", order_id=payment.order_id, _external=True))
+    except cards.CardNotFound:
+        message = "paymentMethodId is not one of your saved cards"
+        return api_error(404, "payment_method_not_found", message, {"paymentMethodId": message})
     except gateway.GatewayError as exc:
         if exc.retryable:
             return api_error(500, "processor_unavailable",
                              "the payment processor could not be reached; please retry")
         return api_error(400, exc.code or "invalid_request", exc.message)
-    payment = settle(payment.id, intent)
-    db.session.commit()
     if payment.status == "requires_action":
         resp = jsonify(success=False, requiresAction=True, clientSecret=intent.client_secret,
                        error={"code": "requires_action",

@@ -305,3 +305,47 @@ class WebhookOut(BaseModel):
 def iso(value: datetime) -> str:
     """'2024-01-15T10:30:00Z' as in the original description."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- payment methods (saved cards) ------------------------------------------------------
+
+PaymentMethodId = Annotated[str, Field(pattern=r"^pm_[A-Za-z0-9_]+$", max_length=255)]
+
+
+class SavedCardDetails(BaseModel):
+    brand: str | None
+    last4: str | None
+    expMonth: int | None
+    expYear: int | None
+
+
+class SavedMethod(BaseModel):
+    id: str
+    type: str
+    card: SavedCardDetails | None
+    isDefault: bool
+
+
+class ListedMethod(SavedMethod):
+    createdAt: str
+
+
+class MethodsOut(BaseModel):
+    success: Literal[True]
+    paymentMethods: list[ListedMethod]
+
+
+class AddMethodIn(Strict):
+    paymentMethodId: PaymentMethodId
+    setAsDefault: bool = False
+
+
+class AddMethodOut(BaseModel):
+    success: Literal[True]
+    message: str
+    paymentMethod: SavedMethod
+
+
+class MessageOut(BaseModel):
+    success: Literal[True]
+    message: str

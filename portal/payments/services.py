@@ -12,6 +12,8 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import stripe_gateway as gateway
 from ..auth.models import User
+from ..cards import services as cards
+from ..cards.models import SavedCard
 from ..extensions import db
 from ..models_base import parse_uuid, utcnow
 from ..orders.models import Order
@@ -74,7 +76,8 @@ def _create_payment_row(order: Order, ip: str | None, user_agent: str | None,
     return payment
 
 
-def _create_intent(payment: Payment, order: Order) -> gateway.Intent | None:
+def _create_intent(payment: Payment, order: Order,
+                   card: SavedCard | None = None) -> gateway.Intent | None:
     """Give the payment its PaymentIntent, once, and apply its state: concurrent callers wait
     on the row lock and then find the stored id (None is returned to them); the Payment id as
     idempotency key covers a retry after a crash. Commits (which releases the lock)."""
@@ -82,6 +85,8 @@ def _create_intent(payment: Payment, order: Order) -> gateway.Intent | None:
     if payment.stripe_payment_intent_id is not None:
         db.session.commit()
         return None
+    # With a Stripe customer, so the customer's saved cards can pay it.
+    cmap = cards.customer_of(order.customer_id)
     try:
         intent = gateway.create_payment_intent(
             amount=payment.amount,
@@ -90,6 +95,8 @@ def _create_intent(payment: Payment, order: Order) -> gateway.Intent | None:
             metadata={"orderId": str(order.id), "userId": str(order.customer_id),
                       "paymentId": str(payment.id)},
             description=f"ShopSphere order {order.number}",
+            customer=cmap.stripe_customer_id if cmap else None,
+            payment_method=card.stripe_payment_method_id if card else None,
         )
     except gateway.GatewayError as exc:
         db.session.rollback()
@@ -104,11 +111,12 @@ def _create_intent(payment: Payment, order: Order) -> gateway.Intent | None:
 
 
 def start_checkout(order: Order, *, ip: str | None = None, user_agent: str | None = None,
-                   source: str = "web") -> Checkout:
+                   source: str = "web", card: SavedCard | None = None) -> Checkout:
     """The order's Payment and its PaymentIntent, creating each at most once.
 
     The Payment row is committed before Stripe is called, and its id is the idempotency key,
     so reloads, double clicks and concurrent requests all end with one PaymentIntent.
+    With ``card`` (a saved card of the order's customer) the intent carries that card.
     Commits; raises AlreadyPaid, CheckoutError or ProcessorUnavailable.
     """
     if order.status != "unpaid":
@@ -117,10 +125,13 @@ def start_checkout(order: Order, *, ip: str | None = None, user_agent: str | Non
     payment = payment_of_order(order) or _create_payment_row(order, ip, user_agent, source)
     intent = None
     if payment.stripe_payment_intent_id is None:
-        intent = _create_intent(payment, order)  # stored and applied
+        intent = _create_intent(payment, order, card)  # stored and applied
     if intent is None:
         try:
             intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
+            if card and intent.payment_method_id != card.stripe_payment_method_id and (
+                    intent.status in ("requires_payment_method", "requires_confirmation")):
+                intent = _use_card(intent, card)
         except gateway.GatewayError as exc:
             raise ProcessorUnavailable(
                 "We could not reach the payment processor; please try again in a moment. "
@@ -133,6 +144,50 @@ def start_checkout(order: Order, *, ip: str | None = None, user_agent: str | Non
     if payment.status == "canceled":
         raise CheckoutError("The payment of this order was canceled.")
     return Checkout(payment, intent)
+
+
+def _use_card(intent: gateway.Intent, card: SavedCard) -> gateway.Intent:
+    """Put a saved card (and so its Stripe customer) on an unconfirmed intent."""
+    cmap = cards.customer_of(card.user_id)
+    changes = {"payment_method": card.stripe_payment_method_id}
+    if intent.customer != cmap.stripe_customer_id:
+        changes["customer"] = cmap.stripe_customer_id  # intent made before the first card
+    return gateway.update_payment_intent(intent.id, **changes)
+
+
+def confirm_with_card(user: User, payment: Payment, payment_method_id: str, *,
+                      return_url: str | None = None) -> tuple[Payment, gateway.Intent]:
+    """Confirm the payment's intent server-side with a saved card of ``user`` or a new
+    PaymentMethod from Stripe.js, and apply the outcome (commits).
+
+    Another user's saved card is CardNotFound; GatewayError when Stripe refuses the request
+    or cannot be reached (a decline is not an error: the payment comes back failed).
+    """
+    card = db.session.scalar(sa.select(SavedCard).where(
+        SavedCard.stripe_payment_method_id == payment_method_id))
+    if card is not None and card.user_id != user.id:
+        raise cards.CardNotFound()
+    if card is not None and payment.stripe_customer_id != cards.customer_of(
+            user.id).stripe_customer_id:
+        _use_card(gateway.retrieve_payment_intent(payment.stripe_payment_intent_id), card)
+    intent = gateway.confirm_payment_intent(
+        payment.stripe_payment_intent_id, payment_method=payment_method_id,
+        return_url=return_url, idempotency_key=f"payment-{payment.id}-confirm-{uuid.uuid4()}")
+    payment = settle(payment.id, intent)
+    db.session.commit()
+    return payment, intent
+
+
+def offer_to_save_card(user: User, payment: Payment, save: bool) -> None:
+    """The customer ticked (or unticked) "save this card" before paying with a new card:
+    Stripe attaches the card to their customer when the payment succeeds."""
+    cmap = cards.ensure_customer(user) if save else cards.customer_of(user.id)
+    changes = {"setup_future_usage": "off_session" if save else ""}
+    if cmap is not None and payment.stripe_customer_id != cmap.stripe_customer_id:
+        changes["customer"] = cmap.stripe_customer_id
+    intent = gateway.update_payment_intent(payment.stripe_payment_intent_id, **changes)
+    settle(payment.id, intent)
+    db.session.commit()
 
 
 def status_from_intent(intent: gateway.Intent) -> str:
@@ -162,6 +217,8 @@ def apply_intent(payment: Payment, intent: gateway.Intent) -> bool:
     if payment.status in FINAL_STATUSES:
         return False
     new = status_from_intent(intent)
+    if intent.customer:
+        payment.stripe_customer_id = intent.customer
     if intent.card is not None:
         payment.payment_method_id = intent.payment_method_id
         payment.payment_method_type = intent.payment_method_type or "card"
@@ -199,7 +256,8 @@ def settle(payment_id: uuid.UUID, intent: gateway.Intent) -> Payment:
     Stripe is always called before this, so no row lock is held while waiting on Stripe.
     """
     payment = _locked(payment_id)
-    apply_intent(payment, intent)
+    if apply_intent(payment, intent) and payment.status == "succeeded":
+        cards.record_spending(payment)  # once: a final state never changes again
     return payment
 
 
@@ -215,6 +273,15 @@ def refresh_payment(payment: Payment) -> Payment:
         return payment
     payment = settle(payment.id, intent)
     db.session.commit()
+    if intent.setup_future_usage and intent.status == "succeeded" and intent.payment_method_id:
+        # "Save this card": Stripe attached it; show it at once, not only after the webhook.
+        try:
+            cards.sync_method(intent.payment_method_id)
+            db.session.commit()
+        except (gateway.GatewayError, IntegrityError):
+            db.session.rollback()
+            log.warning("could not mirror the card saved by payment %s", payment.id,
+                        exc_info=True)
     return payment
 
 

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required
 
+from .. import stripe_gateway as gateway
+from ..cards import services as cards
 from ..extensions import limiter
 from ..htmx import render
 from ..orders.services import order_for
@@ -13,7 +24,9 @@ from .services import (
     AlreadyPaid,
     CheckoutError,
     ProcessorUnavailable,
+    confirm_with_card,
     history,
+    offer_to_save_card,
     payment_for,
     payment_of_order,
     refresh_payment,
@@ -50,7 +63,59 @@ def checkout(order_id: str):
     return render_template(
         "payments/checkout.html", order=order, payment=result.payment, intent=result.intent,
         return_url=url_for("payments.complete", order_id=order.id, _external=True),
+        cards=cards.cards_of(current_user), default_id=cards.default_card_id(current_user),
     )
+
+
+def _unpaid_payment(order_id: str):
+    order = _own_order(order_id)
+    payment = payment_of_order(order)
+    if payment is None or payment.stripe_payment_intent_id is None:
+        abort(404)
+    if payment.is_final:
+        abort(409)
+    return payment
+
+
+@bp.route("/checkout/<order_id>/pay", methods=["POST"])
+@login_required
+@limiter.limit("30 per minute")
+def pay_with_saved_card(order_id: str):
+    """One-click payment with a saved card (checkout.js): confirmed by the server; JSON says
+    where to go next, or hands 3-D Secure to Stripe.js."""
+    payment = _unpaid_payment(order_id)
+    try:
+        cards.card_for(current_user, request.form.get("payment_method", ""))
+        payment, intent = confirm_with_card(current_user, payment,
+                                            request.form["payment_method"])
+    except cards.CardNotFound:
+        abort(404)
+    except gateway.GatewayError as exc:
+        message = exc.message if not exc.retryable else (
+            "We could not reach the payment processor; please try again in a moment.")
+        return jsonify(status="error", error=message), 502 if exc.retryable else 400
+    complete_url = url_for("payments.complete", order_id=order_id)
+    if payment.status == "requires_action":
+        return jsonify(status="requires_action", clientSecret=intent.client_secret,
+                       next=complete_url)
+    if payment.status in ("failed", "requires_payment_method"):
+        return jsonify(status="failed",
+                       error=payment.failure_message or "The payment did not go through.")
+    return jsonify(status=payment.status, next=complete_url)
+
+
+@bp.route("/checkout/<order_id>/save-card", methods=["POST"])
+@login_required
+@limiter.limit("30 per minute")
+def save_card_choice(order_id: str):
+    """"Save this card" ticked or not, just before Stripe.js confirms with a new card."""
+    payment = _unpaid_payment(order_id)
+    try:
+        offer_to_save_card(current_user, payment, request.form.get("save") == "true")
+    except gateway.GatewayError:
+        return jsonify(ok=False, error="We could not reach the payment processor; "
+                                       "please try again in a moment."), 502
+    return jsonify(ok=True)
 
 
 @bp.route("/checkout/<order_id>/complete")

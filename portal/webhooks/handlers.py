@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..cards.services import sync_method
 from ..payments.services import sync_intent
 
 
@@ -16,10 +17,28 @@ def payment_intent_changed(event: dict) -> bool:
     return sync_intent(event["data"]["object"]["id"])
 
 
+def payment_method_changed(event: dict) -> bool:
+    """payment_method.*: mirror the card as Stripe holds it now (saved, updated or gone)."""
+    return sync_method(event["data"]["object"]["id"])
+
+
+def setup_intent_succeeded(event: dict) -> bool:
+    """A card was saved through a SetupIntent (perhaps in a tab closed right after)."""
+    payment_method = event["data"]["object"].get("payment_method")
+    if isinstance(payment_method, dict):
+        payment_method = payment_method.get("id")
+    return bool(payment_method) and sync_method(payment_method)
+
+
 HANDLERS: dict[str, Callable[[dict], bool]] = {
     "payment_intent.succeeded": payment_intent_changed,
     "payment_intent.payment_failed": payment_intent_changed,
     "payment_intent.processing": payment_intent_changed,
     "payment_intent.canceled": payment_intent_changed,
     "payment_intent.requires_action": payment_intent_changed,
+    "payment_method.attached": payment_method_changed,
+    "payment_method.detached": payment_method_changed,
+    "payment_method.updated": payment_method_changed,
+    "payment_method.automatically_updated": payment_method_changed,
+    "setup_intent.succeeded": setup_intent_succeeded,
 }

@@ -14,7 +14,8 @@ from portal import create_app
 from portal.config import Config
 from portal.extensions import db, limiter
 from tests.conftest import portal_env
-from tests.helpers import truncate_all
+from tests.helpers import make_order, make_user, truncate_all
+from tests.integration.api_support import Api
 
 
 def _config(pg_url, sandbox) -> Config:
@@ -78,3 +79,39 @@ def stripe_client(sandbox):
     import stripe
 
     return stripe.StripeClient("sk_test_portal", base_addresses={"api": sandbox.url})
+
+
+# --- the JSON API tests' fixtures ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def spec(app):
+    r = app.test_client().get("/api/payments/openapi.json")
+    assert r.status_code == 200
+    return r.json
+
+
+@pytest.fixture
+def api(client, spec):
+    return Api(client, spec)
+
+
+@pytest.fixture
+def shop():
+    return {
+        "customer": make_user("buyer@example.test"),
+        "other": make_user("mallory@example.test"),
+        "vendor": make_user("maker@example.test", "vendor"),
+        "admin": make_user("root@example.test", "admin"),
+    }
+
+
+@pytest.fixture
+def customer(shop):
+    return shop["customer"]
+
+
+@pytest.fixture
+def order(shop):
+    """299.99 USD: 269.99 of goods, 27.00 tax, 3.00 shipping (the original description's)."""
+    return make_order(shop["customer"], shop["vendor"], amounts=(26999,), tax=2700,
+                      shipping=300)

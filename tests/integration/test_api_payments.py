@@ -8,194 +8,33 @@ assert the documented shape field by field and the behaviour a caller notices.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import jsonschema_rs
 import pytest
 import sqlalchemy as sa
 
-from portal.api.schemas import (
-    ConfirmOut,
-    CreateIntentOut,
-    ErrorOut,
-    HistoryOut,
-    PaymentOut,
-    RequiresActionOut,
-)
 from portal.extensions import db
-from portal.money import to_decimal
 from portal.orders.models import Order
 from portal.payments.models import Payment
-from tests.helpers import bearer, login, make_order, make_user
+from tests.helpers import bearer, login, make_order
+from tests.integration.api_support import (
+    OPERATIONS,
+    Api,
+    assert_error,
+    card_pm,
+    dumps,
+    intent_body,
+    intents_for,
+    paid,
+)
 
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
-VISA = "4242424242424242"
 VISA_3DS = "4000002760003184"
 DECLINED = "4000000000000341"
-
-OPERATIONS = {
-    "create-intent": ("/api/payments/create-intent", "post"),
-    "confirm": ("/api/payments/confirm", "post"),
-    "payment": ("/api/payments/payments/{paymentId}", "get"),
-    "history": ("/api/payments/history", "get"),
-}
-MODELS = {
-    ("create-intent", 200): CreateIntentOut,
-    ("confirm", 200): ConfirmOut,
-    ("confirm", 402): RequiresActionOut,
-    ("payment", 200): PaymentOut,
-    ("history", 200): HistoryOut,
-}
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-def dumps(body: dict) -> str:
-    """JSON as a client writes it: Decimal amounts become JSON numbers digit for digit (never
-    through a float)."""
-    digits = {}
-
-    def mark(value: Decimal) -> str:
-        digits[f"@@{len(digits)}@@"] = str(value)
-        return f"@@{len(digits) - 1}@@"
-
-    text = json.dumps(body, default=mark)
-    for key, number in digits.items():
-        text = text.replace(f'"{key}"', number)
-    return text
-
-
-class Api:
-    """The test client plus the published OpenAPI document every response is checked against."""
-
-    def __init__(self, client, spec: dict):
-        self.client, self.spec = client, spec
-
-    def create_intent(self, user, body, headers: dict | None = None):
-        return self.post("create-intent", user, body, headers)
-
-    def confirm(self, user, intent_id: str, pm_id: str, headers: dict | None = None):
-        body = {"paymentIntentId": intent_id, "paymentMethodId": pm_id}
-        return self.post("confirm", user, body, headers)
-
-    def payment(self, user, payment_id):
-        r = self.client.get(f"/api/payments/payments/{payment_id}", headers=bearer(user))
-        return self.check("payment", r)
-
-    def history(self, user, query: str = ""):
-        r = self.client.get(f"/api/payments/history?{query}", headers=bearer(user))
-        return self.check("history", r)
-
-    def post(self, name, user, body, headers):
-        data = body if isinstance(body, str) else dumps(body)
-        all_headers = {"Content-Type": "application/json", **(bearer(user) if user else {}),
-                       **(headers or {})}
-        return self.check(name, self.client.post(OPERATIONS[name][0], data=data,
-                                                 headers=all_headers))
-
-    def check(self, name, r):
-        path, method = OPERATIONS[name]
-        assert r.is_json, (r.status_code, r.text[:200])
-        responses = self.spec["paths"][path][method]["responses"]
-        assert str(r.status_code) in responses, f"{name}: {r.status_code} is not documented"
-        schema = responses[str(r.status_code)]["content"]["application/json"]["schema"]
-        validator = jsonschema_rs.validator_for({**schema, "components": self.spec["components"]})
-        problems = [f"{e.instance_path}: {e.message}" for e in validator.iter_errors(r.json)]
-        assert problems == [], (name, r.status_code, problems, r.json)
-        MODELS.get((name, r.status_code), ErrorOut).model_validate(r.json)
-        if r.status_code >= 400 and r.status_code != 402:
-            assert_error_format(r.json)
-        return r
-
-
-def assert_error_format(body: dict) -> None:
-    """{"success": false, "error": {"code", "message", "fields"?}}, nothing else."""
-    assert set(body) == {"success", "error"} and body["success"] is False
-    error = body["error"]
-    assert {"code", "message"} <= set(error) <= {"code", "message", "fields"}
-    assert isinstance(error["code"], str) and isinstance(error["message"], str)
-    if "fields" in error:
-        assert error["fields"] and all(isinstance(v, str) for v in error["fields"].values())
-
-
-def assert_error(r, status: int, code: str | None = None, field: str | None = None) -> dict:
-    assert r.status_code == status, r.json
-    error = r.json["error"]
-    if code is not None:
-        assert error["code"] == code, error
-    if field is not None:
-        assert field in error.get("fields", {}), error
-    return error
-
-
-def intent_body(order, **over) -> dict:
-    """The create-intent body a client sends for ``order``: its total in major units."""
-    body = {"orderId": str(order.id), "amount": to_decimal(order.total, order.currency),
-            "currency": order.currency}
-    body.update(over)
-    return body
-
-
-def card_pm(stripe_client, number: str = VISA) -> str:
-    return stripe_client.v1.payment_methods.create(params={
-        "type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2030,
-                                 "cvc": "123"}}).id
-
-
-def intents_for(stripe_client, order_id) -> list:
-    """The sandbox's PaymentIntents of an order (by the metadata the portal sets)."""
-    listed = stripe_client.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()
-    return [pi for pi in listed if pi.to_dict()["metadata"].get("orderId") == str(order_id)]
-
-
-def paid(api, stripe_client, user, order) -> dict:
-    """Pay ``order`` through the API with a Visa card; the confirmed `payment` object."""
-    intent = api.create_intent(user, intent_body(order)).json["paymentIntent"]
-    r = api.confirm(user, intent["id"], card_pm(stripe_client))
-    assert r.status_code == 200, r.json
-    return r.json["payment"]
-
-
-# --- fixtures --------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def spec(app):
-    r = app.test_client().get("/api/payments/openapi.json")
-    assert r.status_code == 200
-    return r.json
-
-
-@pytest.fixture
-def api(client, spec):
-    return Api(client, spec)
-
-
-@pytest.fixture
-def shop():
-    return {
-        "customer": make_user("buyer@example.test"),
-        "other": make_user("mallory@example.test"),
-        "vendor": make_user("maker@example.test", "vendor"),
-        "admin": make_user("root@example.test", "admin"),
-    }
-
-
-@pytest.fixture
-def customer(shop):
-    return shop["customer"]
-
-
-@pytest.fixture
-def order(shop):
-    """299.99 USD: 269.99 of goods, 27.00 tax, 3.00 shipping (the original description's)."""
-    return make_order(shop["customer"], shop["vendor"], amounts=(26999,), tax=2700,
-                      shipping=300)
-
 
 # --- OpenAPI ---------------------------------------------------------------------------------
 
@@ -266,10 +105,11 @@ def test_unsupported_currency_is_400_naming_currency(api, customer, order):
                  field="currency")
 
 
-def test_payment_method_that_is_not_a_saved_card_is_400(api, customer, order, stripe_client):
+def test_payment_method_that_is_not_a_saved_card_is_404(api, customer, order, stripe_client):
     pm = card_pm(stripe_client)
     r = api.create_intent(customer, intent_body(order, paymentMethodId=pm))
-    assert_error(r, 400, field="paymentMethodId")
+    # As for another customer's saved card (tests/integration/test_api_methods.py).
+    assert_error(r, 404, "payment_method_not_found", "paymentMethodId")
     assert intents_for(stripe_client, order.id) == []
 
 

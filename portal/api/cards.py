@@ -1,0 +1,83 @@
+"""The payment-method endpoints of the original description (3-6): the caller's saved cards.
+
+Thin views over cards.services, the same services the cards page uses.
+"""
+
+from __future__ import annotations
+
+from flask import g, jsonify
+
+from .. import stripe_gateway as gateway
+from ..cards import services as cards
+from ..cards.models import SavedCard
+from ..extensions import limiter
+from .errors import api_error
+from .openapi import operation
+from .payments import PAYMENT_LIMIT, _caller
+from .schemas import AddMethodIn, AddMethodOut, MessageOut, MethodsOut, iso
+from .views import bp
+
+
+def method_json(card: SavedCard, default_id: str | None) -> dict:
+    """A saved card as endpoints 3 and 4 show it."""
+    return {"id": card.stripe_payment_method_id, "type": card.type,
+            "card": {"brand": card.brand, "last4": card.last4, "expMonth": card.exp_month,
+                     "expYear": card.exp_year},
+            "isDefault": card.stripe_payment_method_id == default_id}
+
+
+def _failed(exc: Exception):
+    if isinstance(exc, cards.CardError):
+        return api_error(exc.status, exc.code, str(exc))
+    if not exc.retryable:  # Stripe refused it, e.g. the card was declined when attached
+        return api_error(400, exc.code or "invalid_payment_method", exc.message)
+    return api_error(500, "processor_unavailable",
+                     "the payment processor could not be reached; please retry")
+
+
+@operation(bp, "GET", "/payments/methods", summary="Get payment methods",
+           description="The caller's saved cards, in the order they were added.",
+           responses={200: MethodsOut})
+def list_methods():
+    """Endpoint 3."""
+    default = cards.default_card_id(g.api_user)
+    return jsonify(success=True, paymentMethods=[
+        {**method_json(c, default), "createdAt": iso(c.created_at)}
+        for c in cards.cards_of(g.api_user)])
+
+
+@operation(bp, "POST", "/payments/methods", body=AddMethodIn, summary="Add payment method",
+           description="Saves a card PaymentMethod (created with Stripe.js) for the caller. "
+                       "409 when the same card is saved already.",
+           responses={201: AddMethodOut, 409: None, 429: None})
+@limiter.limit(PAYMENT_LIMIT, key_func=_caller)  # saving cards is a way to test stolen ones
+def add_method(body: AddMethodIn):
+    """Endpoint 4."""
+    try:
+        card = cards.save_card(g.api_user, body.paymentMethodId, make_default=body.setAsDefault)
+    except (cards.CardError, gateway.GatewayError) as exc:
+        return _failed(exc)
+    return jsonify(success=True, message="Payment method added successfully",
+                   paymentMethod=method_json(card, cards.default_card_id(g.api_user))), 201
+
+
+@operation(bp, "DELETE", "/payments/methods/{paymentMethodId}",
+           summary="Remove payment method", responses={200: MessageOut, 404: None})
+def remove_method(paymentMethodId: str):  # noqa: N803 - the documented path parameter
+    """Endpoint 5."""
+    try:
+        cards.remove_card(g.api_user, paymentMethodId)
+    except (cards.CardError, gateway.GatewayError) as exc:
+        return _failed(exc)
+    return jsonify(success=True, message="Payment method removed successfully")
+
+
+@operation(bp, "PUT", "/payments/methods/{paymentMethodId}/default",
+           summary="Set default payment method", responses={200: MessageOut, 404: None})
+def default_method(paymentMethodId: str):  # noqa: N803 - the documented path parameter
+    """Endpoint 6."""
+    try:
+        cards.set_default(g.api_user, paymentMethodId)
+    except (cards.CardError, gateway.GatewayError) as exc:
+        return _failed(exc)
+    return jsonify(success=True, message="Default payment method updated")
