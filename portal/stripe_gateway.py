@@ -256,6 +256,16 @@ def set_default_payment_method(customer: str, payment_method: str | None) -> Non
           params={"invoice_settings": {"default_payment_method": payment_method or ""}})
 
 
+def _found(method, object_id: str) -> dict | None:
+    """Retrieve an object; None when Stripe does not know it."""
+    try:
+        return _call(method, object_id)
+    except GatewayError as exc:
+        if exc.status == 404 or exc.code == "resource_missing":
+            return None
+        raise
+
+
 def _method(pm: dict) -> Method:
     customer = _get(pm, "customer")
     return Method(id=pm["id"], type=_get(pm, "type", "card"),
@@ -265,12 +275,8 @@ def _method(pm: dict) -> Method:
 
 def retrieve_payment_method(payment_method: str) -> Method | None:
     """The PaymentMethod as Stripe holds it now; None if Stripe does not know it."""
-    try:
-        return _method(_call(_client().v1.payment_methods.retrieve, payment_method))
-    except GatewayError as exc:
-        if exc.status == 404 or exc.code == "resource_missing":
-            return None
-        raise
+    found = _found(_client().v1.payment_methods.retrieve, payment_method)
+    return _method(found) if found else None
 
 
 def attach_payment_method(payment_method: str, customer: str) -> Method:
@@ -308,12 +314,8 @@ def create_setup_intent(*, customer: str, metadata: dict[str, str],
 
 def retrieve_setup_intent(setup_intent: str) -> Setup | None:
     """The SetupIntent as Stripe holds it now; None if Stripe does not know it."""
-    try:
-        return _setup(_call(_client().v1.setup_intents.retrieve, setup_intent))
-    except GatewayError as exc:
-        if exc.status == 404 or exc.code == "resource_missing":
-            return None
-        raise
+    found = _found(_client().v1.setup_intents.retrieve, setup_intent)
+    return _setup(found) if found else None
 
 
 @dataclass(frozen=True)

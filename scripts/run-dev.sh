@@ -13,6 +13,12 @@ stop() { trap - INT TERM EXIT; kill "${pids[@]}" 2>/dev/null || true; wait 2>/de
 trap stop INT TERM EXIT
 
 if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
+  # The sandbox keeps nothing between runs (intents, customers, saved cards), so neither does
+  # the demo database that refers to them: it starts afresh each time.
+  if [ -z "${DATABASE_URL:-}" ]; then
+    mkdir -p instance && rm -f instance/sandbox-demo.sqlite
+    export DATABASE_URL="sqlite:///$PWD/instance/sandbox-demo.sqlite"
+  fi
   export STRIPE_API_BASE="http://127.0.0.1:${SANDBOX_PORT}"
   $PY -m stripe_sandbox --port "$SANDBOX_PORT" \
       --webhook-url "http://127.0.0.1:${PORT}/api/payments/webhook" \

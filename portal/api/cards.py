@@ -61,23 +61,23 @@ def add_method(body: AddMethodIn):
                    paymentMethod=method_json(card, cards.default_card_id(g.api_user))), 201
 
 
+def _change(action, payment_method_id: str, message: str):
+    try:
+        action(g.api_user, payment_method_id)
+    except (cards.CardError, gateway.GatewayError) as exc:
+        return _failed(exc)
+    return jsonify(success=True, message=message)
+
+
 @operation(bp, "DELETE", "/payments/methods/{paymentMethodId}",
            summary="Remove payment method", responses={200: MessageOut, 404: None})
 def remove_method(paymentMethodId: str):  # noqa: N803 - the documented path parameter
     """Endpoint 5."""
-    try:
-        cards.remove_card(g.api_user, paymentMethodId)
-    except (cards.CardError, gateway.GatewayError) as exc:
-        return _failed(exc)
-    return jsonify(success=True, message="Payment method removed successfully")
+    return _change(cards.remove_card, paymentMethodId, "Payment method removed successfully")
 
 
 @operation(bp, "PUT", "/payments/methods/{paymentMethodId}/default",
            summary="Set default payment method", responses={200: MessageOut, 404: None})
 def default_method(paymentMethodId: str):  # noqa: N803 - the documented path parameter
     """Endpoint 6."""
-    try:
-        cards.set_default(g.api_user, paymentMethodId)
-    except (cards.CardError, gateway.GatewayError) as exc:
-        return _failed(exc)
-    return jsonify(success=True, message="Default payment method updated")
+    return _change(cards.set_default, paymentMethodId, "Default payment method updated")

@@ -79,27 +79,25 @@ def added():
     return redirect(url_for("cards.index"))
 
 
-@bp.route("/<payment_method_id>/default", methods=["POST"])
-@login_required
-def make_default(payment_method_id: str):
-    """Make a card the default (HTMX: only the list is swapped)."""
+def _change(action, payment_method_id: str, done: str):
     try:
-        cards.set_default(current_user, payment_method_id)
+        action(current_user, payment_method_id)
     except cards.CardNotFound:
         return _list(error="That card is not among your saved cards.", status=404)
     except gateway.GatewayError:
         return _list(error=UNAVAILABLE, status=503)
-    return _list("Your default card was changed.")
+    return _list(done)
+
+
+@bp.route("/<payment_method_id>/default", methods=["POST"])
+@login_required
+def make_default(payment_method_id: str):
+    """Make a card the default (HTMX: only the list is swapped)."""
+    return _change(cards.set_default, payment_method_id, "Your default card was changed.")
 
 
 @bp.route("/<payment_method_id>/remove", methods=["POST"])
 @login_required
 def remove(payment_method_id: str):
     """Remove a card, at Stripe too (HTMX: only the list is swapped)."""
-    try:
-        cards.remove_card(current_user, payment_method_id)
-    except cards.CardNotFound:
-        return _list(error="That card is not among your saved cards.", status=404)
-    except gateway.GatewayError:
-        return _list(error=UNAVAILABLE, status=503)
-    return _list("The card was removed.")
+    return _change(cards.remove_card, payment_method_id, "The card was removed.")
