@@ -256,6 +256,13 @@ def set_default_payment_method(customer: str, payment_method: str | None) -> Non
           params={"invoice_settings": {"default_payment_method": payment_method or ""}})
 
 
+def default_payment_method(customer: str) -> str | None:
+    """The customer's default card at Stripe (invoice_settings.default_payment_method)."""
+    found = _found(_client().v1.customers.retrieve, customer)
+    default = _get(_get(found, "invoice_settings"), "default_payment_method")
+    return default if isinstance(default, str) or default is None else _get(default, "id")
+
+
 def _found(method, object_id: str) -> dict | None:
     """Retrieve an object; None when Stripe does not know it."""
     try:

@@ -300,3 +300,18 @@ def sync_method(payment_method_id: str) -> bool:
         gateway.set_default_payment_method(cmap.stripe_customer_id, method.id)
         cmap.default_payment_method_id = method.id
     return True
+
+
+def sync_default(customer_id: str) -> bool:
+    """customer.updated: a default card chosen at Stripe (dashboard) becomes ours too, when it
+    is one of the saved cards. False when the customer is not ours. The caller commits."""
+    cmap = db.session.scalar(sa.select(CustomerMap).where(
+        CustomerMap.stripe_customer_id == customer_id))
+    if cmap is None:
+        return False
+    default = gateway.default_payment_method(customer_id)
+    if default and default != cmap.default_payment_method_id and db.session.scalar(
+            sa.select(SavedCard.id).where(SavedCard.user_id == cmap.user_id,
+                                          SavedCard.stripe_payment_method_id == default)):
+        cmap.default_payment_method_id = default
+    return True

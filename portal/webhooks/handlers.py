@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..cards.services import sync_method
+from ..cards.services import sync_default, sync_method
 from ..payments.services import sync_intent
 
 
@@ -30,6 +30,11 @@ def setup_intent_succeeded(event: dict) -> bool:
     return bool(payment_method) and sync_method(payment_method)
 
 
+def customer_updated(event: dict) -> bool:
+    """The default card may have been changed at Stripe."""
+    return sync_default(event["data"]["object"]["id"])
+
+
 HANDLERS: dict[str, Callable[[dict], bool]] = {
     "payment_intent.succeeded": payment_intent_changed,
     "payment_intent.payment_failed": payment_intent_changed,
@@ -41,4 +46,5 @@ HANDLERS: dict[str, Callable[[dict], bool]] = {
     "payment_method.updated": payment_method_changed,
     "payment_method.automatically_updated": payment_method_changed,
     "setup_intent.succeeded": setup_intent_succeeded,
+    "customer.updated": customer_updated,
 }

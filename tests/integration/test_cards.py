@@ -186,6 +186,16 @@ def test_expiry_updated_in_stripe_is_mirrored(client, alice, saved, stripe_clien
     assert (card.exp_month, card.exp_year) == (4, 2033)
 
 
+def test_default_chosen_in_stripe_is_mirrored(client, alice, saved, stripe_client):
+    visa, master = saved
+    customer = cards.customer_of(alice.id).stripe_customer_id
+    cus = stripe_client.v1.customers.update(customer, params={
+        "invoice_settings": {"default_payment_method": master}})
+    assert post_event(client, "customer.updated", cus.to_dict(), "evt_cus") == "processed"
+    db.session.expire_all()
+    assert cards.default_card_id(alice) == master
+
+
 def test_events_of_cards_not_ours_are_ignored(client, stripe_client):
     pm = stripe_client.v1.payment_methods.retrieve(card_pm(stripe_client)).to_dict()
     assert post_event(client, "payment_method.updated", pm, "evt_other") == "ignored"
