@@ -1,8 +1,10 @@
 """Changes to localstripe's resources, applied when this module is imported.
 
 Import it before `localstripe.server`: that module registers the routes listed
-in `localstripe.resources.extra_apis` as it is imported, so the PaymentIntent
-routes replaced here (confirm, cancel, _authenticate) must be swapped first.
+in `localstripe.resources.extra_apis` as it is imported, so the routes
+replaced or added here (PaymentIntent confirm/cancel/_authenticate,
+PaymentMethod attach/detach, SetupIntent confirm/cancel/_authenticate, a
+customer's payment methods) must be in that list first.
 
 What changes, and why (Stripe behaviour the portal relies on; DESIGN.md §8):
 - no pickling of the store to /tmp (slow, and shared by parallel sandboxes);
@@ -14,7 +16,42 @@ What changes, and why (Stripe behaviour the portal relies on; DESIGN.md §8):
 - shapes of the pinned API version: `latest_charge` is an id unless expanded,
   Charges carry `receipt_url`, `payment_method_details`, `billing_details`;
 - events localstripe never sends: `payment_intent.created`,
-  `.requires_action`, `.processing`, `.canceled`, `.payment_failed` after 3DS.
+  `.requires_action`, `.processing`, `.canceled`, `.payment_failed` after 3DS;
+  events can carry `data.previous_attributes` (what an update changed).
+
+Saved cards (localstripe has Customers, attach/detach and a bare SetupIntent,
+with none of Stripe's checks or events):
+- customers: `invoice_settings` has all its fields and is merged on update;
+  `default_payment_method` must be attached to that customer (400 "The
+  customer does not have a payment method with the ID ..."), "" unsets it;
+  `customer.updated` carries previous_attributes.
+- PaymentMethods: attach/detach send `payment_method.attached`/`.detached`
+  (detached: object.customer null, previous_attributes.customer); one
+  customer per PaymentMethod (400 "... already been attached to a
+  customer."); attaching a declined test card is a 402 card_error; a
+  detached one cannot be used again; detaching the default clears the
+  customer's default. Updates (`POST /v1/payment_methods/{id}`) take only
+  card[exp_month], card[exp_year], billing_details, metadata,
+  allow_redisplay, on a PaymentMethod saved to a customer, and send
+  `payment_method.updated`. Lists (`GET /v1/payment_methods?customer=`,
+  `GET /v1/customers/{id}/payment_methods`) are newest first, with
+  limit/starting_after/ending_before. `card.fingerprint` is localstripe's:
+  the first 16 hex digits of SHA-1(card number), the same for the same number.
+  `automatically_update_payment_method` is the card account updater's test
+  hook (`payment_method.automatically_updated`; routed in `server`).
+- PaymentIntents: a PaymentMethod of another customer (or of a customer, on
+  a PaymentIntent without one) is refused like Stripe; updates check the
+  status and `setup_future_usage` ("" unsets it); with setup_future_usage
+  and a customer, the PaymentMethod is attached once the payment is
+  authorized. 4000002500003155 asks for 3-D Secure until set up.
+- SetupIntents, rewritten: create (customer, usage, metadata, description,
+  payment_method, confirm, return_url, payment_method_data), update, list,
+  confirm (declines: 402 and `last_setup_error`; 3-D Secure: a real
+  `next_action`), `_authenticate` (as for PaymentIntents; failure:
+  `setup_intent_authentication_failure`), cancel; success attaches the
+  PaymentMethod to the customer. Events `setup_intent.created`,
+  `.requires_action`, `.succeeded`, `.setup_failed`, `.canceled`.
+  Not modelled: SetupAttempts (`latest_attempt` stays null), mandates.
 """
 
 import time
@@ -23,14 +60,20 @@ from urllib.parse import urlencode
 from localstripe.errors import UserError
 from localstripe.resources import (
     Charge,
+    Customer,
     Event,
     Invoice,
     PaymentIntent,
     PaymentMethod,
+    SetupIntent,
     Store,
     StripeObject,
     extra_apis,
+    fingerprint,
+    random_id,
+    store,
     try_convert_to_bool,
+    try_convert_to_int,
 )
 from localstripe.webhooks import schedule_webhook
 
@@ -67,6 +110,7 @@ def doc_url(code):
 # --- Cards --------------------------------------------------------------
 
 GENERIC_DECLINE = ("card_declined", "generic_decline", "Your card was declined.")
+ALLOW_REDISPLAY = ("always", "limited", "unspecified")
 
 # Test cards that Stripe declines when charged: (code, decline_code, message).
 # docs.stripe.com/testing#declined-payments; the last two decline after 3DS.
@@ -159,7 +203,11 @@ def billing_details_shape(details):
 _pm_init = PaymentMethod.__init__
 
 
-def _pm_init_patched(self, type=None, card=None, billing_details=None, **data):
+def _pm_init_patched(
+    self, type=None, card=None, billing_details=None, allow_redisplay=None, **data
+):
+    if allow_redisplay is not None and allow_redisplay not in ALLOW_REDISPLAY:
+        raise invalid_value("allow_redisplay", allow_redisplay, ALLOW_REDISPLAY)
     number = card.get("number") if isinstance(card, dict) else None
     if isinstance(number, str) and number.isdigit() and not luhn_valid(number):
         raise StripeError(
@@ -171,6 +219,9 @@ def _pm_init_patched(self, type=None, card=None, billing_details=None, **data):
         )
     _pm_init(self, type=type, card=card, billing_details=billing_details, **data)
     self.billing_details = billing_details_shape(billing_details)
+    self.allow_redisplay = allow_redisplay or "unspecified"
+    self._detached = False  # detached PaymentMethods cannot be used again
+    self._set_up = False  # authenticated for future use (SetupIntent, setup_future_usage)
     if self.type == "card":
         # localstripe says every card is a French credit Visa.
         brand = card_brand(number)
@@ -185,6 +236,9 @@ def _pm_init_patched(self, type=None, card=None, billing_details=None, **data):
                 "address_postal_code_check": None,
                 "cvc_check": None,
             },
+            generated_from=None,
+            regulated_status="unregulated",
+            wallet=None,
         )
 
 
@@ -337,6 +391,7 @@ def _pi_init_patched(
     **data,
 ):
     stored = {key: data.pop(key, None) for key in STORED_PARAMS}
+    stored["setup_future_usage"] = setup_future_usage_param(stored["setup_future_usage"])
     if isinstance(stored["automatic_payment_methods"], dict):
         apm = stored["automatic_payment_methods"]
         apm["enabled"] = try_convert_to_bool(apm.get("enabled"))
@@ -344,7 +399,10 @@ def _pi_init_patched(
     if isinstance(payment_method, str):
         # Test ids such as pm_card_visa become a new PaymentMethod, as in
         # Stripe; localstripe would build another one at each lookup.
-        payment_method = PaymentMethod._api_retrieve(payment_method).id
+        pm = PaymentMethod._api_retrieve(payment_method)
+        customer = data.get("customer")
+        check_payment_method_usable(pm, customer if isinstance(customer, str) else None, "pi")
+        payment_method = pm.id
     _pi_init(self, payment_method=payment_method, payment_method_types=payment_method_types, **data)
     vars(self).update(stored)
     self.payment_method_types = payment_method_types or ["card"]
@@ -403,8 +461,24 @@ def _report_failure(self):
     )
 
 
-def three_d_secure_page_url(pi):
-    return f"{PUBLIC_URL}/3ds/{pi.id}?" + urlencode({"client_secret": pi.client_secret})
+def three_d_secure_page_url(intent):
+    """The sandbox's 3-D Secure page for a PaymentIntent or a SetupIntent."""
+    return f"{PUBLIC_URL}/3ds/{intent.id}?" + urlencode({"client_secret": intent.client_secret})
+
+
+def three_d_secure_action(intent):
+    """As Stripe: a redirect when confirmed with a return_url (unless by
+    Stripe.js, use_stripe_sdk), else an action for Stripe.js to handle."""
+    url = three_d_secure_page_url(intent)
+    if intent._return_url and not intent._use_stripe_sdk:
+        return {
+            "type": "redirect_to_url",
+            "redirect_to_url": {"url": url, "return_url": intent._return_url},
+        }
+    return {
+        "type": "use_stripe_sdk",
+        "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": url},
+    }
 
 
 _pi_confirm = PaymentIntent._confirm
@@ -413,19 +487,7 @@ _pi_confirm = PaymentIntent._confirm
 def _confirm(self, on_failure_now):
     _pi_confirm(self, on_failure_now)
     if self.next_action:
-        # As Stripe: a redirect when confirmed with a return_url (unless by
-        # Stripe.js, use_stripe_sdk), else an action for Stripe.js to handle.
-        url = three_d_secure_page_url(self)
-        if self._return_url and not self._use_stripe_sdk:
-            self.next_action = {
-                "type": "redirect_to_url",
-                "redirect_to_url": {"url": url, "return_url": self._return_url},
-            }
-        else:
-            self.next_action = {
-                "type": "use_stripe_sdk",
-                "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": url},
-            }
+        self.next_action = three_d_secure_action(self)
         schedule_webhook(Event("payment_intent.requires_action", self))
     elif self.status == "processing":
         schedule_webhook(Event("payment_intent.processing", self))
@@ -454,13 +516,17 @@ def unexpected_state(pi, action, allowed):
     )
 
 
-def check_client_secret(pi, client_secret):
-    if client_secret != pi.client_secret:
+INTENT_NAMES = {"payment_intent": "PaymentIntent", "setup_intent": "SetupIntent"}
+
+
+def check_client_secret(intent, client_secret):
+    """For a PaymentIntent or a SetupIntent."""
+    if client_secret != intent.client_secret:
         raise StripeError(
             400,
             "invalid_request_error",
             "The client_secret provided does not match the client_secret "
-            "associated with the PaymentIntent.",
+            f"associated with the {INTENT_NAMES[intent.object]}.",
             param="client_secret",
         )
 
@@ -486,9 +552,13 @@ def confirm_payment_intent(
         raise unexpected_state(pi, "confirm", CONFIRMABLE)
     if isinstance(payment_method_data, dict):
         payment_method = PaymentMethod(**payment_method_data).id
+    if payment_method is None and pi.payment_method:
+        payment_method = pi.payment_method
     if payment_method is not None:
-        pi.payment_method = PaymentMethod._api_retrieve(payment_method).id
-    elif not pi.payment_method:
+        pm = PaymentMethod._api_retrieve(payment_method)
+        check_payment_method_usable(pm, pi.customer, "pi", intent=pi)
+        pi.payment_method = pm.id
+    else:
         raise StripeError(
             400,
             "invalid_request_error",
@@ -550,15 +620,979 @@ _replace_route("POST", "/v1/payment_intents/{id}/cancel", cancel_payment_intent)
 _replace_route("POST", "/v1/payment_intents/{id}/_authenticate", authenticate_payment_intent)
 
 
+# --- Shared helpers for saved cards -------------------------------------
+
+
+def emit(type, obj, previous_attributes=None):
+    """Schedule a signed webhook, like localstripe's own events."""
+    schedule_webhook(Event(type, obj, previous_attributes=previous_attributes))
+
+
+def invalid_request(message, **fields):
+    return StripeError(400, "invalid_request_error", message, **fields)
+
+
+def unknown_parameters(params, prefix=""):
+    """Stripe's answer to parameters an endpoint does not take."""
+    if params:
+        name = sorted(params)[0]
+        name = f"{prefix}[{name}]" if prefix else name
+        return invalid_request(
+            f"Received unknown parameter: {name}", code="parameter_unknown", param=name
+        )
+    return None
+
+
+def reject_unknown(params, prefix=""):
+    error = unknown_parameters(params, prefix)
+    if error:
+        raise error
+
+
+def invalid_value(param, value, allowed):
+    return invalid_request(
+        f"Invalid {param}: must be one of {', '.join(allowed)}",
+        code="parameter_invalid_empty" if value == "" else "parameter_invalid_string",
+        param=param,
+    )
+
+
+def missing_parameter(param):
+    return invalid_request(
+        f"Missing required param: {param}.", code="parameter_missing", param=param
+    )
+
+
+def no_such(kind, id, param):
+    return invalid_request(f"No such {kind}: '{id}'", code="resource_missing", param=param)
+
+
+def retrieve_customer(id, param="customer"):
+    if not isinstance(id, str) or not id:
+        raise missing_parameter(param)
+    try:
+        return Customer._api_retrieve(id)
+    except UserError:
+        raise no_such("customer", id, param) from None
+
+
+def retrieve_payment_method(id, param="payment_method"):
+    """A PaymentMethod named in a parameter (test ids like pm_card_visa
+    become a new one, as in Stripe)."""
+    if not isinstance(id, str) or not id:
+        raise missing_parameter(param)
+    try:
+        return PaymentMethod._api_retrieve(id)
+    except UserError:
+        raise no_such("PaymentMethod", id, param) from None
+
+
+def merge_metadata(current, update):
+    """Stripe merges metadata keys; an empty string deletes one."""
+    if update in (None, ""):
+        return {} if update == "" else dict(current or {})
+    if not isinstance(update, dict):
+        raise invalid_request("Invalid object", code="parameter_invalid_object", param="metadata")
+    merged = dict(current or {})
+    for key, value in update.items():
+        if value == "":
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def previous_attributes(obj, changes):
+    """The `data.previous_attributes` of an *.updated event: the old values
+    of what `changes` (attribute -> new value) modifies."""
+    previous = {}
+    for key, new in changes.items():
+        old = getattr(obj, key, None)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed = {k: old.get(k) for k, v in new.items() if old.get(k) != v}
+            if changed:
+                previous[key] = changed
+        elif old != new:
+            previous[key] = old
+    return previous
+
+
+def setup_future_usage_param(value):
+    if value in (None, ""):
+        return None
+    if value not in ("off_session", "on_session"):
+        raise invalid_value("setup_future_usage", value, ("off_session", "on_session"))
+    return value
+
+
+class Page:
+    """A Stripe list, newest first, with limit/starting_after/ending_before."""
+
+    def __init__(self, url, items, limit=None, starting_after=None, ending_before=None):
+        limit = 10 if limit is None else try_convert_to_int(limit)
+        if not isinstance(limit, int) or not 1 <= limit <= 100:
+            raise invalid_request(
+                "Invalid integer: limit must be between 1 and 100",
+                code="parameter_invalid_integer",
+                param="limit",
+            )
+        if starting_after is not None and ending_before is not None:
+            raise invalid_request(
+                "You may only specify one of these parameters: ending_before, starting_after."
+            )
+        ids = [item.id for item in items]
+        cursor = starting_after if starting_after is not None else ending_before
+        if cursor is not None and cursor not in ids:
+            param = "starting_after" if starting_after is not None else "ending_before"
+            raise no_such(items[0].object if items else "object", cursor, param)
+        if starting_after is not None:
+            start = ids.index(starting_after) + 1
+            self._items = items[start : start + limit]
+            self.has_more = len(items) > start + limit
+        elif ending_before is not None:
+            end = ids.index(ending_before)
+            self._items = items[max(0, end - limit) : end]
+            self.has_more = end > limit
+        else:
+            self._items = items[:limit]
+            self.has_more = len(items) > limit
+        self.url = url
+
+    def _export(self, expand=None):
+        item_expand = [path[5:] for path in expand or () if path.startswith("data.")]
+        return {
+            "object": "list",
+            "data": [item._export(expand=item_expand) for item in self._items],
+            "has_more": self.has_more,
+            "url": self.url,
+        }
+
+
+def newest_first(cls, keep):
+    """Objects of a class in the store, newest first (the store keeps
+    creation order, finer than `created` seconds)."""
+    prefix = cls.object + ":"
+    return [obj for key, obj in reversed(store.items()) if key.startswith(prefix) and keep(obj)]
+
+
+# --- PaymentMethods: ownership, attach, detach, update, lists -----------
+
+PAYMENT_METHOD_REUSED = (
+    "The provided PaymentMethod was previously used with a PaymentIntent without "
+    "Customer attachment, shared with a connected account without Customer attachment, "
+    "or was detached from a Customer. It may not be used again. To use a PaymentMethod "
+    "multiple times, you must attach it to a Customer first."
+)
+ATTACH_AFTER_DETACH = (
+    "This PaymentMethod was previously used without being attached to a Customer or "
+    "was detached from a Customer, and may not be used again."
+)
+ALREADY_ATTACHED = "The payment method you provided has already been attached to a customer."
+NOT_ATTACHED = (
+    "The payment method you provided is not attached to a customer so detachment is impossible."
+)
+UPDATE_UNATTACHED = "You must save this PaymentMethod to a customer before you can update it."
+# Test cards whose errors name a field (docs.stripe.com/testing#declined-payments).
+DECLINE_PARAMS = {"expired_card": "exp_month", "incorrect_cvc": "cvc"}
+# "Authenticate unless set up": 3-D Secure for one-time payments and for the
+# setup itself, not for later payments with the set-up card.
+SETUP_ONCE_CARD = "4000002500003155"
+
+
+def check_payment_method_usable(pm, customer, kind, intent=None):
+    """Stripe's rules for using `pm` on a PaymentIntent ("pi") or a
+    SetupIntent ("seti") of `customer` (None: no customer). Errors raised
+    while confirming carry the intent."""
+    fields = {"param": "payment_method"}
+    if intent is not None:
+        fields[intent.object] = intent._export()
+    if getattr(pm, "_detached", False):  # (card_ and src_ ids have none)
+        raise invalid_request(PAYMENT_METHOD_REUSED, **fields)
+    if pm.customer is None or pm.customer == customer:
+        return
+    if customer is None:
+        if kind == "pi":
+            message = (
+                f"The `payment_method` parameter supplied {pm.id} belongs to the Customer "
+                f"{pm.customer}. Please include the Customer in the `customer` parameter "
+                "on the PaymentIntent."
+            )
+        else:
+            message = (
+                f"The payment method supplied ({pm.id}) belongs to the Customer "
+                f"{pm.customer}. Please include the Customer in the `customer` parameter "
+                "on the SetupIntent."
+            )
+    else:
+        message = (
+            f"The PaymentMethod {pm.id} does not belong to the Customer you supplied "
+            f"{customer}. Please use this PaymentMethod with the Customer that it "
+            "belongs to instead."
+        )
+    raise invalid_request(message, **fields)
+
+
+def decline_of(pm):
+    """(code, decline_code, message) when Stripe declines validating this
+    card (attaching it, setting it up), else None."""
+    if not pm._attaching_is_declined():
+        return None
+    return DECLINED_CARDS.get(getattr(pm, "_card_number", None), GENERIC_DECLINE)
+
+
+def decline_error(decline, **fields):
+    code, decline_code, message = decline
+    if code in DECLINE_PARAMS:
+        fields.setdefault("param", DECLINE_PARAMS[code])
+    return StripeError(402, "card_error", message, code=code, decline_code=decline_code, **fields)
+
+
+def attach(pm, customer_id, verify=True):
+    """Attach `pm` to a customer, as Stripe does (payment_method.attached)."""
+    if getattr(pm, "_detached", False):
+        raise invalid_request(ATTACH_AFTER_DETACH)
+    if pm.customer == customer_id:
+        return pm
+    if pm.customer is not None:
+        raise invalid_request(ALREADY_ATTACHED)
+    decline = decline_of(pm) if verify else None
+    if decline:
+        raise decline_error(decline, payment_method=pm._export())
+    pm.customer = customer_id
+    emit("payment_method.attached", pm)
+    return pm
+
+
+def attach_payment_method(id, customer=None, **params):
+    """POST /v1/payment_methods/{id}/attach."""
+    reject_unknown(params)
+    pm = PaymentMethod._api_retrieve(id)
+    return attach(pm, retrieve_customer(customer).id)
+
+
+def detach_payment_method(id, **params):
+    """POST /v1/payment_methods/{id}/detach: the PaymentMethod cannot be
+    used again; it stops being its customer's default."""
+    reject_unknown(params)
+    pm = PaymentMethod._api_retrieve(id)
+    if pm.customer is None:
+        raise invalid_request(NOT_ATTACHED)
+    customer_id, pm.customer, pm._detached = pm.customer, None, True
+    emit("payment_method.detached", pm, previous_attributes={"customer": customer_id})
+    customer = store.get("customer:" + customer_id)
+    if customer is not None and customer.invoice_settings.get("default_payment_method") == pm.id:
+        customer.invoice_settings["default_payment_method"] = None
+        emit(
+            "customer.updated",
+            customer,
+            previous_attributes={"invoice_settings": {"default_payment_method": pm.id}},
+        )
+    return pm
+
+
+def _pm_api_attach(cls, id, customer=None, **params):
+    # localstripe's Customer(payment_method=...) attaches through this.
+    return attach_payment_method(id, customer=customer, **params)
+
+
+def _card_expiry(card, month, year):
+    """Validated (exp_month, exp_year) for a card update."""
+    month = card["exp_month"] if month is None else try_convert_to_int(month)
+    year = card["exp_year"] if year is None else try_convert_to_int(year)
+    if not isinstance(month, int) or not 1 <= month <= 12:
+        raise StripeError(
+            402,
+            "card_error",
+            "Your card's expiration month is invalid.",
+            code="invalid_expiry_month",
+            param="card[exp_month]",
+        )
+    if isinstance(year, int) and 0 <= year < 100:
+        year += 2000
+    now = time.gmtime()
+    if not isinstance(year, int) or not now.tm_year <= year <= now.tm_year + 50:
+        raise StripeError(
+            402,
+            "card_error",
+            "Your card's expiration year is invalid.",
+            code="invalid_expiry_year",
+            param="card[exp_year]",
+        )
+    if (year, month) < (now.tm_year, now.tm_mon):
+        raise StripeError(
+            402,
+            "card_error",
+            "Your card's expiration date is in the past.",
+            code="invalid_expiry_month",
+            param="card[exp_month]",
+        )
+    return month, year
+
+
+def _pm_api_update(
+    cls, id, billing_details=None, metadata=None, allow_redisplay=None, card=None, **params
+):
+    """POST /v1/payment_methods/{id}: on a card, Stripe only lets the
+    expiry, billing details, metadata and allow_redisplay change, and only
+    once it is saved to a customer."""
+    reject_unknown(params)
+    pm = cls._api_retrieve(id)
+    if card is not None:
+        if pm.type != "card" or not isinstance(card, dict):
+            raise unknown_parameters({"card": card})
+        reject_unknown(
+            {k: v for k, v in card.items() if k not in ("exp_month", "exp_year")}, "card"
+        )
+    if billing_details is not None and not isinstance(billing_details, dict):
+        raise invalid_request(
+            "Invalid object", code="parameter_invalid_object", param="billing_details"
+        )
+    if allow_redisplay is not None and allow_redisplay not in ALLOW_REDISPLAY:
+        raise invalid_value("allow_redisplay", allow_redisplay, ALLOW_REDISPLAY)
+    if pm.customer is None:
+        raise invalid_request(UPDATE_UNATTACHED)
+
+    changes = {}
+    if card:
+        month, year = _card_expiry(pm.card, card.get("exp_month"), card.get("exp_year"))
+        changes["card"] = {**pm.card, "exp_month": month, "exp_year": year}
+    if billing_details is not None:
+        current = pm.billing_details
+        address = billing_details.get("address")
+        merged = {**current, **{k: v or None for k, v in billing_details.items() if k != "address"}}
+        merged["address"] = dict(current["address"])
+        if isinstance(address, dict):
+            merged["address"].update({k: v or None for k, v in address.items()})
+        changes["billing_details"] = billing_details_shape(merged)
+    if metadata is not None:
+        changes["metadata"] = merge_metadata(pm.metadata, metadata)
+    if allow_redisplay is not None:
+        changes["allow_redisplay"] = allow_redisplay
+    previous = previous_attributes(pm, changes)
+    vars(pm).update(changes)
+    emit("payment_method.updated", pm, previous_attributes=previous)
+    return pm
+
+
+def automatically_update_payment_method(id, exp_month=None, exp_year=None, last4=None, **params):
+    """POST /_sandbox/payment_methods/{id}/automatically_update (sandbox
+    only): what Stripe's card account updater does when the bank issues a
+    new expiry date (and maybe number) for a saved card."""
+    reject_unknown(params)
+    pm = PaymentMethod._api_retrieve(id)
+    if pm.type != "card":
+        raise invalid_request("Only card PaymentMethods are updated automatically.")
+    if pm.customer is None:
+        raise invalid_request(
+            "Only PaymentMethods attached to a customer are updated automatically."
+        )
+    if exp_month is None:
+        raise missing_parameter("exp_month")
+    if exp_year is None:
+        raise missing_parameter("exp_year")
+    month, year = _card_expiry(pm.card, exp_month, exp_year)
+    card = {**pm.card, "exp_month": month, "exp_year": year}
+    number = pm._card_number
+    if last4 is not None:
+        if not (isinstance(last4, str) and len(last4) == 4 and last4.isdigit()):
+            raise invalid_request("last4 must be 4 digits.", param="last4")
+        number = number[:-4] + last4
+        card.update(last4=last4, fingerprint=fingerprint(number))
+    previous = previous_attributes(pm, {"card": card})
+    pm.card, pm._card_number = card, number
+    emit("payment_method.automatically_updated", pm, previous_attributes=previous)
+    return pm
+
+
+def _pm_api_list_all(
+    cls,
+    url,
+    customer=None,
+    type=None,
+    limit=None,
+    starting_after=None,
+    ending_before=None,
+    **params,
+):
+    """GET /v1/payment_methods (customer, type): newest first."""
+    reject_unknown(params)
+    if type is not None and type not in ("card", "sepa_debit"):
+        raise invalid_value("type", type, ("card", "sepa_debit"))
+    if customer is not None:
+        customer = retrieve_customer(customer).id
+    items = newest_first(
+        PaymentMethod,
+        lambda pm: (customer is None or pm.customer == customer) and type in (None, pm.type),
+    )
+    return Page(url, items, limit, starting_after, ending_before)
+
+
+def list_customer_payment_methods(
+    id,
+    type=None,
+    allow_redisplay=None,
+    limit=None,
+    starting_after=None,
+    ending_before=None,
+    **params,
+):
+    """GET /v1/customers/{id}/payment_methods: newest first."""
+    reject_unknown(params)
+    customer = Customer._api_retrieve(id)
+    if type is not None and type not in ("card", "sepa_debit"):
+        raise invalid_value("type", type, ("card", "sepa_debit"))
+    if allow_redisplay is not None and allow_redisplay not in ALLOW_REDISPLAY:
+        raise invalid_value("allow_redisplay", allow_redisplay, ALLOW_REDISPLAY)
+    items = newest_first(
+        PaymentMethod,
+        lambda pm: (
+            pm.customer == customer.id
+            and type in (None, pm.type)
+            and allow_redisplay in (None, pm.allow_redisplay)
+        ),
+    )
+    return Page(f"/v1/customers/{id}/payment_methods", items, limit, starting_after, ending_before)
+
+
+def retrieve_customer_payment_method(id, payment_method):
+    """GET /v1/customers/{id}/payment_methods/{payment_method}."""
+    customer = Customer._api_retrieve(id)
+    try:
+        pm = PaymentMethod._api_retrieve(payment_method)
+    except UserError:
+        pm = None
+    if pm is None or pm.customer != customer.id:
+        raise StripeError(
+            404,
+            "invalid_request_error",
+            f"No such PaymentMethod: '{payment_method}'",
+            code="resource_missing",
+            param="payment_method",
+        )
+    return pm
+
+
+_pm_requires_authentication = PaymentMethod._requires_authentication
+
+
+def _requires_authentication(self):
+    if getattr(self, "_card_number", None) == SETUP_ONCE_CARD and self._set_up:
+        return False
+    return _pm_requires_authentication(self)
+
+
+PaymentMethod._api_attach = classmethod(_pm_api_attach)
+PaymentMethod._api_update = classmethod(_pm_api_update)
+PaymentMethod._api_list_all = classmethod(_pm_api_list_all)
+PaymentMethod._requires_authentication = _requires_authentication
+_replace_route("POST", "/v1/payment_methods/{id}/attach", attach_payment_method)
+_replace_route("POST", "/v1/payment_methods/{id}/detach", detach_payment_method)
+extra_apis.append(("GET", "/v1/customers/{id}/payment_methods", list_customer_payment_methods))
+
+
+# --- Customers ----------------------------------------------------------
+
+INVOICE_SETTINGS = {
+    "custom_fields": None,
+    "default_payment_method": None,
+    "footer": None,
+    "rendering_options": None,
+}
+
+_customer_init = Customer.__init__
+
+
+def _default_payment_method(customer_id, invoice_settings, param):
+    """The default_payment_method of invoice_settings, checked like Stripe:
+    a PaymentMethod attached to this customer ("" unsets it)."""
+    pm_id = invoice_settings.get("default_payment_method")
+    if pm_id in (None, ""):
+        return None
+    pm = retrieve_payment_method(pm_id, param)
+    if pm.customer is None or pm.customer != customer_id:
+        raise invalid_request(
+            f"The customer does not have a payment method with the ID {pm.id}. "
+            "The payment method must be attached to the customer.",
+            param=param,
+        )
+    return pm.id
+
+
+def _customer_init_patched(self, invoice_settings=None, payment_method=None, **data):
+    param = "invoice_settings[default_payment_method]"
+    if invoice_settings is not None and not isinstance(invoice_settings, dict):
+        raise invalid_request(
+            "Invalid object", code="parameter_invalid_object", param="invoice_settings"
+        )
+    default = (invoice_settings or {}).get("default_payment_method")
+    if default not in (None, "") and default != payment_method:
+        # A new customer has no PaymentMethod but the one it attaches.
+        _default_payment_method(None, invoice_settings, param)
+    settings = {**INVOICE_SETTINGS, **(invoice_settings or {})}
+    settings["default_payment_method"] = default or None
+    _customer_init(self, invoice_settings=settings, payment_method=payment_method, **data)
+
+
+def _customer_api_update(cls, id, invoice_settings=None, **data):
+    """POST /v1/customers/{id}: invoice_settings merge, and their
+    default_payment_method must be attached to the customer."""
+    customer = cls._api_retrieve(id)
+    if invoice_settings is not None:
+        if not isinstance(invoice_settings, dict):
+            raise invalid_request(
+                "Invalid object", code="parameter_invalid_object", param="invoice_settings"
+            )
+        reject_unknown(
+            {k: v for k, v in invoice_settings.items() if k not in INVOICE_SETTINGS},
+            "invoice_settings",
+        )
+        settings = {**INVOICE_SETTINGS, **customer.invoice_settings, **invoice_settings}
+        if "default_payment_method" in invoice_settings:
+            settings["default_payment_method"] = _default_payment_method(
+                id, invoice_settings, "invoice_settings[default_payment_method]"
+            )
+        data["invoice_settings"] = settings
+    for key in data:
+        if key.startswith("_") or not hasattr(customer, key):
+            raise unknown_parameters({key: None})
+    if "metadata" in data:
+        data["metadata"] = merge_metadata(customer.metadata, data["metadata"])
+    previous = previous_attributes(customer, data)
+    vars(customer).update(data)
+    emit("customer.updated", customer, previous_attributes=previous)
+    return customer
+
+
+Customer.__init__ = _customer_init_patched
+Customer._api_update = classmethod(_customer_api_update)
+
+
+# --- PaymentIntents with customers --------------------------------------
+
+PI_UPDATABLE = (
+    "amount",
+    "capture_method",
+    "currency",
+    "customer",
+    "description",
+    "metadata",
+    "payment_method",
+    "payment_method_options",
+    "payment_method_types",
+    "receipt_email",
+    "setup_future_usage",
+    "shipping",
+    "statement_descriptor",
+    "statement_descriptor_suffix",
+    "transfer_group",
+)
+# What may still change once a PaymentIntent is final.
+ALWAYS_UPDATABLE = ("description", "metadata")
+
+
+def _pi_api_update(cls, id, **data):
+    """POST /v1/payment_intents/{id}, with Stripe's checks (localstripe sets
+    any attribute, even status-deciding ones)."""
+    reject_unknown({k: v for k, v in data.items() if k not in PI_UPDATABLE})
+    pi = cls._api_retrieve(id)
+    if pi.status not in CONFIRMABLE:
+        for key in sorted(set(data) - set(ALWAYS_UPDATABLE)):
+            raise invalid_request(
+                f"This PaymentIntent's {key} could not be updated because it has a status "
+                f"of {pi.status}. You may only update the {key} of a PaymentIntent with "
+                f"one of the following statuses: {', '.join(CONFIRMABLE)}.",
+                code="payment_intent_unexpected_state",
+                payment_intent=pi._export(),
+            )
+    if "amount" in data:
+        data["amount"] = try_convert_to_int(data["amount"])
+        if not isinstance(data["amount"], int) or data["amount"] < 1:
+            raise invalid_request(
+                "This value must be greater than or equal to 1.",
+                code="parameter_invalid_integer",
+                param="amount",
+            )
+    if "setup_future_usage" in data:
+        data["setup_future_usage"] = setup_future_usage_param(data["setup_future_usage"])
+    if "customer" in data:
+        data["customer"] = retrieve_customer(data["customer"]).id
+    if "metadata" in data:
+        data["metadata"] = merge_metadata(pi.metadata, data["metadata"])
+    customer = data.get("customer", pi.customer)
+    pm_id = data.pop("payment_method", None) or pi.payment_method
+    if pm_id:
+        pm = retrieve_payment_method(pm_id)
+        check_payment_method_usable(pm, customer, "pi", intent=pi)
+        if pm.id != pi.payment_method:
+            # A new payment method: to be confirmed (localstripe derives the
+            # status from latest_charge and next_action).
+            pi.payment_method, pi.next_action, pi.latest_charge = pm.id, None, None
+    vars(pi).update(data)
+    return pi
+
+
+def save_payment_method(pi):
+    """setup_future_usage with a customer: once the payment is authorized,
+    Stripe attaches its PaymentMethod to the customer."""
+    if not (pi.customer and pi.setup_future_usage and pi.payment_method):
+        return
+    pm = PaymentMethod._api_retrieve(pi.payment_method)
+    pm._set_up = True
+    if pm.customer is None:
+        attach(pm, pi.customer, verify=False)
+
+
+_pi_on_success = PaymentIntent._on_success
+_pi_create_charge = PaymentIntent._create_charge
+
+
+def _pi_on_success_patched(self):
+    save_payment_method(self)
+    _pi_on_success(self)
+
+
+def _pi_create_charge_patched(self, on_failure_now):
+    _pi_create_charge(self, on_failure_now)
+    if self.status == "requires_capture":  # authorized, not captured: no _on_success yet
+        save_payment_method(self)
+
+
+PaymentIntent._api_update = classmethod(_pi_api_update)
+PaymentIntent._on_success = _pi_on_success_patched
+PaymentIntent._create_charge = _pi_create_charge_patched
+
+
+# --- SetupIntents -------------------------------------------------------
+
+SETUP_CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
+SETUP_CANCELLATION_REASONS = ("abandoned", "duplicate", "requested_by_customer")
+SETUP_AUTHENTICATION_FAILURE = (
+    "The latest attempt to set up the payment method has failed because authentication failed."
+)
+SETUP_UPDATABLE = (
+    "customer",
+    "description",
+    "metadata",
+    "payment_method",
+    "payment_method_options",
+    "payment_method_types",
+)
+CARD_OPTIONS = {"mandate_options": None, "network": None, "request_three_d_secure": "automatic"}
+
+
+def _si_init(
+    self,
+    customer=None,
+    usage=None,
+    payment_method_types=None,
+    metadata=None,
+    description=None,
+    payment_method=None,
+    payment_method_options=None,
+    automatic_payment_methods=None,
+    **params,
+):
+    """localstripe's takes no payment_method, description..."""
+    reject_unknown(params)
+    if customer is not None:
+        customer = retrieve_customer(customer).id
+    usage = "off_session" if usage is None else usage
+    if usage not in ("off_session", "on_session"):
+        raise invalid_value("usage", usage, ("off_session", "on_session"))
+    payment_method_types = ["card"] if payment_method_types is None else payment_method_types
+    if not isinstance(payment_method_types, list) or not payment_method_types:
+        raise invalid_request(
+            "Invalid array", code="parameter_invalid_array", param="payment_method_types"
+        )
+    for type in payment_method_types:
+        if type != "card":
+            raise invalid_request(
+                f'The payment method type "{type}" is invalid. The Stripe sandbox only '
+                'sets up "card" payment methods.',
+                param="payment_method_types",
+            )
+    pm = None
+    if payment_method is not None:
+        pm = retrieve_payment_method(payment_method)
+        check_payment_method_usable(pm, customer, "seti")
+    options = {"card": dict(CARD_OPTIONS)}
+    if isinstance(payment_method_options, dict) and isinstance(
+        payment_method_options.get("card"), dict
+    ):
+        options["card"].update(payment_method_options["card"])
+    if isinstance(automatic_payment_methods, dict):
+        automatic_payment_methods = {
+            "allow_redirects": automatic_payment_methods.get("allow_redirects", "always"),
+            "enabled": try_convert_to_bool(automatic_payment_methods.get("enabled")),
+        }
+
+    # All exceptions must be raised before this point.
+    StripeObject.__init__(self)
+    self.application = None
+    self.automatic_payment_methods = automatic_payment_methods
+    self.cancellation_reason = None
+    self.client_secret = f"{self.id}_secret_{random_id(24)}"
+    self.customer = customer
+    self.description = description
+    self.flow_directions = None
+    self.last_setup_error = None
+    self.latest_attempt = None
+    self.mandate = None
+    self.metadata = merge_metadata({}, metadata)
+    self.next_action = None
+    self.on_behalf_of = None
+    self.payment_method = pm.id if pm else None
+    self.payment_method_configuration_details = None
+    self.payment_method_options = options
+    self.payment_method_types = payment_method_types
+    self.single_use_mandate = None
+    self.status = "requires_confirmation" if pm else "requires_payment_method"
+    self.usage = usage
+    self._return_url = None
+    self._use_stripe_sdk = False
+    emit("setup_intent.created", self)
+
+
+def _si_api_create(
+    cls, confirm=None, return_url=None, use_stripe_sdk=None, payment_method_data=None, **data
+):
+    confirm = try_convert_to_bool(confirm)
+    if confirm not in (None, True, False):
+        raise invalid_request("Invalid boolean", code="parameter_invalid_boolean", param="confirm")
+    if not confirm and (return_url is not None or payment_method_data is not None):
+        param = "return_url" if return_url is not None else "payment_method_data"
+        raise invalid_request(
+            f"You can only specify `{param}` when `confirm` is true.", param=param
+        )
+    si = cls(**data)
+    if confirm:
+        confirm_setup_intent(
+            si.id,
+            payment_method_data=payment_method_data,
+            return_url=return_url,
+            use_stripe_sdk=use_stripe_sdk,
+        )
+    return si
+
+
+def setup_unexpected_state(si, message):
+    return invalid_request(message, code="setup_intent_unexpected_state", setup_intent=si._export())
+
+
+def _si_api_update(cls, id, **data):
+    """POST /v1/setup_intents/{id}."""
+    reject_unknown({k: v for k, v in data.items() if k not in SETUP_UPDATABLE})
+    si = cls._api_retrieve(id)
+    if si.status in ("succeeded", "canceled") and set(data) - {"description", "metadata"}:
+        state = "already succeeded" if si.status == "succeeded" else "been canceled"
+        raise setup_unexpected_state(
+            si, f"You cannot update this SetupIntent because it has {state}."
+        )
+    if "metadata" in data:
+        data["metadata"] = merge_metadata(si.metadata, data["metadata"])
+    if "customer" in data:
+        data["customer"] = retrieve_customer(data["customer"]).id
+    customer = data.get("customer", si.customer)
+    pm_id = data.pop("payment_method", None) or si.payment_method
+    if pm_id:
+        pm = retrieve_payment_method(pm_id)
+        check_payment_method_usable(pm, customer, "seti", intent=si)
+        if pm.id != si.payment_method:
+            si.payment_method, si.next_action = pm.id, None
+            si.status = "requires_confirmation"
+    if "payment_method_options" in data:
+        options = data.pop("payment_method_options")
+        if isinstance(options, dict) and isinstance(options.get("card"), dict):
+            si.payment_method_options["card"].update(options["card"])
+    vars(si).update(data)
+    return si
+
+
+def _si_api_list_all(
+    cls,
+    url,
+    customer=None,
+    payment_method=None,
+    limit=None,
+    starting_after=None,
+    ending_before=None,
+    **params,
+):
+    reject_unknown(params)
+    items = newest_first(
+        SetupIntent,
+        lambda si: customer in (None, si.customer) and payment_method in (None, si.payment_method),
+    )
+    return Page(url, items, limit, starting_after, ending_before)
+
+
+def setup_failed(si, pm, error):
+    """The attempt failed: back to requires_payment_method, with
+    last_setup_error (Stripe drops the payment method)."""
+    si.status, si.payment_method, si.next_action = "requires_payment_method", None, None
+    error["doc_url"] = doc_url(error["code"])
+    error["payment_method"] = pm._export()
+    si.last_setup_error = error
+    emit("setup_intent.setup_failed", si)
+
+
+def setup_succeeded(si, pm):
+    if si.customer:
+        attach(pm, si.customer, verify=False)  # payment_method.attached first
+    pm._set_up = True
+    si.status, si.next_action, si.last_setup_error = "succeeded", None, None
+    emit("setup_intent.succeeded", si)
+
+
+def confirm_setup_intent(
+    id,
+    payment_method=None,
+    payment_method_data=None,
+    client_secret=None,
+    return_url=None,
+    use_stripe_sdk=None,
+    payment_method_options=None,
+    mandate_data=None,
+    **params,
+):
+    """POST /v1/setup_intents/{id}/confirm, from a server (secret key) or
+    from Stripe.js (publishable key and client_secret)."""
+    reject_unknown(params)
+    si = SetupIntent._api_retrieve(id)
+    if client_secret is not None:
+        check_client_secret(si, client_secret)
+    if si.status == "succeeded":
+        raise setup_unexpected_state(
+            si, "You cannot confirm this SetupIntent because it has already succeeded."
+        )
+    if si.status == "canceled":
+        raise setup_unexpected_state(
+            si, "You cannot confirm this SetupIntent because it has been canceled."
+        )
+    if isinstance(payment_method_data, dict):
+        pm = PaymentMethod(**payment_method_data)
+    elif payment_method is not None or si.payment_method:
+        pm = retrieve_payment_method(payment_method or si.payment_method)
+    else:
+        raise setup_unexpected_state(
+            si,
+            "You cannot confirm this SetupIntent because it's missing a payment method. "
+            "You can either update the SetupIntent with a payment method and then confirm "
+            "it again, or confirm it again directly with a payment method or "
+            "ConfirmationToken.",
+        )
+    check_payment_method_usable(pm, si.customer, "seti", intent=si)
+    if isinstance(payment_method_options, dict) and isinstance(
+        payment_method_options.get("card"), dict
+    ):
+        si.payment_method_options["card"].update(payment_method_options["card"])
+    if return_url is not None:
+        si._return_url = return_url
+    si._use_stripe_sdk = try_convert_to_bool(use_stripe_sdk) is True
+    si.payment_method, si.last_setup_error = pm.id, None
+
+    decline = decline_of(pm)
+    if decline:
+        code, decline_code, message = decline
+        error = {
+            "code": code,
+            "decline_code": decline_code,
+            "message": message,
+            "type": "card_error",
+        }
+        if code in DECLINE_PARAMS:
+            error["param"] = DECLINE_PARAMS[code]
+        setup_failed(si, pm, error)
+        raise decline_error(decline, setup_intent=si._export(), payment_method=pm._export())
+    if pm._requires_authentication():
+        si.status = "requires_action"
+        si.next_action = three_d_secure_action(si)
+        emit("setup_intent.requires_action", si)
+    else:
+        setup_succeeded(si, pm)
+    return si
+
+
+def authenticate_setup_intent(id, client_secret=None, success=None, **params):
+    """The 3-D Secure stand-in (POST .../_authenticate with client_secret and
+    success=true|false), as for PaymentIntents."""
+    reject_unknown(params)
+    si = SetupIntent._api_retrieve(id)
+    check_client_secret(si, client_secret)
+    success = try_convert_to_bool(success)
+    if success not in (True, False):
+        raise invalid_request("Invalid boolean", code="parameter_invalid_boolean", param="success")
+    if si.status != "requires_action":
+        raise setup_unexpected_state(
+            si,
+            "This SetupIntent cannot be authenticated because it has a status of "
+            f"{si.status}. Only a SetupIntent with the status requires_action may be "
+            "authenticated.",
+        )
+    pm = PaymentMethod._api_retrieve(si.payment_method)
+    if success:
+        setup_succeeded(si, pm)
+    else:
+        setup_failed(
+            si,
+            pm,
+            {
+                "code": "setup_intent_authentication_failure",
+                "message": SETUP_AUTHENTICATION_FAILURE,
+                "type": "invalid_request_error",
+            },
+        )
+    return si
+
+
+def cancel_setup_intent(id, cancellation_reason=None, **params):
+    reject_unknown(params)
+    si = SetupIntent._api_retrieve(id)
+    if si.status == "canceled":
+        raise setup_unexpected_state(
+            si, "You cannot cancel this SetupIntent because it is already canceled."
+        )
+    if si.status not in SETUP_CONFIRMABLE:
+        raise setup_unexpected_state(
+            si,
+            f"You cannot cancel this SetupIntent because it has a status of {si.status}. "
+            "Only a SetupIntent with one of the following statuses may be canceled: "
+            "`requires_payment_method`, `requires_confirmation`, or `requires_action`.",
+        )
+    if cancellation_reason is not None and cancellation_reason not in SETUP_CANCELLATION_REASONS:
+        raise invalid_value("cancellation_reason", cancellation_reason, SETUP_CANCELLATION_REASONS)
+    si.status, si.next_action = "canceled", None
+    si.cancellation_reason = cancellation_reason
+    emit("setup_intent.canceled", si)
+    return si
+
+
+SetupIntent.__init__ = _si_init
+SetupIntent._api_create = classmethod(_si_api_create)
+SetupIntent._api_update = classmethod(_si_api_update)
+SetupIntent._api_list_all = classmethod(_si_api_list_all)
+_replace_route("POST", "/v1/setup_intents/{id}/confirm", confirm_setup_intent)
+_replace_route("POST", "/v1/setup_intents/{id}/cancel", cancel_setup_intent)
+extra_apis.append(("POST", "/v1/setup_intents/{id}/_authenticate", authenticate_setup_intent))
+
+
+def retrieve_intent(id):
+    """A PaymentIntent or a SetupIntent, by id."""
+    cls = SetupIntent if id.startswith("seti_") else PaymentIntent
+    return cls._api_retrieve(id)
+
+
 # --- Events -------------------------------------------------------------
 
 _event_init = Event.__init__
 
 
-def _event_init_patched(self, type, data):
+def _event_init_patched(self, type, data, previous_attributes=None):
     _event_init(self, type, data)
     self.api_version = API_VERSION  # localstripe says 2017-08-15
     self.request = {"id": None, "idempotency_key": None}
+    if previous_attributes:  # what an update changed, as Stripe sends it
+        self.data["previous_attributes"] = previous_attributes
 
 
 Event.__init__ = _event_init_patched

@@ -6,11 +6,21 @@ On top of the resource changes in `patches` (imported first, see there):
   key comes back with another endpoint or other parameters; kept 24 h, per
   API key. stripe-python sends a key with every POST and reuses it on retries.
 - publishable keys: Stripe.js creates PaymentMethods, retrieves and confirms
-  PaymentIntents with a `pk_` key (+ the client_secret); localstripe refuses.
+  PaymentIntents and SetupIntents with a `pk_` key (+ the client_secret);
+  localstripe refuses some and lets others through unchecked (it accepted a
+  `pk_` key to cancel a SetupIntent, which Stripe does not).
 - CORS: preflights are answered (localstripe refused them unauthenticated)
   and allow the headers browsers and SDKs send.
 - the Stripe.js double (stripe-js-double.js) at /js.stripe.com/v3/, a
-  3-D Secure page for `redirect_to_url` next actions, receipt pages.
+  3-D Secure page for `redirect_to_url` next actions of PaymentIntents and
+  SetupIntents (back to the return_url with `payment_intent`... or
+  `setup_intent`, `setup_intent_client_secret`, `redirect_status`), receipt
+  pages.
+- saved cards: `GET /v1/customers/{id}/payment_methods[/{payment_method}]`,
+  and a sandbox-only test hook standing in for Stripe's card account
+  updater, `POST /_sandbox/payment_methods/{id}/automatically_update`
+  (secret key; exp_month, exp_year, optional last4), which sends
+  `payment_method.automatically_updated`.
 - no pickling of the store after each POST.
 """
 
@@ -25,7 +35,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
-from localstripe.resources import Charge, PaymentIntent
+from localstripe.resources import Charge
 from localstripe.webhooks import register_webhook
 
 # isort: off
@@ -196,13 +206,19 @@ async def idempotency_middleware(request, handler):
 # --- Authentication -----------------------------------------------------
 
 # What Stripe.js may do with a publishable key: (method, path, whether the
-# PaymentIntent's client_secret must come along).
+# PaymentIntent's or SetupIntent's client_secret must come along).
 PUBLISHABLE_KEY_ROUTES = (
     ("POST", re.compile(r"/v1/payment_methods"), False),
     ("GET", re.compile(r"/v1/payment_intents/(?P<id>pi_\w+)"), True),
     ("POST", re.compile(r"/v1/payment_intents/(?P<id>pi_\w+)/confirm"), True),
     ("POST", re.compile(r"/v1/payment_intents/(?P<id>pi_\w+)/_authenticate"), True),
+    ("GET", re.compile(r"/v1/setup_intents/(?P<id>seti_\w+)"), True),
+    ("POST", re.compile(r"/v1/setup_intents/(?P<id>seti_\w+)/confirm"), True),
+    ("POST", re.compile(r"/v1/setup_intents/(?P<id>seti_\w+)/_authenticate"), True),
 )
+# Calls localstripe would let through with a publishable key but Stripe
+# refuses (only the routes above are open to Stripe.js here).
+SECRET_KEY_ONLY = re.compile(r"/v1/setup_intents(/.*)?")
 
 
 @web.middleware
@@ -220,9 +236,17 @@ async def auth_middleware(request, handler):
             if match and request.method == method:
                 if needs_client_secret:
                     patches.check_client_secret(
-                        PaymentIntent._api_retrieve(match["id"]), params.get("client_secret")
+                        patches.retrieve_intent(match["id"]), params.get("client_secret")
                     )
                 return await handler(request)
+        if SECRET_KEY_ONLY.fullmatch(request.path):
+            raise patches.StripeError(
+                401,
+                "invalid_request_error",
+                "This API call cannot be made with a publishable API key. "
+                "Please use a secret API key.",
+                code="secret_key_required",
+            )
     return await localstripe.auth_middleware(request, handler)
 
 
@@ -251,35 +275,42 @@ def with_query(url, **params):
 
 
 async def three_d_secure_page(request):
-    """Where next_action.redirect_to_url points: stands in for the bank's
-    3-D Secure page, then returns to the return_url like Stripe does."""
-    pi = PaymentIntent._api_retrieve(request.match_info["id"])
+    """Where next_action.redirect_to_url points (and use_stripe_sdk's
+    stripe_js): stands in for the bank's 3-D Secure page of a PaymentIntent
+    or a SetupIntent, then returns to the return_url like Stripe does."""
+    intent = patches.retrieve_intent(request.match_info["id"])
+    setup = intent.object == "setup_intent"
     if request.method == "GET":
-        patches.check_client_secret(pi, request.query.get("client_secret"))
+        patches.check_client_secret(intent, request.query.get("client_secret"))
+        what = "saving this test card" if setup else "this test payment"
         return page(
             "3D Secure authentication",
             f'''
 <form method="post">
-<input type="hidden" name="client_secret" value="{html.escape(pi.client_secret)}">
-<p>Authenticate this test payment, or make the authentication fail.</p>
+<input type="hidden" name="client_secret" value="{html.escape(intent.client_secret)}">
+<p>Authenticate {what}, or make the authentication fail.</p>
 <button name="success" value="true">Complete authentication</button>
 <button name="success" value="false">Fail authentication</button>
 </form>''',
         )
     form = await request.post()
     client_secret = form.get("client_secret")
-    patches.check_client_secret(pi, client_secret)
-    pi = patches.authenticate_payment_intent(
-        pi.id, client_secret=client_secret, success=form.get("success")
+    patches.check_client_secret(intent, client_secret)
+    authenticate = (
+        patches.authenticate_setup_intent if setup else patches.authenticate_payment_intent
     )
-    if not pi._return_url:
+    intent = authenticate(intent.id, client_secret=client_secret, success=form.get("success"))
+    if not intent._return_url:
         return page("Authentication finished", "<p>You can close this page.</p>")
+    succeeded = intent.status in patches.SUCCESSFUL
     raise web.HTTPSeeOther(
         with_query(
-            pi._return_url,
-            payment_intent=pi.id,
-            payment_intent_client_secret=pi.client_secret,
-            redirect_status="succeeded" if pi.status in patches.SUCCESSFUL else "failed",
+            intent._return_url,
+            **{
+                intent.object: intent.id,
+                f"{intent.object}_client_secret": intent.client_secret,
+                "redirect_status": "succeeded" if succeeded else "failed",
+            },
         )
     )
 
@@ -300,6 +331,27 @@ async def receipt_page(request):
     )
 
 
+# --- Saved cards --------------------------------------------------------
+
+
+def json_response(obj, request):
+    expand = localstripe.unflatten_data(request.query).get("expand")
+    return localstripe.json_response(obj._export(expand=expand))
+
+
+async def customer_payment_method(request):
+    """GET /v1/customers/{id}/payment_methods/{payment_method}."""
+    return json_response(
+        patches.retrieve_customer_payment_method(
+            request.match_info["id"], request.match_info["payment_method"]
+        ),
+        request,
+    )
+
+
+AUTOMATICALLY_UPDATE = "/_sandbox/payment_methods/{id}/automatically_update"
+
+
 # --- The app ------------------------------------------------------------
 
 app = localstripe.app
@@ -315,6 +367,11 @@ app.on_response_prepare.append(cors_headers)
 app.router.add_get("/3ds/{id}", three_d_secure_page)
 app.router.add_post("/3ds/{id}", three_d_secure_page)
 app.router.add_get("/receipts/{id}", receipt_page)
+app.router.add_get("/v1/customers/{id}/payment_methods/{payment_method}", customer_payment_method)
+app.router.add_post(
+    AUTOMATICALLY_UPDATE,
+    localstripe.api_extra(patches.automatically_update_payment_method, AUTOMATICALLY_UPDATE),
+)
 
 
 def main(argv=None):

@@ -7,13 +7,30 @@
  * and a 3-D Secure dialog in the page:
  *
  *   Stripe(publishableKey)
- *   stripe.elements({clientSecret}) -> elements
+ *   stripe.elements({clientSecret}) -> elements, for a PaymentIntent
+ *       (pi_..._secret_...) or, in setup mode, a SetupIntent (seti_..._secret_...)
  *     elements.create('payment') -> element: mount(), unmount(), destroy(),
  *       on(), off(), update(), focus(), clear()
  *     elements.getElement('payment'), elements.submit(), elements.update()
  *   stripe.confirmPayment({elements, clientSecret, confirmParams, redirect})
- *   stripe.handleNextAction({clientSecret})
+ *       -> {paymentIntent} | {error}; with redirect 'always', success goes
+ *       to return_url?payment_intent=&payment_intent_client_secret=
+ *       &redirect_status=succeeded
+ *   stripe.confirmSetup({elements, clientSecret, confirmParams, redirect})
+ *       -> {setupIntent} | {error}; with redirect 'always', success goes to
+ *       return_url?setup_intent=&setup_intent_client_secret=
+ *       &redirect_status=succeeded
+ *   stripe.handleNextAction({clientSecret}), for either kind of intent
  *   stripe.retrievePaymentIntent(clientSecret)
+ *   stripe.retrieveSetupIntent(clientSecret)
+ *
+ * confirmParams: return_url, payment_method_data.billing_details. A
+ * confirmation creates the PaymentMethod from the Payment Element, confirms
+ * the intent (use_stripe_sdk) and, when 3-D Secure is required, shows the
+ * dialog. A redirect_to_url next action (an intent confirmed by a server
+ * with a return_url) is followed by confirmPayment/confirmSetup, through the
+ * sandbox's 3-D Secure page back to the return_url; handleNextAction shows
+ * the dialog for it.
  *
  * It talks to the sandbox like Stripe.js talks to Stripe: form-encoded
  * requests carrying the publishable key (and the client secret), which need
@@ -74,11 +91,28 @@
     return {data: body};
   }
 
-  function paymentIntentId(clientSecret) {
-    const match = /^(pi_[A-Za-z0-9]+)_secret_/.exec(clientSecret || '');
-    if (!match) throw new IntegrationError('Invalid value for clientSecret: ' +
-                                           'expected a PaymentIntent client secret.');
-    return match[1];
+  // What differs between the two kinds of intent, for the calls below.
+  const KINDS = {
+    pi: {
+      name: 'PaymentIntent', path: 'payment_intents', object: 'payment_intent',
+      resultKey: 'paymentIntent', lastError: 'last_payment_error',
+      authenticationFailure: 'payment_intent_authentication_failure',
+    },
+    seti: {
+      name: 'SetupIntent', path: 'setup_intents', object: 'setup_intent',
+      resultKey: 'setupIntent', lastError: 'last_setup_error',
+      authenticationFailure: 'setup_intent_authentication_failure',
+    },
+  };
+
+  // {kind, id} of an intent's client secret; `expected`: 'pi' or 'seti' only.
+  function parseClientSecret(clientSecret, expected) {
+    const match = /^((pi|seti)_[A-Za-z0-9]+)_secret_/.exec(clientSecret || '');
+    if (!match || (expected && match[2] !== expected)) {
+      const what = expected ? `a ${KINDS[expected].name}` : 'a PaymentIntent or SetupIntent';
+      throw new IntegrationError(`Invalid value for clientSecret: expected ${what} client secret.`);
+    }
+    return {kind: KINDS[match[2]], id: match[1]};
   }
 
   // --- Card reading and validation, with Stripe.js's codes and messages ---
@@ -317,42 +351,89 @@
     }
     const key = publishableKey;
 
-    const retrieve = clientSecret => request(
-      'GET', `/v1/payment_intents/${paymentIntentId(clientSecret)}`,
-      {key, client_secret: clientSecret});
+    const retrieve = (kind, id, clientSecret) => request(
+      'GET', `/v1/${kind.path}/${id}`, {key, client_secret: clientSecret});
 
-    function failure(paymentIntent) {
-      const error = paymentIntent.last_payment_error || {};
+    function failure(kind, intent) {
+      const error = intent[kind.lastError] || {};
       return {error: {
         type: error.type || 'card_error',
         code: error.code,
         decline_code: error.decline_code,
-        message: error.code === 'payment_intent_authentication_failure'
+        message: error.code === kind.authenticationFailure
           ? AUTHENTICATION_FAILED : error.message,
         doc_url: error.doc_url,
         charge: error.charge,
         payment_method: error.payment_method,
-        payment_intent: paymentIntent,
+        [kind.object]: intent,
       }};
     }
 
-    // Runs 3-D Secure when the PaymentIntent asks for it, then tells
-    // success ({paymentIntent}) from failure ({error}).
-    async function settle(paymentIntent, clientSecret) {
-      if (paymentIntent.status === 'requires_action') {
+    function redirectTo(url) {
+      window.location.assign(url);
+      return new Promise(() => {});  // the page is going away
+    }
+
+    // Runs 3-D Secure when the intent asks for it, then tells success
+    // ({paymentIntent} or {setupIntent}) from failure ({error}). With
+    // followRedirect, a redirect_to_url action is followed instead.
+    async function settle(kind, intent, clientSecret, followRedirect = false) {
+      if (intent.status === 'requires_action') {
+        const action = intent.next_action || {};
+        if (followRedirect && action.type === 'redirect_to_url') {
+          return redirectTo(action.redirect_to_url.url);
+        }
         const success = await threeDSecureDialog();
         const authenticated = await request(
-          'POST', `/v1/payment_intents/${paymentIntent.id}/_authenticate`,
+          'POST', `/v1/${kind.path}/${intent.id}/_authenticate`,
           {key, client_secret: clientSecret, success});
         if (authenticated.error) return {error: authenticated.error};
-        const reread = await retrieve(clientSecret);
+        const reread = await retrieve(kind, intent.id, clientSecret);
         if (reread.error) return {error: reread.error};
-        paymentIntent = reread.data;
+        intent = reread.data;
       }
-      if (paymentIntent.status === 'requires_payment_method' && paymentIntent.last_payment_error) {
-        return failure(paymentIntent);
+      if (intent.status === 'requires_payment_method' && intent[kind.lastError]) {
+        return failure(kind, intent);
       }
-      return {paymentIntent};
+      return {[kind.resultKey]: intent};
+    }
+
+    // confirmPayment and confirmSetup.
+    async function confirm(expected, call, {elements, clientSecret, confirmParams = {},
+                                            redirect = 'always'} = {}) {
+      clientSecret = clientSecret || (elements && elements._clientSecret);
+      const {kind, id} = parseClientSecret(clientSecret, expected);
+      const returnUrl = confirmParams.return_url;
+      if (redirect !== 'if_required' && !returnUrl) {
+        throw new IntegrationError(`stripe.${call}(): the \`confirmParams.return_url\` ` +
+                                   "argument is required unless passing `redirect: 'if_required'`");
+      }
+      const element = elements && elements.getElement('payment');
+      if (!element) throw new IntegrationError(`stripe.${call}(): no Payment Element was created.`);
+      const card = element._read();
+      if (card.error) return {error: card.error};
+
+      const paymentMethodData = confirmParams.payment_method_data || {};
+      const created = await request('POST', '/v1/payment_methods', {
+        key, type: 'card', card: card.card, billing_details: paymentMethodData.billing_details,
+      });
+      if (created.error) return {error: created.error};
+      const confirmed = await request('POST', `/v1/${kind.path}/${id}/confirm`, {
+        key, client_secret: clientSecret, payment_method: created.data.id,
+        return_url: returnUrl, use_stripe_sdk: true,
+      });
+      if (confirmed.error) return {error: confirmed.error};
+
+      const result = await settle(kind, confirmed.data, clientSecret, true);
+      if (result.error || redirect === 'if_required' ||
+          !SUCCESSFUL.includes(result[kind.resultKey].status)) {
+        return result;
+      }
+      const target = new URL(returnUrl, window.location.href);
+      target.searchParams.set(kind.object, id);
+      target.searchParams.set(`${kind.object}_client_secret`, clientSecret);
+      target.searchParams.set('redirect_status', 'succeeded');
+      return redirectTo(target.toString());
     }
 
     return {
@@ -378,52 +459,27 @@
         };
       },
 
-      async confirmPayment({elements, clientSecret, confirmParams = {}, redirect = 'always'} = {}) {
-        clientSecret = clientSecret || (elements && elements._clientSecret);
-        const id = paymentIntentId(clientSecret);
-        const returnUrl = confirmParams.return_url;
-        if (redirect !== 'if_required' && !returnUrl) {
-          throw new IntegrationError('stripe.confirmPayment(): the `confirmParams.return_url` ' +
-                                     "argument is required unless passing `redirect: 'if_required'`");
-        }
-        const element = elements && elements.getElement('payment');
-        if (!element) throw new IntegrationError('stripe.confirmPayment(): no Payment Element was created.');
-        const card = element._read();
-        if (card.error) return {error: card.error};
+      confirmPayment(options) { return confirm('pi', 'confirmPayment', options); },
 
-        const paymentMethodData = confirmParams.payment_method_data || {};
-        const created = await request('POST', '/v1/payment_methods', {
-          key, type: 'card', card: card.card, billing_details: paymentMethodData.billing_details,
-        });
-        if (created.error) return {error: created.error};
-        const confirmed = await request('POST', `/v1/payment_intents/${id}/confirm`, {
-          key, client_secret: clientSecret, payment_method: created.data.id,
-          return_url: returnUrl, use_stripe_sdk: true,
-        });
-        if (confirmed.error) return {error: confirmed.error};
-
-        const result = await settle(confirmed.data, clientSecret);
-        if (result.error || redirect === 'if_required' ||
-            !SUCCESSFUL.includes(result.paymentIntent.status)) {
-          return result;
-        }
-        const target = new URL(returnUrl, window.location.href);
-        target.searchParams.set('payment_intent', id);
-        target.searchParams.set('payment_intent_client_secret', clientSecret);
-        target.searchParams.set('redirect_status', 'succeeded');
-        window.location.assign(target.toString());
-        return new Promise(() => {});  // the page is going away
-      },
+      confirmSetup(options) { return confirm('seti', 'confirmSetup', options); },
 
       async handleNextAction({clientSecret} = {}) {
-        const retrieved = await retrieve(clientSecret);
+        const {kind, id} = parseClientSecret(clientSecret);
+        const retrieved = await retrieve(kind, id, clientSecret);
         if (retrieved.error) return {error: retrieved.error};
-        return settle(retrieved.data, clientSecret);
+        return settle(kind, retrieved.data, clientSecret);
       },
 
       async retrievePaymentIntent(clientSecret) {
-        const retrieved = await retrieve(clientSecret);
+        const {kind, id} = parseClientSecret(clientSecret, 'pi');
+        const retrieved = await retrieve(kind, id, clientSecret);
         return retrieved.error ? {error: retrieved.error} : {paymentIntent: retrieved.data};
+      },
+
+      async retrieveSetupIntent(clientSecret) {
+        const {kind, id} = parseClientSecret(clientSecret, 'seti');
+        const retrieved = await retrieve(kind, id, clientSecret);
+        return retrieved.error ? {error: retrieved.error} : {setupIntent: retrieved.data};
       },
     };
   }

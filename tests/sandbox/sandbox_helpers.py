@@ -39,15 +39,18 @@ class WebhookReceiver:
         self.url = f"http://127.0.0.1:{self._server.server_port}/webhooks"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
-    def wait_for_event(self, secret, type, object_id, timeout=10):
-        """The first event of `type` about `object_id`, once its signature
-        has been verified with `secret` like a portal would."""
+    def wait_for_event(self, secret, type, object_id, timeout=10, where=None):
+        """The first event of `type` about `object_id` (for which `where`,
+        given the event, is true), once its signature has been verified with
+        `secret` like a portal would."""
 
         def find():
             for signature, body in self.received:
                 payload = json.loads(body)
                 if payload["type"] == type and payload["data"]["object"]["id"] == object_id:
-                    return stripe.Webhook.construct_event(body, signature, secret)
+                    event = stripe.Webhook.construct_event(body, signature, secret)
+                    if where is None or where(event):
+                        return event
 
         with self._changed:
             event = self._changed.wait_for(find, timeout)
