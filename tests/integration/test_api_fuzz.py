@@ -45,6 +45,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from portal import create_app
+from portal.cards.services import save_card
 from portal.config import Config
 from portal.extensions import db, limiter
 from portal.payments.models import Payment
@@ -83,6 +84,9 @@ WHERE = {  # where the seeded values go in each operation's request
     "GET /api/payments/payments/{paymentId}": "path_parameters",
     "GET /api/orders/{orderId}": "path_parameters",
     "GET /api/payments/history": "query",
+    "POST /api/payments/methods": "body",
+    "DELETE /api/payments/methods/{paymentMethodId}": "path_parameters",
+    "PUT /api/payments/methods/{paymentMethodId}/default": "path_parameters",
 }
 # Every case that reached the app: {operation: Counter("phase status")}, printed at the end.
 SEEN: dict[str, Counter] = defaultdict(Counter)
@@ -128,6 +132,11 @@ def seeded(client, stripe_client):
             "paymentIntentId": r.json["paymentIntent"]["id"], "paymentMethodId": pms[card]})
         assert r.status_code == expect, r.json
     foreign_payment = _checked_out(foreign)
+    # Saved cards: the customer's (one to keep, one to remove) and the other customer's.
+    kept, removable, theirs = (
+        save_card(user, _pm(stripe_client, number)).stripe_payment_method_id
+        for user, number in ((customer, "5555555555554444"), (customer, "6011111111111117"),
+                             (other, "4242424242424242")))
     payments = list(db.session.scalars(sa.select(Payment).where(Payment.user_id == customer.id)))
     assert {p.status for p in payments} == {"requires_payment_method", "succeeded", "failed"}
     pi_of = {p.order_id: p.stripe_payment_intent_id for p in payments}
@@ -142,7 +151,7 @@ def seeded(client, stripe_client):
     KNOWN.update({
         "POST /api/payments/create-intent": [
             (intent(usd.id, 49.99, "USD"), 200),
-            (intent(usd.id, 49.99, "usd", paymentMethodId=pms["visa"]), 400),  # not a saved card
+            (intent(usd.id, 49.99, "usd", paymentMethodId=pms["visa"]), 404),  # not a saved card
             (intent(jpy.id, 500, "JPY"), 200),
             (intent(jpy.id, 5.00, "JPY"), 400),       # not the order's total
             (intent(kwd.id, 12.34, "KWD"), 200),
@@ -174,6 +183,23 @@ def seeded(client, stripe_client):
             ({"status": "failed", "limit": 100}, 200),
             ({"startDate": "2020-01-01T00:00:00Z", "endDate": "2100-01-01T00:00:00+02:00"}, 200),
             ({"startDate": "2100-01-01T00:00:00Z"}, 200),
+        ],
+        "POST /api/payments/methods": [
+            ({"paymentMethodId": _pm(stripe_client, "5200828282828210"), "setAsDefault": True},
+             201),
+            ({"paymentMethodId": kept}, 409),            # already saved
+            ({"paymentMethodId": theirs}, 400),          # another customer's
+            ({"paymentMethodId": "pm_doesnotexist"}, 400),
+        ],
+        "DELETE /api/payments/methods/{paymentMethodId}": [
+            ({"paymentMethodId": removable}, 200),
+            ({"paymentMethodId": removable}, 404),      # gone now
+            ({"paymentMethodId": theirs}, 404),
+        ],
+        "PUT /api/payments/methods/{paymentMethodId}/default": [
+            ({"paymentMethodId": kept}, 200),
+            ({"paymentMethodId": theirs}, 404),
+            ({"paymentMethodId": "pm_doesnotexist"}, 404),
         ],
     })
     return headers
