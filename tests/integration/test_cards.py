@@ -196,6 +196,27 @@ def test_default_chosen_in_stripe_is_mirrored(client, alice, saved, stripe_clien
     assert cards.default_card_id(alice) == master
 
 
+def test_card_replaced_by_the_card_updater_is_mirrored(client, alice, saved, sandbox,
+                                                       stripe_client):
+    import urllib.parse
+    import urllib.request
+
+    visa = saved[0]
+    request = urllib.request.Request(  # the sandbox's stand-in for Stripe's card updater
+        f"{sandbox.url}/_sandbox/payment_methods/{visa}/automatically_update",
+        data=urllib.parse.urlencode({"exp_month": 9, "exp_year": 2033,
+                                     "last4": "1016"}).encode(),
+        headers={"Authorization": "Bearer sk_test_portal"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310 - loopback
+        assert r.status == 200
+    obj = stripe_client.v1.payment_methods.retrieve(visa).to_dict()
+    assert post_event(client, "payment_method.automatically_updated", obj, "evt_au") == (
+        "processed")
+    login(client, alice.email)
+    page = client.get("/cards").text
+    assert "Visa •••• 1016" in page and "09/2033" in page and "Visa •••• 4242" not in page
+
+
 def test_events_of_cards_not_ours_are_ignored(client, stripe_client):
     pm = stripe_client.v1.payment_methods.retrieve(card_pm(stripe_client)).to_dict()
     assert post_event(client, "payment_method.updated", pm, "evt_other") == "ignored"
