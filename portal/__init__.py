@@ -61,19 +61,22 @@ def _register_models() -> None:
     from .cards import models as _cards  # noqa: F401
     from .orders import models as _orders  # noqa: F401
     from .payments import models as _payments  # noqa: F401
+    from .refunds import models as _refunds  # noqa: F401
     from .webhooks import models as _webhooks  # noqa: F401
 
 
 def _register_blueprints(app: Flask) -> None:
     from .api import cards as _api_cards  # noqa: F401 - registers its routes on api_bp
     from .api import payments as _api_payments  # noqa: F401 - registers its routes on api_bp
+    from .api import refunds as _api_refunds  # noqa: F401 - registers its routes on api_bp
     from .api.views import bp as api_bp
     from .auth.views import bp as auth_bp
     from .cards.views import bp as cards_bp
     from .orders.views import bp as orders_bp
     from .payments.views import bp as payments_bp
+    from .refunds.views import bp as refunds_bp
 
-    for bp in (auth_bp, orders_bp, payments_bp, cards_bp, api_bp):
+    for bp in (auth_bp, orders_bp, payments_bp, cards_bp, refunds_bp, api_bp):
         app.register_blueprint(bp)
 
 

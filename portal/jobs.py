@@ -18,7 +18,7 @@ from .extensions import db
 
 log = logging.getLogger(__name__)
 
-QUEUES = ("webhooks", "default")  # named by purpose; workers listen in this order
+QUEUES = ("webhooks", "refunds", "default")  # named by purpose; workers listen in this order
 
 
 def redis_connection():

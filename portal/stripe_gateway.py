@@ -325,6 +325,54 @@ def retrieve_setup_intent(setup_intent: str) -> Setup | None:
     return _setup(found) if found else None
 
 
+# --- Refunds --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Refund:
+    """What the portal needs of a Refund."""
+
+    id: str
+    status: str  # pending, requires_action, succeeded, failed, canceled
+    amount: int
+    currency: str
+    payment_intent: str | None
+    reason: str | None
+    failure_reason: str | None
+    metadata: dict
+    created: int
+
+
+def _refund(re: dict) -> Refund:
+    pi = _get(re, "payment_intent")
+    return Refund(id=re["id"], status=re["status"], amount=int(re["amount"]),
+                  currency=str(re["currency"]).upper(),
+                  payment_intent=pi if isinstance(pi, str) else _get(pi, "id"),
+                  reason=_get(re, "reason"), failure_reason=_get(re, "failure_reason"),
+                  metadata=_get(re, "metadata", {}), created=int(_get(re, "created", 0)))
+
+
+def create_refund(*, payment_intent: str, amount: int, reason: str | None,
+                  metadata: dict[str, str], idempotency_key: str) -> Refund:
+    """Refund part or all of a payment. The idempotency key (the refund request's id) makes a
+    retry after a timeout or a crash return the same refund, never a second one."""
+    params: dict[str, Any] = {"payment_intent": payment_intent, "amount": amount,
+                              "metadata": metadata}
+    if reason:
+        params["reason"] = reason
+    return _refund(_call(_client().v1.refunds.create, params=params,
+                         options={"idempotency_key": idempotency_key}))
+
+
+def refunds_of(payment_intent: str) -> list[Refund]:
+    """Every refund of a payment, as Stripe holds them now."""
+    try:
+        listed = _client().v1.refunds.list(params={"payment_intent": payment_intent,
+                                                   "limit": 100})
+        return [_refund(r.to_dict()) for r in listed.auto_paging_iter()]
+    except stripe.StripeError as exc:
+        raise _error(exc) from exc
+
+
 @dataclass(frozen=True)
 class Event:
     id: str

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from ..payments.models import PAYMENT_STATUSES
+from ..refunds.models import REASONS
 
 PaymentStatus = Literal[PAYMENT_STATUSES]  # type: ignore[valid-type]
 
@@ -349,3 +350,33 @@ class AddMethodOut(BaseModel):
 class MessageOut(BaseModel):
     success: Literal[True]
     message: str
+
+
+# --- refund -----------------------------------------------------------------------------
+
+RefundReason = Literal[tuple(REASONS)]  # type: ignore[valid-type]
+
+
+class RefundIn(Strict):
+    paymentId: str = Field(min_length=1, max_length=64)
+    amount: int | None = Field(None, gt=0, le=99_999_999, strict=True,
+                               description="Minor units (10000 = 100.00 USD); default: all "
+                                           "that can still be refunded")
+    reason: RefundReason = "customer_request"
+    notes: str | None = Field(None, max_length=1000, pattern=r"^[^\x00]*$")
+
+
+class RefundDetail(BaseModel):
+    id: str = Field(description="Stripe's refund id (re_...); the request's id while the "
+                                "refund waits to be sent to Stripe")
+    paymentId: str
+    amount: int
+    currency: str
+    status: Literal["pending", "succeeded", "failed", "canceled"]
+    reason: str
+    createdAt: str
+
+
+class RefundOut(BaseModel):
+    success: Literal[True]
+    refund: RefundDetail

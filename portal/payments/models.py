@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
-from ..models_base import IdMixin, TimestampMixin, UTCDateTime
+from ..models_base import IdMixin, TimestampMixin, UTCDateTime, utcnow
 
 # The original description's statuses. "failed" is an attempt that was declined or not
 # authenticated: the customer may try again on the same PaymentIntent.
@@ -76,9 +76,41 @@ class Payment(IdMixin, TimestampMixin, db.Model):
     source: Mapped[str | None] = mapped_column(sa.String(16))
     notes: Mapped[str | None] = mapped_column(sa.String(500))
     succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Sum of the refunds Stripe reports as succeeded (mirrored by refunds.services).
+    amount_refunded: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
 
     order = relationship("Order")
 
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def refund_state(self) -> str | None:
+        """"refunded", "partially_refunded" or None."""
+        if not self.amount_refunded:
+            return None
+        return "refunded" if self.amount_refunded >= self.amount else "partially_refunded"
+
+
+SPLIT_KINDS = ("sale", "refund")
+
+
+class SplitLine(IdMixin, db.Model):
+    """A vendor's share of a payment (kind "sale"), or what a refund took back from it
+    (kind "refund", negative). Lines are never changed, only added (payouts group them)."""
+
+    __tablename__ = "split_lines"
+    __table_args__ = (sa.Index("ix_split_lines_vendor_created", "vendor_id", "created_at"),)
+
+    payment_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("payments.id"), index=True)
+    vendor_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(
+        sa.Enum(*SPLIT_KINDS, name="split_kind", native_enum=False, create_constraint=True))
+    refund_request_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("refund_requests.id"))
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    gross: Mapped[int] = mapped_column(sa.BigInteger)
+    fee: Mapped[int] = mapped_column(sa.BigInteger)
+    net: Mapped[int] = mapped_column(sa.BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

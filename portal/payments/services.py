@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy import orm
 from sqlalchemy.exc import IntegrityError
 
@@ -17,6 +18,7 @@ from ..cards.models import SavedCard
 from ..extensions import db
 from ..models_base import parse_uuid, utcnow
 from ..orders.models import Order
+from . import splits
 from .models import FINAL_STATUSES, PAYMENT_STATUSES, Payment
 
 log = logging.getLogger(__name__)
@@ -257,7 +259,9 @@ def settle(payment_id: uuid.UUID, intent: gateway.Intent) -> Payment:
     """
     payment = _locked(payment_id)
     if apply_intent(payment, intent) and payment.status == "succeeded":
-        cards.record_spending(payment)  # once: a final state never changes again
+        # Once: a final state never changes again.
+        cards.record_spending(payment)
+        splits.record_sale(payment, current_app.extensions["portal_config"].PLATFORM_FEE_PERCENT)
     return payment
 
 

@@ -161,7 +161,10 @@ def detail(payment_id: str):
     payment = payment_for(current_user, payment_id)
     if payment is None:
         abort(404)
-    return render_template("payments/detail.html", payment=payment, settled=SETTLED_FOR_NOW)
+    from ..refunds.views import refund_context
+
+    return render_template("payments/detail.html", payment=payment, settled=SETTLED_FOR_NOW,
+                           **refund_context(payment))
 
 
 @bp.route("/payments")

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from ..cards.services import sync_default, sync_method
 from ..payments.services import sync_intent
+from ..refunds.services import sync_refunds
 
 
 def payment_intent_changed(event: dict) -> bool:
@@ -35,6 +36,14 @@ def customer_updated(event: dict) -> bool:
     return sync_default(event["data"]["object"]["id"])
 
 
+def refund_changed(event: dict) -> bool:
+    """refund.* and charge.refunded: mirror every refund of the payment as Stripe has them
+    (refunds made in Stripe's dashboard are imported and count toward the remainder)."""
+    obj = event["data"]["object"]
+    intent = obj.get("payment_intent")
+    return sync_refunds(intent.get("id") if isinstance(intent, dict) else intent)
+
+
 HANDLERS: dict[str, Callable[[dict], bool]] = {
     "payment_intent.succeeded": payment_intent_changed,
     "payment_intent.payment_failed": payment_intent_changed,
@@ -47,4 +56,9 @@ HANDLERS: dict[str, Callable[[dict], bool]] = {
     "payment_method.automatically_updated": payment_method_changed,
     "setup_intent.succeeded": setup_intent_succeeded,
     "customer.updated": customer_updated,
+    "refund.created": refund_changed,
+    "refund.updated": refund_changed,
+    "refund.failed": refund_changed,
+    "charge.refunded": refund_changed,
+    "charge.refund.updated": refund_changed,
 }

@@ -1,0 +1,102 @@
+"""Vendor split lines: each sale divided exactly between the vendors of the order and the
+platform, and refunds taken back from them in proportion.
+
+Rounding rule (integers in the currency's minor unit, never floats):
+- a payment's amount is divided between its vendors in proportion to their items' subtotal
+  by the largest-remainder method: everyone gets the floor of their exact share, and the units
+  left over go one each to the largest fractional remainders (ties: vendor id order). The
+  vendors' gross amounts therefore sum exactly to the payment;
+- a vendor's platform fee is PLATFORM_FEE_PERCENT of their items' subtotal (the merchandise,
+  as in the original description's breakdown), rounded half up to the minor unit; net =
+  gross - fee. The platform's take is the sum of the fees, by construction;
+- refunds: after refunds totalling C of a payment of amount A, each vendor has given back
+  exactly allocate(C, gross) of their gross and floor(fee * C / A) of their fee (so a full
+  refund returns exactly every line). Each refund (or a refund failing afterwards) adds the
+  lines that bring the vendor's refund total to that target, so lines stay exact whatever
+  order the refunds arrive in.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from decimal import ROUND_HALF_UP, Decimal
+
+import sqlalchemy as sa
+
+from ..extensions import db
+from ..orders.models import Order
+from .models import Payment, SplitLine
+
+
+def allocate(total: int, weights: list[int]) -> list[int]:
+    """``total`` split in proportion to ``weights`` (largest remainder); sums to ``total``."""
+    whole = sum(weights)
+    if whole <= 0:
+        raise ValueError("weights must have a positive sum")
+    shares = [total * w // whole for w in weights]
+    remainders = sorted(range(len(weights)), key=lambda i: (-(total * weights[i] % whole), i))
+    for i in remainders[: total - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
+def fee_of(subtotal: int, percent: int | Decimal) -> int:
+    return int((Decimal(subtotal) * Decimal(percent) / 100).quantize(Decimal(1), ROUND_HALF_UP))
+
+
+def vendor_subtotals(order: Order) -> dict[uuid.UUID, int]:
+    """Each vendor's items subtotal in the order, vendors in id order."""
+    totals: dict[uuid.UUID, int] = defaultdict(int)
+    for item in order.items:
+        totals[item.vendor_id] += item.quantity * item.unit_amount
+    return dict(sorted(totals.items(), key=lambda kv: str(kv[0])))
+
+
+def record_sale(payment: Payment, fee_percent: int) -> None:
+    """A payment succeeded: one sale line per vendor (once), and the breakdown's platform fee
+    and vendor amount filled from them. The caller holds the payment row and commits."""
+    if db.session.scalar(sa.select(SplitLine.id).where(SplitLine.payment_id == payment.id,
+                                                       SplitLine.kind == "sale").limit(1)):
+        return
+    subtotals = vendor_subtotals(payment.order)
+    if not subtotals or payment.amount <= 0:
+        return
+    vendors, weights = list(subtotals), [max(v, 0) for v in subtotals.values()]
+    if sum(weights) == 0:
+        weights = [1] * len(vendors)
+    grosses = allocate(payment.amount, weights)
+    total_fee = 0
+    for vendor_id, subtotal, gross in zip(vendors, weights, grosses, strict=True):
+        fee = min(fee_of(subtotal, fee_percent), gross)
+        total_fee += fee
+        db.session.add(SplitLine(payment_id=payment.id, vendor_id=vendor_id, kind="sale",
+                                 currency=payment.currency, gross=gross, fee=fee,
+                                 net=gross - fee))
+    payment.platform_fee = total_fee
+    payment.vendor_amount = payment.amount - total_fee
+
+
+def sync_refund_lines(payment: Payment, refund_request_id: uuid.UUID | None = None) -> None:
+    """Bring the refund lines of each vendor to the target for ``payment.amount_refunded``
+    (see the module's rounding rule). Idempotent; the caller holds the payment row."""
+    lines = list(db.session.scalars(sa.select(SplitLine).where(
+        SplitLine.payment_id == payment.id).order_by(SplitLine.created_at, SplitLine.id)))
+    sales = sorted((line for line in lines if line.kind == "sale"),
+                   key=lambda line: str(line.vendor_id))
+    if not sales:
+        return
+    refunded = min(payment.amount_refunded, payment.amount)
+    gross_target = allocate(refunded, [s.gross for s in sales]) if sum(
+        s.gross for s in sales) else [0] * len(sales)
+    for sale, gross_back in zip(sales, gross_target, strict=True):
+        fee_back = sale.fee * refunded // payment.amount
+        given = [line for line in lines if line.kind != "sale" and
+                 line.vendor_id == sale.vendor_id]
+        d_gross = -gross_back - sum(line.gross for line in given)
+        d_fee = -fee_back - sum(line.fee for line in given)
+        if d_gross or d_fee:
+            db.session.add(SplitLine(
+                payment_id=payment.id, vendor_id=sale.vendor_id, kind="refund",
+                refund_request_id=refund_request_id, currency=payment.currency,
+                gross=d_gross, fee=d_fee, net=d_gross - d_fee))

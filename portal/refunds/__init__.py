@@ -1,0 +1,1 @@
+"""Refunds: requests, admin approval, execution at Stripe and the audit log."""
