@@ -62,19 +62,33 @@ def record_sale(payment: Payment, fee_percent: int) -> None:
     subtotals = vendor_subtotals(payment.order)
     if not subtotals or payment.amount <= 0:
         return
-    vendors, weights = list(subtotals), [max(v, 0) for v in subtotals.values()]
-    if sum(weights) == 0:
-        weights = [1] * len(vendors)
-    grosses = allocate(payment.amount, weights)
     total_fee = 0
-    for vendor_id, subtotal, gross in zip(vendors, weights, grosses, strict=True):
-        fee = min(fee_of(subtotal, fee_percent), gross)
+    shares = sale_shares(payment.amount, list(subtotals.values()), fee_percent)
+    for vendor_id, (gross, fee) in zip(subtotals, shares, strict=True):
         total_fee += fee
         db.session.add(SplitLine(payment_id=payment.id, vendor_id=vendor_id, kind="sale",
                                  currency=payment.currency, gross=gross, fee=fee,
                                  net=gross - fee))
     payment.platform_fee = total_fee
     payment.vendor_amount = payment.amount - total_fee
+
+
+def sale_shares(amount: int, subtotals: list[int], fee_percent: int) -> list[tuple[int, int]]:
+    """(gross, fee) per vendor for a payment of ``amount`` (the module's rounding rule)."""
+    weights = [max(v, 0) for v in subtotals]
+    if sum(weights) == 0:
+        weights = [1] * len(weights)
+    return [(gross, min(fee_of(subtotal, fee_percent), gross))
+            for subtotal, gross in zip(weights, allocate(amount, weights), strict=True)]
+
+
+def refund_targets(sales: list[tuple[int, int]], refunded: int,
+                   amount: int) -> list[tuple[int, int]]:
+    """(gross, fee) each vendor has given back once ``refunded`` of ``amount`` is refunded."""
+    grosses = [gross for gross, _ in sales]
+    backs = allocate(refunded, grosses) if sum(grosses) else [0] * len(sales)
+    return [(back, fee * refunded // amount) for back, (_, fee) in zip(backs, sales,
+                                                                       strict=True)]
 
 
 def sync_refund_lines(payment: Payment, refund_request_id: uuid.UUID | None = None) -> None:
@@ -87,10 +101,8 @@ def sync_refund_lines(payment: Payment, refund_request_id: uuid.UUID | None = No
     if not sales:
         return
     refunded = min(payment.amount_refunded, payment.amount)
-    gross_target = allocate(refunded, [s.gross for s in sales]) if sum(
-        s.gross for s in sales) else [0] * len(sales)
-    for sale, gross_back in zip(sales, gross_target, strict=True):
-        fee_back = sale.fee * refunded // payment.amount
+    targets = refund_targets([(s.gross, s.fee) for s in sales], refunded, payment.amount)
+    for sale, (gross_back, fee_back) in zip(sales, targets, strict=True):
         given = [line for line in lines if line.kind != "sale" and
                  line.vendor_id == sale.vendor_id]
         d_gross = -gross_back - sum(line.gross for line in given)

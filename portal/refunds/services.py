@@ -126,6 +126,7 @@ def request_refund(user: User, payment: Payment, *, amount: int, reason: str,
                             source=user.role, amount=amount, currency=payment.currency,
                             reason=reason, notes=(notes or "").strip() or None)
     db.session.add(request)
+    db.session.flush()  # the audit line refers to it
     audit("refund.requested", actor=user, payment_id=payment.id, request=request,
           amount=amount, currency=payment.currency, note=request.notes)
     db.session.commit()
@@ -294,6 +295,7 @@ def _mirror(payment: Payment, refund: gateway.Refund) -> None:
             notes="Refunded in Stripe", status="processing",
             decided_at=datetime.fromtimestamp(refund.created, utcnow().tzinfo))
         db.session.add(request)
+        db.session.flush()  # the audit line refers to it
         audit("refund.imported", actor=None, payment_id=payment.id, request=request,
               amount=refund.amount, currency=payment.currency, note=refund.id)
     request.stripe_refund_id = refund.id

@@ -1,0 +1,431 @@
+"""Refunds (issue 5): requests, the admin queue, execution at Stripe exactly once, webhooks,
+the remainder under concurrency, bulk decisions, split lines, and the refund API."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from portal.extensions import db
+from portal.payments.models import Payment, SplitLine
+from portal.payments.services import confirm_with_card, start_checkout
+from portal.refunds import services as refunds
+from portal.refunds.models import AuditEntry, RefundRequest
+from tests.helpers import bearer, event_body, login, make_order, make_user, sign
+from tests.integration.api_support import card_pm
+
+SECRET = "whsec_portal_tests"
+
+
+@pytest.fixture
+def people():
+    return {"customer": make_user("carol@example.test"),
+            "other": make_user("oscar@example.test"),
+            "vendor": make_user("vera@example.test", "vendor"),
+            "vendor2": make_user("victor@example.test", "vendor"),
+            "outsider": make_user("otto@example.test", "vendor"),
+            "admin": make_user("ada@example.test", "admin"),
+            "admin2": make_user("alan@example.test", "admin")}
+
+
+def pay(stripe_client, customer, vendor, amounts=(10000,), vendor2=None, **order_kw):
+    """A succeeded payment of ``customer`` (items of ``vendor``, and of ``vendor2``)."""
+    order = make_order(customer, vendor, amounts=amounts, **order_kw)
+    if vendor2 is not None:
+        from portal.orders.models import OrderItem
+
+        db.session.add(OrderItem(order_id=order.id, vendor_id=vendor2.id, position=9,
+                                 description="Other", quantity=1, unit_amount=3333))
+        order.subtotal += 3333
+        order.total += 3333
+        db.session.commit()
+    payment = start_checkout(order, source="api").payment
+    payment, _ = confirm_with_card(customer, payment, card_pm(stripe_client))
+    assert payment.status == "succeeded"
+    return payment
+
+
+def stripe_refunds(stripe_client, payment) -> list:
+    return stripe_client.v1.refunds.list(params={
+        "payment_intent": payment.stripe_payment_intent_id}).data
+
+
+def fresh(payment) -> Payment:
+    db.session.expire_all()
+    return db.session.get(Payment, payment.id)
+
+
+def lines(payment, kind=None) -> list[SplitLine]:
+    query = sa.select(SplitLine).where(SplitLine.payment_id == payment.id)
+    if kind:
+        query = query.where(SplitLine.kind == kind)
+    return list(db.session.scalars(query))
+
+
+# --- the customer's request and the admin's decision ------------------------------------------
+
+def test_customer_requests_40_admin_approves_then_70_is_refused_with_the_remainder(
+        client, people, stripe_client):
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    login(client, people["customer"].email)
+    page = client.get(f"/payments/{payment.id}").text
+    assert "Up to <strong>$100.00</strong> can be refunded." in page
+    r = client.post(f"/payments/{payment.id}/refunds",
+                    data={"amount": "40.00", "reason": "customer_request", "notes": "Too big"})
+    assert r.status_code == 302
+    request = db.session.scalar(sa.select(RefundRequest))
+    assert (request.status, request.amount, request.source) == ("requested", 4000, "customer")
+
+    client.post("/logout")
+    login(client, people["admin"].email)
+    queue = client.get("/admin/refunds").text
+    assert "carol@example.test" in queue and "$40.00" in queue and "Too big" in queue
+    row = client.post(f"/admin/refunds/{request.id}/approve", headers={"HX-Request": "true"})
+    assert row.status_code == 200 and row.text.lstrip().startswith("<tr")
+    assert "Approved $40.00." in row.text
+    # Executed (in-process here, by the RQ worker in production) with Stripe.
+    [refund] = stripe_refunds(stripe_client, payment)
+    assert (refund.amount, refund.status) == (4000, "succeeded")
+    assert refund.metadata["refundRequestId"] == str(request.id)
+    db.session.expire_all()
+    assert db.session.get(RefundRequest, request.id).status == "succeeded"
+    assert fresh(payment).amount_refunded == 4000
+
+    client.post("/logout")
+    login(client, people["customer"].email)
+    history = client.get("/payments").text
+    assert "Partially refunded $40.00" in history
+    r = client.post(f"/payments/{payment.id}/refunds",
+                    data={"amount": "70.00", "reason": "customer_request"})
+    assert r.status_code == 400
+    assert "Only $60.00 of this payment can still be refunded." in r.text
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(RefundRequest)) == 1
+    assert "Succeeded" in client.get(f"/payments/{payment.id}").text  # the decision shows
+
+
+@pytest.mark.parametrize(("amount", "message"), [
+    ("", "This field is required."), ("0", "more than zero"), ("-5", "must not be negative"),
+    ("abc", "is not a number"), ("40.001", "decimal"), ("100.01", "Only $100.00"),
+])
+def test_bad_request_amounts_rerender_the_form_and_store_nothing(client, people, stripe_client,
+                                                                 amount, message):
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    login(client, people["customer"].email)
+    r = client.post(f"/payments/{payment.id}/refunds",
+                    data={"amount": amount, "reason": "customer_request"})
+    assert r.status_code == 400
+    assert message.lower() in r.text.lower(), r.text[r.text.find("error"):][:400]
+    assert 'aria-invalid="true"' in r.text
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(RefundRequest)) == 0
+
+
+def test_admin_may_approve_a_smaller_amount_or_reject_with_a_note(client, people,
+                                                                 stripe_client):
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    first = refunds.request_refund(people["customer"], payment, amount=5000,
+                                   reason="damaged")
+    second = refunds.request_refund(people["customer"], payment, amount=1000,
+                                    reason="other")
+    login(client, people["admin"].email)
+    r = client.post(f"/admin/refunds/{first.id}/approve", data={"amount": "30.00"},
+                    headers={"HX-Request": "true"})
+    assert "Approved $30.00." in r.text
+    r = client.post(f"/admin/refunds/{second.id}/reject", data={"note": "Outside the window"},
+                    headers={"HX-Request": "true"})
+    assert "Rejected." in r.text
+    assert [x.amount for x in stripe_refunds(stripe_client, payment)] == [3000]
+    client.post("/logout")
+    login(client, people["customer"].email)
+    page = client.get(f"/payments/{payment.id}").text
+    assert "Outside the window" in page and "Rejected" in page
+    assert "(asked $50.00)" in page
+    actions = db.session.scalars(sa.select(AuditEntry.action).order_by(AuditEntry.at)).all()
+    assert actions == ["refund.requested", "refund.requested", "refund.approved",
+                       "refund.succeeded", "refund.rejected"]
+
+
+def test_a_decided_request_cannot_be_decided_again(client, people, stripe_client):
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    request = refunds.request_refund(people["customer"], payment, amount=1000,
+                                     reason="other")
+    refunds.reject(people["admin"], request.id)
+    login(client, people["admin"].email)
+    r = client.post(f"/admin/refunds/{request.id}/approve", headers={"HX-Request": "true"})
+    assert "This request is already rejected." in r.text
+    assert stripe_refunds(stripe_client, payment) == []
+
+
+# --- who may do what --------------------------------------------------------------------------
+
+def test_customers_cannot_refund_or_request_for_others(client, people, stripe_client):
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    login(client, people["other"].email)
+    assert client.post(f"/payments/{payment.id}/refunds",
+                       data={"amount": "10", "reason": "other"}).status_code == 404
+    assert client.get("/admin/refunds").status_code == 403
+    r = client.post("/api/payments/refund", headers=bearer(people["customer"]),
+                    json={"paymentId": str(payment.id)})
+    assert r.status_code == 403 and r.json["error"]["code"] == "forbidden"
+    client.post("/logout")
+    login(client, people["customer"].email)
+    assert "Approve" not in client.get(f"/payments/{payment.id}").text
+    assert stripe_refunds(stripe_client, payment) == []
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(RefundRequest)) == 0
+
+
+def test_a_vendor_requests_only_for_payments_with_their_items(client, people, stripe_client):
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    login(client, people["vendor"].email)
+    sales = client.get("/vendor/sales").text
+    assert f"Request a refund of order #{payment.order.number}" in sales
+    assert "4242" not in sales  # never the customer's card details
+    assert client.get(f"/vendor/sales/{payment.id}/refund").status_code == 200
+    r = client.post(f"/payments/{payment.id}/refunds",
+                    data={"amount": "25", "reason": "not_received"})
+    assert r.status_code == 302
+    assert db.session.scalar(sa.select(RefundRequest.source)) == "vendor"
+    client.post("/logout")
+    login(client, people["outsider"].email)
+    assert "Request a refund" not in client.get("/vendor/sales").text
+    assert client.get(f"/vendor/sales/{payment.id}/refund").status_code == 404
+    assert client.post(f"/payments/{payment.id}/refunds",
+                       data={"amount": "25", "reason": "other"}).status_code == 404
+
+
+# --- money goes back once ---------------------------------------------------------------------
+
+@pytest.mark.commits
+def test_two_admins_approving_60_and_60_of_100_at_once_refund_once(app, people,
+                                                                  stripe_client):
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    ids = [refunds.request_refund(people["customer"], payment, amount=6000,
+                                  reason="other").id for _ in range(2)]
+    start, outcomes = threading.Barrier(2), []
+
+    def decide(admin_id, request_id):
+        with app.app_context():
+            from portal.auth.models import User
+
+            admin = db.session.get(User, admin_id)
+            start.wait()
+            try:
+                refunds.approve(admin, request_id, execute=False)
+                outcomes.append("approved")
+            except refunds.RefundError as exc:
+                outcomes.append(exc.message)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=decide, args=(people[a].id, rid))
+               for a, rid in (("admin", ids[0]), ("admin2", ids[1]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["Only $40.00 of this payment can still be refunded.",
+                                "approved"]
+    approved = db.session.scalar(sa.select(RefundRequest.id).where(
+        RefundRequest.status == "approved"))
+    refunds.execute_refund(str(approved))
+    assert [r.amount for r in stripe_refunds(stripe_client, payment)] == [6000]
+
+
+def test_refund_job_killed_after_stripe_answered_then_retried_makes_one_refund(
+        people, stripe_client, monkeypatch):
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    request = refunds.request_refund(people["customer"], payment, amount=2500,
+                                     reason="other")
+    refunds.approve(people["admin"], request.id, execute=False)
+
+    class Killed(BaseException):
+        """The worker dies: Stripe has answered, nothing after it is committed."""
+
+    mirror = refunds._mirror
+    monkeypatch.setattr(refunds, "_mirror", lambda *a: (_ for _ in ()).throw(Killed()))
+    with pytest.raises(Killed):
+        refunds.execute_refund(str(request.id))
+    db.session.rollback()
+    assert db.session.get(RefundRequest, request.id).status == "processing"
+    assert len(stripe_refunds(stripe_client, payment)) == 1
+    monkeypatch.setattr(refunds, "_mirror", mirror)
+    refunds.execute_refund(str(request.id))  # RQ's retry
+    [refund] = stripe_refunds(stripe_client, payment)
+    db.session.expire_all()
+    done = db.session.get(RefundRequest, request.id)
+    assert (done.status, done.stripe_refund_id, refund.amount) == ("succeeded", refund.id, 2500)
+    assert fresh(payment).amount_refunded == 2500
+
+
+def test_stripe_refusing_the_refund_ends_the_request_failed(people, stripe_client,
+                                                          monkeypatch):
+    from portal import stripe_gateway as gateway
+
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    request = refunds.request_refund(people["customer"], payment, amount=2500,
+                                     reason="other")
+    refunds.approve(people["admin"], request.id, execute=False)
+
+    def refused(**_):
+        raise gateway.GatewayError("Charge ch_1 has been disputed.", code="charge_disputed",
+                                   status=400)
+
+    monkeypatch.setattr(gateway, "create_refund", refused)
+    refunds.execute_refund(str(request.id))
+    db.session.expire_all()
+    done = db.session.get(RefundRequest, request.id)
+    assert (done.status, done.failure_message) == ("failed", "Charge ch_1 has been disputed.")
+    assert refunds.remaining(fresh(payment)) == 10000  # nothing held back any more
+
+
+def test_stripe_unreachable_raises_so_the_job_is_retried(people, stripe_client, monkeypatch):
+    from portal import stripe_gateway as gateway
+
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    request = refunds.request_refund(people["customer"], payment, amount=2500,
+                                     reason="other")
+    refunds.approve(people["admin"], request.id, execute=False)
+
+    def down(**_):
+        raise gateway.GatewayError("timeout", retryable=True)
+
+    monkeypatch.setattr(gateway, "create_refund", down)
+    with pytest.raises(gateway.GatewayError):
+        refunds.execute_refund(str(request.id))
+    db.session.rollback()
+    assert db.session.get(RefundRequest, request.id).status == "processing"
+    assert refunds.remaining(fresh(payment)) == 7500  # still held for the retry
+
+
+def post_event(client, event_type, obj, event_id=None):
+    body = event_body(event_id or f"evt_{uuid.uuid4().hex[:12]}", event_type, obj)
+    r = client.post("/api/payments/webhook", data=body,
+                    headers={"Stripe-Signature": sign(body, SECRET),
+                             "Content-Type": "application/json"})
+    assert r.status_code == 200
+
+
+def test_refund_made_in_stripe_is_imported_and_lowers_the_remainder(client, people,
+                                                                    stripe_client):
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    refund = stripe_client.v1.refunds.create(params={
+        "payment_intent": payment.stripe_payment_intent_id, "amount": 1500,
+        "reason": "duplicate"})
+    post_event(client, "refund.created", refund.to_dict())
+    post_event(client, "charge.refunded", {"id": "ch_x", "object": "charge",
+                                           "payment_intent": payment.stripe_payment_intent_id})
+    imported = db.session.scalars(sa.select(RefundRequest)).all()
+    assert [(r.source, r.status, r.amount, r.reason) for r in imported] == [
+        ("stripe", "succeeded", 1500, "duplicate")]
+    assert refunds.remaining(fresh(payment)) == 8500
+    assert db.session.scalar(sa.select(AuditEntry.action).where(
+        AuditEntry.action == "refund.imported")) == "refund.imported"
+
+
+# --- bulk -------------------------------------------------------------------------------------
+
+def test_bulk_approve_of_20_where_2_exceed_their_remainder(client, people, stripe_client):
+    customer, vendor = people["customer"], people["vendor"]
+    ids, over = [], []
+    for _ in range(16):
+        payment = pay(stripe_client, customer, vendor, amounts=(2000,))
+        ids.append(refunds.request_refund(customer, payment, amount=1000, reason="other").id)
+    for _ in range(2):  # two requests of 15.00 each on a 20.00 payment: one must be refused
+        payment = pay(stripe_client, customer, vendor, amounts=(2000,))
+        pair = [refunds.request_refund(customer, payment, amount=1500, reason="other").id
+                for _ in range(2)]
+        ids += pair
+        over.append(pair[1])
+    login(client, people["admin"].email)
+    r = client.post("/admin/refunds/bulk", data={"action": "approve", "ids": [str(i) for i in ids]},
+                    headers={"HX-Request": "true"})
+    assert "18 of 20 approved." in r.text
+    assert r.text.count("Only $5.00 of this payment can still be refunded.") == 2
+    db.session.expire_all()
+    statuses = {i: db.session.get(RefundRequest, i).status for i in ids}
+    assert [i for i, s in statuses.items() if s != "succeeded"] == over
+    assert all(statuses[i] == "requested" for i in over)  # refused ones are unchanged
+    total = db.session.scalar(sa.select(sa.func.sum(Payment.amount_refunded)))
+    assert total == 16 * 1000 + 2 * 1500
+
+
+# --- split lines ------------------------------------------------------------------------------
+
+def test_split_lines_follow_the_sale_and_the_refunds_exactly(people, stripe_client):
+    payment = pay(stripe_client, people["customer"], people["vendor"], amounts=(6667,),
+                  vendor2=people["vendor2"], tax=1001, shipping=299)
+    sales = lines(payment, "sale")
+    assert sum(s.gross for s in sales) == payment.amount == 6667 + 3333 + 1001 + 299
+    assert sum(s.fee for s in sales) == payment.platform_fee == 667 + 333
+    assert payment.vendor_amount == payment.amount - payment.platform_fee
+    for amount in (3333, 1, payment.amount - 3334):
+        request = refunds.request_refund(people["customer"], payment, amount=amount,
+                                         reason="other")
+        refunds.approve(people["admin"], request.id)
+    payment = fresh(payment)
+    assert payment.amount_refunded == payment.amount
+    every = lines(payment)
+    for vendor in (people["vendor"], people["vendor2"]):
+        mine = [line for line in every if line.vendor_id == vendor.id]
+        assert sum(line.gross for line in mine) == 0 and sum(line.fee for line in mine) == 0
+        assert all(line.net == line.gross - line.fee for line in mine)
+
+
+# --- the API (endpoint 9) ---------------------------------------------------------------------
+
+def test_api_refund_answers_the_documented_shape(client, people, stripe_client):
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    r = client.post("/api/payments/refund", headers=bearer(people["admin"]), json={
+        "paymentId": str(payment.id), "amount": 2500, "reason": "customer_request",
+        "notes": "Customer changed their mind"})
+    assert r.status_code == 200, r.json
+    refund = r.json["refund"]
+    assert set(refund) == {"id", "paymentId", "amount", "currency", "status", "reason",
+                           "createdAt"}
+    assert refund["id"].startswith("re_") and refund["paymentId"] == str(payment.id)
+    assert (refund["amount"], refund["currency"], refund["status"], refund["reason"]) == (
+        2500, "usd", "succeeded", "customer_request")
+    request = db.session.scalar(sa.select(RefundRequest))
+    assert (request.source, request.decided_by_id) == ("admin", people["admin"].id)
+
+
+def test_api_refund_without_amount_refunds_the_whole_remainder(client, people, stripe_client):
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    headers = bearer(people["admin"])
+    client.post("/api/payments/refund", headers=headers,
+                json={"paymentId": str(payment.id), "amount": 2500})
+    r = client.post("/api/payments/refund", headers=headers, json={"paymentId": str(payment.id)})
+    assert r.json["refund"]["amount"] == 7500
+    assert fresh(payment).refund_state == "refunded"
+    r = client.post("/api/payments/refund", headers=headers, json={"paymentId": str(payment.id)})
+    assert r.status_code == 400 and r.json["error"]["code"] == "invalid_refund_amount"
+
+
+@pytest.mark.parametrize(("body", "status", "field"), [
+    ({"amount": 10001}, 400, "amount"), ({"amount": 0}, 400, "amount"),
+    ({"amount": 12.5}, 400, "amount"), ({"amount": "100"}, 400, "amount"),
+    ({"reason": "bored"}, 400, "reason"), ({"extra": 1}, 400, "extra"),
+])
+def test_api_refund_refuses_bad_input_and_refunds_nothing(client, people, stripe_client, body,
+                                                          status, field):
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    r = client.post("/api/payments/refund", headers=bearer(people["admin"]),
+                    json={"paymentId": str(payment.id), **body})
+    assert r.status_code == status and field in r.json["error"].get("fields", {}), r.json
+    assert stripe_refunds(stripe_client, payment) == []
+    if body == {"amount": 10001}:
+        assert "Refundable: 10000 minor units." in r.json["error"]["message"]
+
+
+def test_api_refund_of_an_unknown_payment_is_404(client, people):
+    for pid in (str(uuid.uuid4()), "nope"):
+        r = client.post("/api/payments/refund", headers=bearer(people["admin"]),
+                        json={"paymentId": pid})
+        assert r.status_code == 404 and r.json["error"]["code"] == "payment_not_found"
+
+
+def test_api_refund_needs_a_token(client):
+    r = client.post("/api/payments/refund", json={"paymentId": str(uuid.uuid4())})
+    assert r.status_code == 401

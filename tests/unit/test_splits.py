@@ -1,0 +1,68 @@
+"""Split lines: a sale divided exactly between vendors and platform; refunds taken back
+exactly, whatever the refunds and their order (property tests)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from portal.money import exponent
+from portal.payments.splits import allocate, fee_of, refund_targets, sale_shares
+
+CURRENCIES = ("USD", "JPY", "KWD", "EUR")
+
+
+def test_allocate_gives_leftover_units_to_the_largest_remainders():
+    assert allocate(100, [1, 1, 1]) == [34, 33, 33]
+    assert allocate(10, [2, 3]) == [4, 6]
+    assert allocate(0, [5, 7]) == [0, 0]
+
+
+def test_the_original_descriptions_example():
+    # 299.99 USD: 269.99 of goods (one vendor), 10 %: platform fee 27.00.
+    assert sale_shares(29999, [26999], 10) == [(29999, 2700)]
+    assert fee_of(26999, 10) == 2700 and fee_of(5, 10) == 1 and fee_of(4, 10) == 0
+
+
+@st.composite
+def orders(draw):
+    currency = draw(st.sampled_from(CURRENCIES))
+    step = 10 if exponent(currency) == 3 else 1  # KWD amounts end in 0 at Stripe
+    subtotals = draw(st.lists(st.integers(0, 10_000_000).map(lambda v: v * step),
+                              min_size=1, max_size=6))
+    extras = draw(st.integers(0, 500_000)) * step  # tax + shipping - discount
+    amount = sum(subtotals) + extras
+    fee = draw(st.integers(0, 100))
+    return currency, subtotals, max(amount, step), fee
+
+
+@given(orders())
+def test_lines_and_fees_sum_exactly_to_the_payment(order):
+    _, subtotals, amount, percent = order
+    shares = sale_shares(amount, subtotals, percent)
+    assert sum(gross for gross, _ in shares) == amount
+    assert all(0 <= fee <= gross for gross, fee in shares)
+    platform = sum(fee for _, fee in shares)
+    vendors = sum(gross - fee for gross, fee in shares)
+    assert platform + vendors == amount
+
+
+@given(orders(), st.data())
+def test_refunds_take_back_exactly_and_a_full_refund_returns_everything(order, data):
+    _, subtotals, amount, percent = order
+    shares = sale_shares(amount, subtotals, percent)
+    cuts = data.draw(st.lists(st.integers(1, amount), max_size=5)) if amount > 1 else []
+    refunded, given_back = 0, [(0, 0)] * len(shares)
+    for total in [*sorted(set(cuts)), amount]:  # cumulative refunded after each refund
+        if total == refunded:
+            continue
+        part, refunded = total - refunded, total
+        targets = refund_targets(shares, refunded, amount)
+        # Each refund's lines are the difference to the new target: never giving back more
+        # than the vendor had, and the refund's gross lines sum to the refund.
+        deltas = [(t[0] - g[0], t[1] - g[1]) for t, g in zip(targets, given_back, strict=True)]
+        assert sum(d for d, _ in deltas) == part
+        assert all(0 <= t[0] <= s[0] and 0 <= t[1] <= s[1]
+                   for t, s in zip(targets, shares, strict=True))
+        given_back = targets
+    assert given_back == shares
