@@ -71,6 +71,7 @@ def payment_json(p: Payment) -> dict:
         "breakdown": {"subtotal": p.subtotal, "tax": p.tax, "shipping": p.shipping,
                       "discount": p.discount, "platformFee": p.platform_fee,
                       "vendorAmount": p.vendor_amount},
+        "amountRefunded": p.amount_refunded, "refundStatus": p.refund_state,
         "receiptUrl": p.receipt_url, "failureCode": p.failure_code,
         "failureMessage": p.failure_message, "createdAt": iso(p.created_at),
         "updatedAt": iso(p.updated_at),
@@ -192,6 +193,7 @@ def payment_history(query: HistoryQuery):
                    start=query.startDate, end=query.endDate)
     items = [{"_id": str(p.id), "orderId": str(p.order_id), "amount": p.amount,
               "currency": p.currency.lower(), "status": p.status,
+              "amountRefunded": p.amount_refunded, "refundStatus": p.refund_state,
               "paymentMethod": {"type": p.payment_method_type or "card",
                                 "last4": p.card_last4} if p.card_last4 else None,
               "createdAt": iso(p.created_at)} for p in page.items]

@@ -174,6 +174,8 @@ class PaymentDetail(BaseModel):
     status: PaymentStatus
     paymentMethod: MethodOut | None
     breakdown: Breakdown
+    amountRefunded: int = Field(description="Minor units refunded so far")
+    refundStatus: Literal["partially_refunded", "refunded"] | None
     receiptUrl: str | None
     failureCode: str | None
     failureMessage: str | None
@@ -253,6 +255,8 @@ class HistoryItem(BaseModel):
     amount: int
     currency: str
     status: PaymentStatus
+    amountRefunded: int
+    refundStatus: Literal["partially_refunded", "refunded"] | None
     paymentMethod: HistoryMethod | None
     createdAt: str
 

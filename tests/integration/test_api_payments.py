@@ -417,7 +417,9 @@ def test_payment_answers_the_documented_shape(api, customer, order, stripe_clien
     p = r.json["payment"]
     assert set(p) == {"_id", "userId", "orderId", "paymentIntentId", "amount", "currency",
                       "status", "paymentMethod", "breakdown", "receiptUrl", "failureCode",
-                      "failureMessage", "createdAt", "updatedAt"}
+                      "failureMessage", "createdAt", "updatedAt", "amountRefunded",
+                      "refundStatus"}  # the last two: issue 5's refunds
+    assert (p["amountRefunded"], p["refundStatus"]) == (0, None)
     assert (p["_id"], p["userId"], p["orderId"]) == (confirmed["id"], str(customer.id),
                                                      str(order.id))
     assert p["paymentIntentId"] == confirmed["paymentIntentId"]
@@ -502,7 +504,7 @@ def test_history_answers_the_documented_shape(api, history_owner):
     assert len(items) == 20
     for item in items:
         assert set(item) == {"_id", "orderId", "amount", "currency", "status",
-                             "paymentMethod", "createdAt"}
+                             "paymentMethod", "createdAt", "amountRefunded", "refundStatus"}
         assert uuid.UUID(item["_id"]) and uuid.UUID(item["orderId"])
         assert type(item["amount"]) is int and item["currency"] == "eur"
         assert ISO_Z.match(item["createdAt"])

@@ -399,6 +399,12 @@ def test_api_refund_without_amount_refunds_the_whole_remainder(client, people, s
     r = client.post("/api/payments/refund", headers=headers, json={"paymentId": str(payment.id)})
     assert r.json["refund"]["amount"] == 7500
     assert fresh(payment).refund_state == "refunded"
+    shown = client.get(f"/api/payments/payments/{payment.id}",
+                       headers=bearer(people["customer"])).json["payment"]
+    assert (shown["amountRefunded"], shown["refundStatus"]) == (10000, "refunded")
+    [item] = client.get("/api/payments/history", headers=bearer(people["customer"])).json[
+        "payments"]
+    assert (item["amountRefunded"], item["refundStatus"]) == (10000, "refunded")
     r = client.post("/api/payments/refund", headers=headers, json={"paymentId": str(payment.id)})
     assert r.status_code == 400 and r.json["error"]["code"] == "invalid_refund_amount"
 
