@@ -1,0 +1,78 @@
+"""Refunds in a real browser: a customer asks, an admin approves in the queue, the RQ worker
+refunds at Stripe, the webhook confirms, and the remainder holds."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from portal.refunds.models import RefundRequest
+from tests.e2e.conftest import sa, scalar, wait_for
+from tests.e2e.test_checkout_flow import open_checkout, payment_status, sign_in
+from tests.helpers import make_order, make_user
+
+
+@pytest.fixture
+def order(app_ctx):
+    customer = make_user("buyer@example.test")
+    vendor = make_user("maker@example.test", "vendor")
+    make_user("boss@example.test", "admin")
+    o = make_order(customer, vendor, amounts=(10000,))  # $100.00
+    return {"id": o.id, "number": o.number, "email": customer.email}
+
+
+def sign_out(page: Page) -> None:
+    page.get_by_role("button", name="Sign out").click()
+
+
+def request_refund(page: Page, amount: str) -> None:
+    page.get_by_label("Amount to refund").fill(amount)
+    page.get_by_label("Reason").select_option(label="Customer request")
+    page.get_by_label("Notes").fill("The lamp is too bright")
+    page.get_by_role("button", name="Request refund").click()
+
+
+def test_customer_asks_admin_approves_and_the_remainder_holds(page: Page, order):
+    open_checkout(page, order)
+    page.get_by_label("Card number").fill("4242 4242 4242 4242")
+    page.get_by_label("Expiration date").fill("12 / 34")
+    page.get_by_label("CVC").fill("123")
+    page.get_by_role("button", name="Pay $100.00").click()
+    expect(page.get_by_text("Succeeded")).to_be_visible()
+    assert payment_status(order["id"]) == "succeeded"
+
+    page.get_by_role("link", name="Payment details").click()
+    expect(page.get_by_text("Up to $100.00 can be refunded.")).to_be_visible()
+    request_refund(page, "40.00")
+    expect(page.get_by_text("Your refund request was sent.")).to_be_visible()
+    expect(page.get_by_role("table", name="Refunds")).to_contain_text("Requested")
+    sign_out(page)
+
+    sign_in(page, "boss@example.test")
+    page.get_by_role("link", name="Refunds").click()
+    name = f"order #{order['number']} ($40.00)"
+    row = page.get_by_role("row").filter(has_text=f"#{order['number']}")
+    expect(row).to_contain_text("buyer@example.test")
+    expect(row).to_contain_text("$100.00")  # refundable
+    page.evaluate("window.notReloaded = true")
+    page.get_by_role("button", name=f"Approve {name}").click()
+    expect(row).to_contain_text("Approved $40.00.")
+    assert page.evaluate("window.notReloaded") is True  # inline, not a page load
+    # The RQ worker refunds at Stripe; the webhook confirms it.
+    wait_for(lambda: scalar(sa.select(RefundRequest.status)) == "succeeded")
+    sign_out(page)
+
+    sign_in(page, order["email"])
+    page.get_by_role("link", name="Payment history").first.click()
+    expect(page.get_by_role("row").filter(has_text="$100.00")).to_contain_text(
+        "Partially refunded $40.00")
+    page.get_by_role("row").filter(has_text="$100.00").get_by_role("link").click()
+    expect(page.get_by_role("table", name="Refunds")).to_contain_text("Succeeded")
+    request_refund(page, "70.00")
+    alert = page.locator("#amount-error")
+    expect(alert).to_have_text("Only $60.00 of this payment can still be refunded.")
+    expect(page.get_by_label("Amount to refund")).to_have_attribute("aria-invalid", "true")
+    assert scalar(sa.select(sa.func.count()).select_from(RefundRequest)) == 1
+    expect(page.get_by_text(re.compile(r"Up to \$60\.00 can be refunded"))).to_be_visible()
