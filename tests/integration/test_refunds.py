@@ -435,3 +435,28 @@ def test_api_refund_of_an_unknown_payment_is_404(client, people):
 def test_api_refund_needs_a_token(client):
     r = client.post("/api/payments/refund", json={"paymentId": str(uuid.uuid4())})
     assert r.status_code == 401
+
+
+def test_queue_filters_by_status_and_date(client, people, stripe_client):
+    from datetime import UTC, datetime
+
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    old = refunds.request_refund(people["customer"], payment, amount=1000, reason="other")
+    new = refunds.request_refund(people["customer"], payment, amount=2000, reason="damaged")
+    refunds.reject(people["admin"], new.id, note="No")
+    db.session.get(RefundRequest, old.id).created_at = datetime(2026, 1, 5, tzinfo=UTC)
+    db.session.commit()
+    login(client, people["admin"].email)
+    hx = {"HX-Request": "true"}
+    pending = client.get("/admin/refunds", headers=hx).text  # default: pending ones
+    assert "$10.00" in pending and "$20.00" not in pending
+    assert pending.lstrip().startswith('<div id="queue">')
+    rejected = client.get("/admin/refunds?status=rejected", headers=hx).text
+    assert "$20.00" in rejected and "$10.00" not in rejected.split("<tbody>")[1]
+    january = client.get("/admin/refunds?status=all&from=2026-01-01&to=2026-01-31",
+                         headers=hx).text
+    assert "$10.00" in january and "Damaged" not in january
+    assert "No refund requests here." in client.get(
+        "/admin/refunds?status=all&from=2030-01-01", headers=hx).text
+    audit = client.get("/admin/audit").text
+    assert "refund.rejected" in audit and "ada@example.test" in audit
