@@ -4,7 +4,8 @@ Import it before `localstripe.server`: that module registers the routes listed
 in `localstripe.resources.extra_apis` as it is imported, so the routes
 replaced or added here (PaymentIntent confirm/cancel/_authenticate,
 PaymentMethod attach/detach, SetupIntent confirm/cancel/_authenticate, a
-customer's payment methods) must be in that list first.
+customer's payment methods, refund cancel, a charge's refunds) must be in
+that list first.
 
 What changes, and why (Stripe behaviour the portal relies on; DESIGN.md §8):
 - no pickling of the store to /tmp (slow, and shared by parallel sandboxes);
@@ -52,19 +53,60 @@ with none of Stripe's checks or events):
   PaymentMethod to the customer. Events `setup_intent.created`,
   `.requires_action`, `.succeeded`, `.setup_failed`, `.canceled`.
   Not modelled: SetupAttempts (`latest_attempt` stays null), mandates.
+
+Refunds (localstripe accepted any amount, even more than the charge and
+again after a full refund, took no `reason`, refunded uncaptured and
+unpaid PaymentIntents' charges, and sent no event):
+- POST /v1/refunds: `payment_intent` and/or `charge`, `amount` (default:
+  what is left), `reason` (duplicate, fraudulent, requested_by_customer),
+  `metadata`; `refund_application_fee`/`reverse_transfer` are checked and
+  ignored, customer-balance refunds (`origin`, `customer`, `currency`) are
+  refused. Stripe's errors: amount_too_large ("Refund amount (€30.00) is
+  greater than charge amount (€25.99)", or "... than unrefunded amount on
+  charge (€15.99)" once partly refunded; param amount),
+  charge_already_refunded ("Charge ch_... has already been refunded."),
+  "This PaymentIntent (pi_...) does not have a successful charge to
+  refund." (not succeeded, including requires_capture), the uncaptured
+  charge of a PaymentIntent ("... You must cancel the PaymentIntent ..."),
+  amount < 1, unknown objects (resource_missing) and parameters.
+- Refunds have the pinned API version's fields (destination_details with
+  a pending acquirer reference, failure_reason, failure_balance_transaction,
+  pending_reason...); 404s are resource_missing. Charges: amount_refunded
+  counts pending and succeeded refunds, `refunded` when all of it is;
+  `refunds` only when expanded (`expand[]=refunds`, or
+  `latest_charge.refunds` on a PaymentIntent), as since API 2022-11-15;
+  GET /v1/charges/{id}/refunds.
+- GET /v1/refunds (payment_intent, charge, created, limit, starting_after,
+  ending_before), newest first; POST /v1/refunds/{id} takes only metadata;
+  POST /v1/refunds/{id}/cancel cancels only `requires_action` refunds, as
+  Stripe does, so card refunds are refused.
+- Events: `charge.refunded` (the Charge, previous_attributes
+  amount_refunded/refunded) and `refund.created` on creation;
+  `refund.updated` + `charge.refund.updated` (previous_attributes) on every
+  change (metadata, pending to succeeded, failure); `refund.failed`.
+- Later (REFUND_DELAY, 1 s; `--refund-delay`): refunds of 4000000000007726
+  begin `pending` (pending_reason processing) and then succeed; refunds of
+  4000000000005126 begin `succeeded` and then fail with
+  expired_or_canceled_card. A failed refund gets a failure balance
+  transaction and stops counting in the charge's amount_refunded. The test
+  hook `fail_refund` (POST /_sandbox/refunds/{id}/fail, routed in `server`)
+  fails any pending or succeeded refund that way.
 """
 
+import asyncio
 import time
 from urllib.parse import urlencode
 
 from localstripe.errors import UserError
 from localstripe.resources import (
+    BalanceTransaction,
     Charge,
     Customer,
     Event,
     Invoice,
     PaymentIntent,
     PaymentMethod,
+    Refund,
     SetupIntent,
     Store,
     StripeObject,
@@ -415,10 +457,20 @@ def _pi_init_patched(
 
 
 def _pi_export(self, expand=None):
+    # Since API 2022-11-15 latest_charge is an id unless expanded; expanded,
+    # it is exported with its own expansions (latest_charge.refunds).
+    paths = expand if isinstance(expand, list) else None
+    charge_paths = [
+        p for p in paths or () if isinstance(p, str) and p.split(".")[0] == "latest_charge"
+    ]
+    if paths is not None:
+        expand = [p for p in paths if p not in charge_paths]
     obj = StripeObject._export(self, expand=expand)
-    # Since API 2022-11-15 latest_charge is an id unless expanded.
-    expanded = any(path.split(".")[0] == "latest_charge" for path in expand or ())
-    if not expanded and isinstance(obj.get("latest_charge"), dict):
+    if charge_paths and self.latest_charge is not None:
+        obj["latest_charge"] = self.latest_charge._export(
+            expand=[p.split(".", 1)[1] for p in charge_paths if "." in p]
+        )
+    elif isinstance(obj.get("latest_charge"), dict):
         obj["latest_charge"] = obj["latest_charge"]["id"]
     return obj
 
@@ -1580,6 +1632,463 @@ def retrieve_intent(id):
     """A PaymentIntent or a SetupIntent, by id."""
     cls = SetupIntent if id.startswith("seti_") else PaymentIntent
     return cls._api_retrieve(id)
+
+
+# --- Refunds ------------------------------------------------------------
+
+REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+# Refund.failure_reason values (stripe-python 16.1.0, API 2026-10-28.endive).
+REFUND_FAILURE_REASONS = (
+    "lost_or_stolen_card",
+    "expired_or_canceled_card",
+    "charge_for_pending_refund_disputed",
+    "insufficient_funds",
+    "declined",
+    "merchant_request",
+    "unknown",
+)
+# Statuses in which a refund counts in its charge's amount_refunded.
+REFUND_COUNTED = ("pending", "requires_action", "succeeded")
+# Stripe's asynchronous refund test cards (docs.stripe.com/testing): a refund
+# of the first begins `pending` and succeeds later; one of the second begins
+# `succeeded` and fails later with expired_or_canceled_card.
+REFUND_PENDING_CARD = "4000000000007726"
+REFUND_FAILS_CARD = "4000000000005126"
+# "Later", in seconds (`python -m stripe_sandbox --refund-delay`).
+REFUND_DELAY = 1.0
+CURRENCY_SYMBOLS = {"eur": "€", "gbp": "£", "inr": "₹", "jpy": "¥", "usd": "$"}
+UNCAPTURED_PI_CHARGE = (
+    "This uncaptured Charge was created by a PaymentIntent ({}). You must cancel the "
+    "PaymentIntent to reverse the authorization instead of refunding the Charge directly. "
+    "For more information, see "
+    "https://stripe.com/docs/payments/payment-intents/creating-payment-intents"
+    "#separate-auth-capture"
+)
+PARTIAL_UNCAPTURED = (
+    "You cannot partially refund an uncaptured charge. Instead, capture the charge for an "
+    "amount less than the original amount"
+)
+# Parameters of POST /v1/refunds for refunds to a customer balance, which the
+# sandbox does not model.
+CUSTOMER_BALANCE_PARAMS = ("currency", "customer", "origin")
+
+
+def format_amount(amount, currency):
+    """An amount as Stripe writes it in refund errors: $25.99, €10.00."""
+    decimals = 0 if currency in ZERO_DECIMAL_CURRENCIES else 2
+    value = f"{amount / 10**decimals:.{decimals}f}"
+    symbol = CURRENCY_SYMBOLS.get(currency)
+    return f"{symbol}{value}" if symbol else f"{value} {currency.upper()}"
+
+
+def refund_amount_param(amount):
+    amount = try_convert_to_int(amount)
+    if isinstance(amount, int) and amount == 0:
+        message = "This value must be greater than or equal to 1."
+    elif isinstance(amount, int) and amount > 0:
+        return amount
+    else:
+        message = "Invalid positive integer"
+    raise invalid_request(message, code="parameter_invalid_integer", param="amount")
+
+
+def boolean_param(value, param):
+    converted = try_convert_to_bool(value)
+    if converted not in (True, False):
+        raise invalid_request("Invalid boolean", code="parameter_invalid_boolean", param=param)
+    return converted
+
+
+def retrieve_charge(id, param="charge"):
+    if not isinstance(id, str) or not id:
+        raise missing_parameter(param)
+    try:
+        return Charge._api_retrieve(id)
+    except UserError:
+        raise no_such("charge", id, param) from None
+
+
+def retrieve_payment_intent(id, param="payment_intent"):
+    if not isinstance(id, str) or not id:
+        raise missing_parameter(param)
+    try:
+        return PaymentIntent._api_retrieve(id)
+    except UserError:
+        raise no_such("payment_intent", id, param) from None
+
+
+def charge_refunds(charge):
+    """The refunds of a charge, newest first."""
+    return list(reversed(getattr(charge, "_refunds", [])))
+
+
+def _amount_refunded(self):
+    return sum(r.amount for r in charge_refunds(self) if r.status in REFUND_COUNTED)
+
+
+def _charge_export(self, expand=None):
+    """`refunds` only when expanded (API 2022-11-15 and later)."""
+    if not isinstance(expand, list):
+        return StripeObject._export(self, expand=expand)  # its checks
+    own = [p for p in expand if not (isinstance(p, str) and p.split(".")[0] == "refunds")]
+    obj = StripeObject._export(self, expand=own)
+    if len(own) != len(expand):
+        sub = [p.split(".", 1)[1] for p in expand if p not in own and "." in p]
+        obj["refunds"] = Page(f"/v1/charges/{self.id}/refunds", charge_refunds(self))._export(sub)
+    return obj
+
+
+Charge.amount_refunded = property(_amount_refunded)
+Charge.refunded = property(lambda self: self.amount > 0 and self.amount_refunded >= self.amount)
+Charge._export = _charge_export
+del Charge.refunds  # a list only when expanded: see _charge_export
+
+
+def destination_details(charge):
+    pm = _charge_payment_method(charge)
+    type = getattr(pm, "type", None) or "card"
+    if type != "card":
+        return {"type": type, type: {}}
+    # The acquirer reference number comes from the network later; the
+    # sandbox never gets one.
+    return {
+        "card": {
+            "reference": None,
+            "reference_status": "pending",
+            "reference_type": "acquirer_reference_number",
+            "type": "refund",
+        },
+        "type": "card",
+    }
+
+
+def _refund_init(
+    self,
+    charge=None,
+    amount=None,
+    payment_intent=None,
+    metadata=None,
+    reason=None,
+    status="succeeded",
+    pending_reason=None,
+):
+    """A refund of `charge` (an id), unchecked: POST /v1/refunds checks in
+    _refund_api_create (localstripe also refunds what a partial capture
+    leaves, with Refund(charge=..., amount=...))."""
+    charge = Charge._api_retrieve(charge)
+    if amount is None:
+        amount = charge.amount - charge.amount_refunded
+    StripeObject.__init__(self)
+    del self.livemode  # Refunds have none
+    self.amount = amount
+    self.balance_transaction = None
+    self.charge = charge.id
+    self.currency = charge.currency
+    self.destination_details = destination_details(charge)
+    self.failure_balance_transaction = None
+    self.failure_reason = None
+    self.metadata = metadata or {}
+    self.payment_intent = payment_intent or charge.payment_intent
+    self.pending_reason = pending_reason
+    self.reason = reason
+    self.receipt_number = None
+    self.source_transfer_reversal = None
+    self.status = status
+    self.transfer_reversal = None
+    if charge.captured:  # refunding an uncaptured charge only releases it
+        self.balance_transaction = BalanceTransaction(
+            amount=-amount,
+            currency=self.currency,
+            description="REFUND FOR CHARGE",
+            exchange_rate=1.0,
+            reporting_category="refund",
+            source=self.id,
+            type="refund",
+        ).id
+    vars(charge).setdefault("_refunds", []).append(self)
+
+
+def _refund_api_retrieve(cls, id):
+    obj = store.get("refund:" + id)
+    if obj is None:
+        raise StripeError(
+            404,
+            "invalid_request_error",
+            f"No such refund: '{id}'",
+            code="resource_missing",
+            param="id",
+        )
+    return obj
+
+
+def refund_charge(charge, payment_intent):
+    """The charge POST /v1/refunds refunds, checked like Stripe."""
+    if charge is not None:
+        charge = retrieve_charge(charge)
+        if payment_intent is not None and charge.payment_intent != payment_intent.id:
+            raise invalid_request(
+                f"Charge {charge.id} does not belong to PaymentIntent {payment_intent.id}.",
+                param="charge",
+            )
+        if charge.payment_intent:
+            payment_intent = PaymentIntent._api_retrieve(charge.payment_intent)
+    if payment_intent is not None and payment_intent.status != "succeeded":
+        if charge is not None and payment_intent.status == "requires_capture":
+            raise invalid_request(UNCAPTURED_PI_CHARGE.format(payment_intent.id))
+        raise invalid_request(
+            f"This PaymentIntent ({payment_intent.id}) does not have a successful charge to refund."
+        )
+    charge = charge or payment_intent.latest_charge
+    if charge.status != "succeeded":
+        raise invalid_request(f"Charge {charge.id} has not succeeded and cannot be refunded.")
+    return charge
+
+
+def _refund_api_create(
+    cls,
+    amount=None,
+    charge=None,
+    payment_intent=None,
+    metadata=None,
+    reason=None,
+    instructions_email=None,
+    refund_application_fee=None,
+    reverse_transfer=None,
+    **params,
+):
+    """POST /v1/refunds (localstripe's accepts any amount, even twice the
+    charge, and sends no event)."""
+    for param in CUSTOMER_BALANCE_PARAMS:
+        if param in params:
+            raise invalid_request(
+                f"The Stripe sandbox does not refund to customer balances: `{param}` "
+                "is not supported.",
+                param=param,
+            )
+    reject_unknown(params)
+    if amount is not None:
+        amount = refund_amount_param(amount)
+    if reason is not None and reason not in REFUND_REASONS:
+        raise invalid_value("reason", reason, REFUND_REASONS)
+    metadata = merge_metadata({}, metadata)
+    for value, param in (
+        (refund_application_fee, "refund_application_fee"),
+        (reverse_transfer, "reverse_transfer"),
+    ):
+        if value is not None:
+            boolean_param(value, param)  # Connect options: nothing to reverse here
+    if charge is None and payment_intent is None:
+        raise invalid_request(
+            "One of the following params should be provided for this request: "
+            "payment_intent or charge."
+        )
+    if payment_intent is not None:
+        payment_intent = retrieve_payment_intent(payment_intent)
+    charge = refund_charge(charge, payment_intent)
+
+    remaining = charge.amount - charge.amount_refunded
+    if remaining <= 0:
+        raise invalid_request(
+            f"Charge {charge.id} has already been refunded.", code="charge_already_refunded"
+        )
+    amount = remaining if amount is None else amount
+    if amount > remaining:
+        if charge.amount_refunded:
+            limit = f"unrefunded amount on charge ({format_amount(remaining, charge.currency)})"
+        else:
+            limit = f"charge amount ({format_amount(charge.amount, charge.currency)})"
+        raise invalid_request(
+            f"Refund amount ({format_amount(amount, charge.currency)}) is greater than {limit}",
+            code="amount_too_large",
+            param="amount",
+        )
+    if not charge.captured and amount != charge.amount:
+        raise invalid_request(PARTIAL_UNCAPTURED, param="amount")
+
+    number = getattr(_charge_payment_method(charge), "_card_number", None)
+    pending = number == REFUND_PENDING_CARD and charge.captured
+    before = {"amount_refunded": charge.amount_refunded, "refunded": charge.refunded}
+    refund = cls(
+        charge=charge.id,
+        amount=amount,
+        metadata=metadata,
+        reason=reason,
+        status="pending" if pending else "succeeded",
+        pending_reason="processing" if pending else None,
+    )
+    emit(
+        "charge.refunded",
+        charge,
+        previous_attributes={k: v for k, v in before.items() if getattr(charge, k) != v},
+    )
+    emit("refund.created", refund)
+    if pending:
+        later(refund_processed, refund.id)
+    elif number == REFUND_FAILS_CARD and charge.captured:
+        later(refund_failed, refund.id, "expired_or_canceled_card")
+    return refund
+
+
+def later(callback, *args):
+    """Run callback(*args) in REFUND_DELAY seconds, in the server's loop."""
+    asyncio.get_running_loop().call_later(REFUND_DELAY, callback, *args)
+
+
+def refund_updated(refund, changes):
+    """Apply `changes` and send `refund.updated` and the legacy
+    `charge.refund.updated` with what they changed."""
+    previous = previous_attributes(refund, changes)
+    vars(refund).update(changes)
+    emit("refund.updated", refund, previous_attributes=previous)
+    emit("charge.refund.updated", refund, previous_attributes=previous)
+
+
+def refund_processed(id):
+    """A pending refund succeeds (test card 4000000000007726)."""
+    refund = Refund._api_retrieve(id)
+    if refund.status == "pending":  # it may have failed meanwhile
+        refund_updated(refund, {"status": "succeeded", "pending_reason": None})
+
+
+def refund_failed(id, failure_reason):
+    """A pending or succeeded refund fails: the money is back in the
+    balance (failure_balance_transaction) and the charge no longer counts it
+    in amount_refunded. Sends refund.updated, charge.refund.updated and
+    refund.failed."""
+    refund = Refund._api_retrieve(id)
+    if refund.status not in ("pending", "succeeded"):
+        return refund
+    changes = {"status": "failed", "failure_reason": failure_reason, "pending_reason": None}
+    if refund.balance_transaction is not None:
+        txn = BalanceTransaction(
+            amount=refund.amount,
+            currency=refund.currency,
+            description="REFUND FAILURE",
+            exchange_rate=1.0,
+            reporting_category="refund",
+            source=refund.id,
+            type="refund",
+        )
+        txn.type = txn.reporting_category = "refund_failure"
+        changes["failure_balance_transaction"] = txn.id
+    refund_updated(refund, changes)
+    emit("refund.failed", refund)
+    return refund
+
+
+def fail_refund(id, failure_reason=None, **params):
+    """POST /_sandbox/refunds/{id}/fail (sandbox only): what Stripe does when
+    the bank returns a refund, to any pending or succeeded refund."""
+    reject_unknown(params)
+    refund = Refund._api_retrieve(id)
+    failure_reason = "expired_or_canceled_card" if failure_reason is None else failure_reason
+    if failure_reason not in REFUND_FAILURE_REASONS:
+        raise invalid_value("failure_reason", failure_reason, REFUND_FAILURE_REASONS)
+    if refund.status not in ("pending", "succeeded"):
+        raise invalid_request(
+            f"Only a pending or succeeded refund can fail; this one is {refund.status}."
+        )
+    return refund_failed(refund.id, failure_reason)
+
+
+def _refund_api_update(cls, id, metadata=None, **params):
+    """POST /v1/refunds/{id}: only metadata, like Stripe."""
+    reject_unknown(params)
+    refund = cls._api_retrieve(id)
+    if metadata is not None:
+        new = merge_metadata(refund.metadata, metadata)
+        old = refund.metadata
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if changed:
+            previous = {"metadata": {k: old.get(k) for k in changed}}
+            refund.metadata = new
+            emit("refund.updated", refund, previous_attributes=previous)
+            emit("charge.refund.updated", refund, previous_attributes=previous)
+    return refund
+
+
+def cancel_refund(id, **params):
+    """POST /v1/refunds/{id}/cancel: Stripe cancels only refunds in
+    `requires_action`, which card refunds never are."""
+    reject_unknown(params)
+    refund = Refund._api_retrieve(id)
+    if refund.status != "requires_action":
+        raise invalid_request(
+            f"You cannot cancel this refund because it has a status of {refund.status}. "
+            "Only a refund with a status of requires_action may be canceled."
+        )
+    refund_updated(refund, {"status": "canceled", "failure_reason": "merchant_request"})
+    return refund
+
+
+def created_filter(created):
+    """A test of `created` for a list's created (an integer, or a dict of
+    gt/gte/lt/lte)."""
+    if created is None:
+        return lambda value: True
+    tests = {
+        "gt": lambda a, b: a > b,
+        "gte": lambda a, b: a >= b,
+        "lt": lambda a, b: a < b,
+        "lte": lambda a, b: a <= b,
+    }
+    bounds = created if isinstance(created, dict) else {"eq": created}
+    checks = []
+    for op, bound in bounds.items():
+        param = "created" if op == "eq" else f"created[{op}]"
+        if op != "eq" and op not in tests:
+            raise unknown_parameters({op: bound}, "created")
+        bound = try_convert_to_int(bound)
+        if not isinstance(bound, int):
+            raise invalid_request("Invalid integer", code="parameter_invalid_integer", param=param)
+        checks.append((tests.get(op, lambda a, b: a == b), bound))
+    return lambda value: all(test(value, bound) for test, bound in checks)
+
+
+def _refund_api_list_all(
+    cls,
+    url,
+    charge=None,
+    payment_intent=None,
+    created=None,
+    limit=None,
+    starting_after=None,
+    ending_before=None,
+    **params,
+):
+    """GET /v1/refunds (charge, payment_intent, created): newest first."""
+    reject_unknown(params)
+    if charge is not None:
+        charge = retrieve_charge(charge).id
+    if payment_intent is not None:
+        payment_intent = retrieve_payment_intent(payment_intent).id
+    in_period = created_filter(created)
+    items = newest_first(
+        Refund,
+        lambda r: (
+            charge in (None, r.charge)
+            and payment_intent in (None, r.payment_intent)
+            and in_period(r.created)
+        ),
+    )
+    return Page(url, items, limit, starting_after, ending_before)
+
+
+def list_charge_refunds(id, limit=None, starting_after=None, ending_before=None, **params):
+    """GET /v1/charges/{id}/refunds: newest first."""
+    reject_unknown(params)
+    charge = Charge._api_retrieve(id)
+    url = f"/v1/charges/{charge.id}/refunds"
+    return Page(url, charge_refunds(charge), limit, starting_after, ending_before)
+
+
+Refund.__init__ = _refund_init
+Refund._api_create = classmethod(_refund_api_create)
+Refund._api_retrieve = classmethod(_refund_api_retrieve)
+Refund._api_update = classmethod(_refund_api_update)
+Refund._api_list_all = classmethod(_refund_api_list_all)
+extra_apis.append(("POST", "/v1/refunds/{id}/cancel", cancel_refund))
+extra_apis.append(("GET", "/v1/charges/{id}/refunds", list_charge_refunds))
 
 
 # --- Events -------------------------------------------------------------

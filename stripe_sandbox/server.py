@@ -21,6 +21,14 @@ On top of the resource changes in `patches` (imported first, see there):
   updater, `POST /_sandbox/payment_methods/{id}/automatically_update`
   (secret key; exp_month, exp_year, optional last4), which sends
   `payment_method.automatically_updated`.
+- refunds (see patches): Stripe.js cannot touch them (publishable key: 401
+  secret_key_required); a sandbox-only test hook failing a pending or
+  succeeded refund as a bank would, `POST /_sandbox/refunds/{id}/fail`
+  (secret key; optional failure_reason, default expired_or_canceled_card),
+  which sends `refund.updated`, `charge.refund.updated` and `refund.failed`;
+  `--refund-delay SECONDS` (default 1): how long refunds of the test cards
+  4000000000007726 (pending, then succeeded) and 4000000000005126
+  (succeeded, then failed) take to change.
 - no pickling of the store after each POST.
 """
 
@@ -218,7 +226,7 @@ PUBLISHABLE_KEY_ROUTES = (
 )
 # Calls localstripe would let through with a publishable key but Stripe
 # refuses (only the routes above are open to Stripe.js here).
-SECRET_KEY_ONLY = re.compile(r"/v1/setup_intents(/.*)?")
+SECRET_KEY_ONLY = re.compile(r"/v1/(setup_intents|refunds)(/.*)?")
 
 
 @web.middleware
@@ -350,6 +358,8 @@ async def customer_payment_method(request):
 
 
 AUTOMATICALLY_UPDATE = "/_sandbox/payment_methods/{id}/automatically_update"
+# Refunds: a sandbox-only test hook failing a refund (see patches.fail_refund).
+FAIL_REFUND = "/_sandbox/refunds/{id}/fail"
 
 
 # --- The app ------------------------------------------------------------
@@ -372,6 +382,7 @@ app.router.add_post(
     AUTOMATICALLY_UPDATE,
     localstripe.api_extra(patches.automatically_update_payment_method, AUTOMATICALLY_UPDATE),
 )
+app.router.add_post(FAIL_REFUND, localstripe.api_extra(patches.fail_refund, FAIL_REFUND))
 
 
 def main(argv=None):
@@ -383,7 +394,19 @@ def main(argv=None):
     parser.add_argument("--port", type=int, default=8420)
     parser.add_argument("--webhook-url", help="where to send signed webhook events")
     parser.add_argument("--webhook-secret", help="their signing secret")
+    parser.add_argument(
+        "--refund-delay",
+        type=float,
+        default=patches.REFUND_DELAY,
+        metavar="SECONDS",
+        help="how long refunds of the test cards 4000000000007726 (pending, then "
+        "succeeded) and 4000000000005126 (succeeded, then failed) take to change "
+        f"(default {patches.REFUND_DELAY:g})",
+    )
     args = parser.parse_args(argv)
+    if args.refund_delay < 0:
+        parser.error("--refund-delay must not be negative")
+    patches.REFUND_DELAY = args.refund_delay
     if bool(args.webhook_url) != bool(args.webhook_secret):
         parser.error("--webhook-url and --webhook-secret go together")
     if args.webhook_url:

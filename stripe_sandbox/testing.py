@@ -38,9 +38,18 @@ class Sandbox:
     start() and stop()."""
 
     def __init__(
-        self, webhook_url=None, webhook_secret=None, host="127.0.0.1", port=None, startup_timeout=20
+        self,
+        webhook_url=None,
+        webhook_secret=None,
+        host="127.0.0.1",
+        port=None,
+        startup_timeout=20,
+        refund_delay=None,
     ):
         self.host = host
+        # Seconds the asynchronous refund test cards take (None: the
+        # server's default); see `python -m stripe_sandbox --help`.
+        self.refund_delay = refund_delay
         self.port = port
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
@@ -72,6 +81,8 @@ class Sandbox:
         ]
         if self.webhook_url:
             command += ["--webhook-url", self.webhook_url, "--webhook-secret", self.webhook_secret]
+        if self.refund_delay is not None:
+            command += ["--refund-delay", str(self.refund_delay)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])
