@@ -76,3 +76,28 @@ def test_customer_asks_admin_approves_and_the_remainder_holds(page: Page, order)
     expect(page.get_by_label("Amount to refund")).to_have_attribute("aria-invalid", "true")
     assert scalar(sa.select(sa.func.count()).select_from(RefundRequest)) == 1
     expect(page.get_by_text(re.compile(r"Up to \$60\.00 can be refunded"))).to_be_visible()
+
+
+def test_refund_made_in_the_sandbox_arrives_by_webhook_and_lowers_the_remainder(
+        page: Page, order, live):
+    import stripe
+
+    from portal.auth.services import find_user
+    from portal.orders.models import Order
+    from portal.payments.services import confirm_with_card, start_checkout
+
+    sandbox = stripe.StripeClient("sk_test_portal", base_addresses={"api": live.sandbox.url})
+    pm = sandbox.v1.payment_methods.create(params={"type": "card", "card": {
+        "number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}})
+    payment = start_checkout(scalar(sa.select(Order).where(Order.id == order["id"]))).payment
+    payment, _ = confirm_with_card(find_user(order["email"]), payment, pm.id)
+    assert payment.status == "succeeded"
+    # As from Stripe's dashboard: the sandbox sends refund.created and charge.refunded.
+    sandbox.v1.refunds.create(params={"payment_intent": payment.stripe_payment_intent_id,
+                                      "amount": 1500})
+    wait_for(lambda: scalar(sa.select(RefundRequest.status).where(
+        RefundRequest.source == "stripe")) == "succeeded")
+    sign_in(page, order["email"])
+    page.goto(f"/payments/{payment.id}")
+    expect(page.get_by_text("Up to $85.00 can be refunded.")).to_be_visible()
+    expect(page.get_by_role("table", name="Refunds")).to_contain_text("Refunded in Stripe")

@@ -460,3 +460,34 @@ def test_queue_filters_by_status_and_date(client, people, stripe_client):
         "/admin/refunds?status=all&from=2030-01-01", headers=hx).text
     audit = client.get("/admin/audit").text
     assert "refund.rejected" in audit and "ada@example.test" in audit
+
+
+def test_a_refund_failing_after_it_succeeded_gives_the_money_back_to_the_remainder(
+        client, people, sandbox, stripe_client):
+    import urllib.request
+
+    payment = pay(stripe_client, people["customer"], people["vendor"], amounts=(6667,),
+                  vendor2=people["vendor2"])
+    request = refunds.request_refund(people["customer"], payment, amount=5000, reason="other")
+    refunds.approve(people["admin"], request.id)
+    db.session.expire_all()
+    refund_id = db.session.get(RefundRequest, request.id).stripe_refund_id
+    assert fresh(payment).amount_refunded == 5000
+    # The bank refuses it later, as Stripe reports asynchronously (the sandbox's hook).
+    hook = urllib.request.Request(f"{sandbox.url}/_sandbox/refunds/{refund_id}/fail",
+                                  data=b"failure_reason=expired_or_canceled_card",
+                                  headers={"Authorization": "Bearer sk_test_portal"},
+                                  method="POST")
+    with urllib.request.urlopen(hook, timeout=10) as r:  # noqa: S310 - loopback
+        assert r.status == 200
+    post_event(client, "refund.failed", stripe_client.v1.refunds.retrieve(refund_id).to_dict())
+    db.session.expire_all()
+    failed = db.session.get(RefundRequest, request.id)
+    assert (failed.status, failed.failure_message) == ("failed", "expired_or_canceled_card")
+    payment = fresh(payment)
+    assert payment.amount_refunded == 0 and refunds.remaining(payment) == payment.amount
+    for vendor in (people["vendor"], people["vendor2"]):  # the vendors get their share back
+        mine = [line for line in lines(payment) if line.vendor_id == vendor.id]
+        sale = next(line for line in mine if line.kind == "sale")
+        assert sum(line.gross for line in mine) == sale.gross
+    assert "refund.failed" in db.session.scalars(sa.select(AuditEntry.action)).all()
