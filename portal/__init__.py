@@ -61,6 +61,7 @@ def _register_models() -> None:
     from .cards import models as _cards  # noqa: F401
     from .orders import models as _orders  # noqa: F401
     from .payments import models as _payments  # noqa: F401
+    from .payouts import models as _payouts  # noqa: F401
     from .refunds import models as _refunds  # noqa: F401
     from .webhooks import models as _webhooks  # noqa: F401
 
@@ -83,11 +84,13 @@ def _register_blueprints(app: Flask) -> None:
 def _register_cli(app: Flask) -> None:
     from .auth.cli import users_cli
     from .demo import seed_demo_command
+    from .payouts.cli import payouts_cli
     from .worker import worker_command
 
     app.cli.add_command(users_cli)
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(worker_command)
+    app.cli.add_command(payouts_cli)
 
 
 def _register_templates(app: Flask, config: Config) -> None:

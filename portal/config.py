@@ -67,6 +67,10 @@ class Config:
     AUTH_SERVICE_URL: str = "http://localhost:3001"
     ORDER_SERVICE_URL: str = "http://localhost:3005"
     PLATFORM_FEE_PERCENT: int = 10
+    # Vendor payouts: the period a scheduled run covers, and whether runs are executed
+    # without an admin's approval.
+    PAYOUT_SCHEDULE: str = "weekly"
+    PAYOUT_AUTO_EXECUTE: bool = False
     TRUSTED_PROXY_HOPS: int = 0
     SESSION_HOURS: int = 12
     JWT_SECRET: str = ""
@@ -105,6 +109,10 @@ class Config:
         c.JWT_TTL_SECONDS = _int(env, "JWT_TTL_SECONDS", 3600, 60, 3600)
         c.TRUSTED_PROXY_HOPS = _int(env, "TRUSTED_PROXY_HOPS", 0, 0, 5)
         c.SESSION_HOURS = _int(env, "SESSION_HOURS", 12, 1, 24 * 30)
+        auto = env.get("PAYOUT_AUTO_EXECUTE", "false").strip().lower()
+        if auto not in ("true", "false", "1", "0", ""):
+            raise ConfigError(f"PAYOUT_AUTO_EXECUTE={auto!r} must be true or false")
+        c.PAYOUT_AUTO_EXECUTE = auto in ("true", "1")
         for f in fields(cls):
             # ENV comes only from PORTAL_ENV/FLASK_ENV: a platform's stray ENV must not switch it.
             if f.type == "str" and f.name != "ENV" and env.get(f.name) not in (None, ""):
@@ -118,6 +126,10 @@ class Config:
         if self.LOG_LEVEL.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"LOG_LEVEL={self.LOG_LEVEL!r} is not a logging level")
         self.LOG_LEVEL = self.LOG_LEVEL.upper()
+        self.PAYOUT_SCHEDULE = self.PAYOUT_SCHEDULE.lower()
+        if self.PAYOUT_SCHEDULE not in ("weekly", "monthly"):
+            raise ConfigError(f"PAYOUT_SCHEDULE={self.PAYOUT_SCHEDULE!r} must be weekly or "
+                              "monthly")
         if not self.SECRET_KEY:
             if self.production:
                 raise ConfigError("SECRET_KEY is required in production")

@@ -13,3 +13,7 @@ cron.register(run, "webhooks", args=("portal.webhooks.jobs.sweep_received",), in
 # Idempotency-Key responses are kept 24 h; older ones are deleted.
 cron.register(run, "default", args=("portal.api.idempotency.purge_expired",), interval=3600,
               name="purge-idempotency-keys")
+# Vendor payouts: Mondays 02:00 UTC (the weekly run; a monthly PAYOUT_SCHEDULE only finds
+# new lines once a month has ended, and a run with nothing to pay creates nothing).
+cron.register(run, "payouts", args=("portal.payouts.cli.scheduled_run",), cron="0 2 * * 1",
+              name="payout-run")

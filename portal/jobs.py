@@ -18,7 +18,8 @@ from .extensions import db
 
 log = logging.getLogger(__name__)
 
-QUEUES = ("webhooks", "refunds", "default")  # named by purpose; workers listen in this order
+# Named by purpose; workers listen in this order.
+QUEUES = ("webhooks", "refunds", "payouts", "default")
 
 
 def redis_connection():

@@ -115,8 +115,9 @@ def _error(exc: stripe.StripeError) -> GatewayError:
         code=getattr(err, "code", None),
         decline_code=getattr(err, "decline_code", None),
         status=status,
+        # 409: an idempotency key still in use by a concurrent request, or a lock timeout.
         retryable=isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError))
-        or (status or 0) >= 500,
+        or (status or 0) >= 500 or status == 409,
     )
 
 
@@ -369,6 +370,83 @@ def refunds_of(payment_intent: str) -> list[Refund]:
         listed = _client().v1.refunds.list(params={"payment_intent": payment_intent,
                                                    "limit": 100})
         return [_refund(r.to_dict()) for r in listed.auto_paging_iter()]
+    except stripe.StripeError as exc:
+        raise _error(exc) from exc
+
+
+# --- Connect: vendors' accounts and transfers -------------------------------------------------
+
+@dataclass(frozen=True)
+class Account:
+    """What the portal needs of a connected (Express) account."""
+
+    id: str
+    charges_enabled: bool
+    payouts_enabled: bool
+    details_submitted: bool
+    requirements_due: list[str]  # currently due and past due
+    disabled_reason: str | None
+
+
+def _account(acct: dict) -> Account:
+    req = _get(acct, "requirements") or {}
+    due = list(dict.fromkeys([*(_get(req, "past_due") or []), *(_get(req, "currently_due") or [])]))
+    return Account(id=acct["id"], charges_enabled=bool(_get(acct, "charges_enabled", False)),
+                   payouts_enabled=bool(_get(acct, "payouts_enabled", False)),
+                   details_submitted=bool(_get(acct, "details_submitted", False)),
+                   requirements_due=due, disabled_reason=_get(req, "disabled_reason"))
+
+
+def create_account(*, email: str, metadata: dict[str, str], idempotency_key: str) -> Account:
+    """An Express account for a vendor, able to receive transfers."""
+    return _account(_call(_client().v1.accounts.create, params={
+        "type": "express", "email": email, "metadata": metadata,
+        "capabilities": {"transfers": {"requested": True}}},
+        options={"idempotency_key": idempotency_key}))
+
+
+def retrieve_account(account: str) -> Account | None:
+    found = _found(_client().v1.accounts.retrieve, account)
+    return _account(found) if found else None
+
+
+def onboarding_link(account: str, *, return_url: str, refresh_url: str) -> str:
+    """A one-time URL of Stripe's hosted onboarding for the account."""
+    return _call(_client().v1.account_links.create, params={
+        "account": account, "type": "account_onboarding", "return_url": return_url,
+        "refresh_url": refresh_url})["url"]
+
+
+@dataclass(frozen=True)
+class Transfer:
+    id: str
+    amount: int
+    currency: str
+    destination: str
+
+
+def _transfer(tr: dict) -> Transfer:
+    dest = _get(tr, "destination")
+    return Transfer(id=tr["id"], amount=int(tr["amount"]), currency=str(tr["currency"]).upper(),
+                    destination=dest if isinstance(dest, str) else _get(dest, "id"))
+
+
+def create_transfer(*, amount: int, currency: str, destination: str, transfer_group: str,
+                    description: str, idempotency_key: str) -> Transfer:
+    """Send a payout to a connected account; the key (the payout id) makes it happen once."""
+    return _transfer(_call(_client().v1.transfers.create, params={
+        "amount": amount, "currency": currency.lower(), "destination": destination,
+        "transfer_group": transfer_group, "description": description,
+        "metadata": {"payoutId": transfer_group}}, options={"idempotency_key": idempotency_key}))
+
+
+def transfers_in_group(transfer_group: str) -> list[Transfer]:
+    """Transfers already made for a payout (idempotency keys expire after 24 h; this does
+    not)."""
+    try:
+        listed = _client().v1.transfers.list(params={"transfer_group": transfer_group,
+                                                     "limit": 10})
+        return [_transfer(t.to_dict()) for t in listed.data]
     except stripe.StripeError as exc:
         raise _error(exc) from exc
 

@@ -101,7 +101,14 @@ class SplitLine(IdMixin, db.Model):
     (kind "refund", negative). Lines are never changed, only added (payouts group them)."""
 
     __tablename__ = "split_lines"
-    __table_args__ = (sa.Index("ix_split_lines_vendor_created", "vendor_id", "created_at"),)
+    __table_args__ = (
+        sa.Index("ix_split_lines_vendor_created", "vendor_id", "created_at"),
+        sa.Index("ix_split_lines_payout", "payout_id"),
+        # The payout run: unpaid lines by vendor and currency (partial index on PostgreSQL).
+        sa.Index("ix_split_lines_unpaid", "vendor_id", "currency", "created_at",
+                 postgresql_where=sa.text("payout_id IS NULL"),
+                 sqlite_where=sa.text("payout_id IS NULL")),
+    )
 
     payment_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("payments.id"), index=True)
     vendor_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id"))
@@ -114,3 +121,5 @@ class SplitLine(IdMixin, db.Model):
     fee: Mapped[int] = mapped_column(sa.BigInteger)
     net: Mapped[int] = mapped_column(sa.BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The payout that pays (or takes back) this line; a line is in at most one payout.
+    payout_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("payouts.id"))

@@ -6,7 +6,8 @@ Rounding rule (integers in the currency's minor unit, never floats):
   by the largest-remainder method: everyone gets the floor of their exact share, and the units
   left over go one each to the largest fractional remainders (ties: vendor id order). The
   vendors' gross amounts therefore sum exactly to the payment;
-- a vendor's platform fee is PLATFORM_FEE_PERCENT of their items' subtotal (the merchandise,
+- a vendor's platform fee is their own rate (VendorAccount.fee_percent) or else
+  PLATFORM_FEE_PERCENT, of their items' subtotal (the merchandise,
   as in the original description's breakdown), rounded half up to the minor unit; net =
   gross - fee. The platform's take is the sum of the fees, by construction;
 - refunds: after refunds totalling C of a payment of amount A, each vendor has given back
@@ -26,6 +27,7 @@ import sqlalchemy as sa
 
 from ..extensions import db
 from ..orders.models import Order
+from ..payouts.models import VendorAccount
 from .models import Payment, SplitLine
 
 
@@ -55,15 +57,20 @@ def vendor_subtotals(order: Order) -> dict[uuid.UUID, int]:
 
 def record_sale(payment: Payment, fee_percent: int) -> None:
     """A payment succeeded: one sale line per vendor (once), and the breakdown's platform fee
-    and vendor amount filled from them. The caller holds the payment row and commits."""
+    and vendor amount filled from them. ``fee_percent`` applies to vendors without their own
+    rate. The caller holds the payment row and commits."""
     if db.session.scalar(sa.select(SplitLine.id).where(SplitLine.payment_id == payment.id,
                                                        SplitLine.kind == "sale").limit(1)):
         return
     subtotals = vendor_subtotals(payment.order)
     if not subtotals or payment.amount <= 0:
         return
+    own = dict(db.session.execute(sa.select(VendorAccount.vendor_id, VendorAccount.fee_percent)
+                                  .where(VendorAccount.vendor_id.in_(list(subtotals)),
+                                         VendorAccount.fee_percent.is_not(None))).all())
+    rates = [own.get(vendor_id, fee_percent) for vendor_id in subtotals]
     total_fee = 0
-    shares = sale_shares(payment.amount, list(subtotals.values()), fee_percent)
+    shares = sale_shares(payment.amount, list(subtotals.values()), rates)
     for vendor_id, (gross, fee) in zip(subtotals, shares, strict=True):
         total_fee += fee
         db.session.add(SplitLine(payment_id=payment.id, vendor_id=vendor_id, kind="sale",
@@ -73,13 +80,15 @@ def record_sale(payment: Payment, fee_percent: int) -> None:
     payment.vendor_amount = payment.amount - total_fee
 
 
-def sale_shares(amount: int, subtotals: list[int], fee_percent: int) -> list[tuple[int, int]]:
-    """(gross, fee) per vendor for a payment of ``amount`` (the module's rounding rule)."""
+def sale_shares(amount: int, subtotals: list[int],
+                fee_percent: int | list[int]) -> list[tuple[int, int]]:
+    """(gross, fee) per vendor for a payment of ``amount`` (the module's rounding rule);
+    ``fee_percent``: one rate for all, or each vendor's."""
+    rates = fee_percent if isinstance(fee_percent, list) else [fee_percent] * len(subtotals)
     weights = [max(v, 0) for v in subtotals]
-    if sum(weights) == 0:
-        weights = [1] * len(weights)
-    return [(gross, min(fee_of(subtotal, fee_percent), gross))
-            for subtotal, gross in zip(weights, allocate(amount, weights), strict=True)]
+    grosses = allocate(amount, weights if sum(weights) else [1] * len(weights))
+    return [(gross, min(fee_of(subtotal, rate), gross))
+            for subtotal, gross, rate in zip(weights, grosses, rates, strict=True)]
 
 
 def refund_targets(sales: list[tuple[int, int]], refunded: int,

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from ..cards.services import sync_default, sync_method
 from ..payments.services import sync_intent
+from ..payouts.services import sync_account
 from ..refunds.services import sync_refunds
 
 
@@ -44,6 +45,11 @@ def refund_changed(event: dict) -> bool:
     return sync_refunds(intent.get("id") if isinstance(intent, dict) else intent)
 
 
+def account_updated(event: dict) -> bool:
+    """A vendor's Connect account changed (onboarding finished, requirements due...)."""
+    return sync_account(event["data"]["object"]["id"])
+
+
 HANDLERS: dict[str, Callable[[dict], bool]] = {
     "payment_intent.succeeded": payment_intent_changed,
     "payment_intent.payment_failed": payment_intent_changed,
@@ -61,4 +67,5 @@ HANDLERS: dict[str, Callable[[dict], bool]] = {
     "refund.failed": refund_changed,
     "charge.refunded": refund_changed,
     "charge.refund.updated": refund_changed,
+    "account.updated": account_updated,
 }

@@ -1,0 +1,1 @@
+"""Vendors: Stripe Connect accounts, payout runs and transfers, the vendor dashboard."""

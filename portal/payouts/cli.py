@@ -1,0 +1,46 @@
+"""`flask payouts run`: group unpaid split lines into payouts (also scheduled by rq cron)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+from flask.cli import AppGroup
+
+from ..money import format_minor
+from .models import PERIODS
+
+payouts_cli = AppGroup("payouts", help="Vendor payouts.")
+
+
+@payouts_cli.command("run")
+@click.option("--period", type=click.Choice(PERIODS), default=None,
+              help="The period to pay (default: PAYOUT_SCHEDULE).")
+@click.option("--until", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Pay lines created before this day (UTC); default: the end of the last "
+                   "complete period.")
+@click.option("--execute", is_flag=True, help="Approve the run and send the transfers now.")
+def run_command(period: str | None, until: datetime | None, execute: bool) -> None:
+    """Group every unpaid split line per vendor and currency into a payout."""
+    from .services import approve_run, run_payouts, schedule_period
+
+    run = run_payouts(period=period or schedule_period(),
+                      until=until.replace(tzinfo=UTC) if until else None)
+    if run is None:
+        click.echo("Nothing to pay: no unpaid lines with a positive total.")
+        return
+    for p in run.payouts:
+        click.echo(f"  {p.vendor.email:<40} {format_minor(p.amount, p.currency):>14} "
+                   f"{p.payment_count:>5} payments  {p.id}")
+    click.echo(f"Run {run.id}: {len(run.payouts)} payouts of lines before "
+               f"{run.until:%Y-%m-%d %H:%M} UTC.")
+    if execute:
+        click.echo(f"Queued {approve_run(None, run.id)} transfers.")
+
+
+def scheduled_run() -> None:
+    """The rq cron entry: the run of the configured period (executed when
+    PAYOUT_AUTO_EXECUTE is set, else waiting for an admin's approval)."""
+    from .services import run_payouts, schedule_period
+
+    run_payouts(period=schedule_period())

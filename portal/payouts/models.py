@@ -1,0 +1,82 @@
+"""Vendors' Connect accounts, payout runs and payouts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..extensions import db
+from ..models_base import IdMixin, TimestampMixin, UTCDateTime
+
+PAYOUT_STATUSES = ("pending", "processing", "paid", "failed")
+PERIODS = ("weekly", "monthly")
+
+
+class VendorAccount(IdMixin, TimestampMixin, db.Model):
+    """A vendor's Stripe Express account as Stripe last reported it (account.updated), and
+    the vendor's own commission rate when it differs from PLATFORM_FEE_PERCENT."""
+
+    __tablename__ = "vendor_accounts"
+
+    vendor_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    stripe_account_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+    charges_enabled: Mapped[bool] = mapped_column(default=False)
+    payouts_enabled: Mapped[bool] = mapped_column(default=False)
+    details_submitted: Mapped[bool] = mapped_column(default=False)
+    requirements_due: Mapped[list] = mapped_column(sa.JSON, default=list)
+    disabled_reason: Mapped[str | None] = mapped_column(sa.String(64))
+    fee_percent: Mapped[int | None]
+
+    @property
+    def ready(self) -> bool:
+        """Transfers can be sent to it."""
+        return bool(self.stripe_account_id and self.payouts_enabled)
+
+
+class PayoutRun(IdMixin, db.Model):
+    """One grouping of unpaid split lines into payouts (CLI, schedule or admin)."""
+
+    __tablename__ = "payout_runs"
+
+    period: Mapped[str] = mapped_column(sa.String(16))
+    period_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    until: Mapped[datetime] = mapped_column(UTCDateTime)  # lines created before it
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id"))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    approved_by_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id"))
+
+    payouts: Mapped[list[Payout]] = relationship(back_populates="run", order_by="Payout.id")
+
+
+class Payout(IdMixin, TimestampMixin, db.Model):
+    """What one vendor is paid in one currency for one run: the sum of its lines."""
+
+    __tablename__ = "payouts"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "vendor_id", "currency", name="uq_payouts_run_vendor"),
+        sa.Index("ix_payouts_vendor_created", "vendor_id", "created_at"),
+    )
+
+    run_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("payout_runs.id"), index=True)
+    vendor_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id"))
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    amount: Mapped[int] = mapped_column(sa.BigInteger, default=0)  # net: what is transferred
+    total_sales: Mapped[int] = mapped_column(sa.BigInteger, default=0)  # gross of sale lines
+    platform_fee: Mapped[int] = mapped_column(sa.BigInteger, default=0)  # fees, net of refunds
+    refunds: Mapped[int] = mapped_column(sa.BigInteger, default=0)  # gross taken back (<= 0)
+    payment_count: Mapped[int] = mapped_column(default=0)
+    line_count: Mapped[int] = mapped_column(default=0)
+    status: Mapped[str] = mapped_column(
+        sa.Enum(*PAYOUT_STATUSES, name="payout_status", native_enum=False,
+                create_constraint=True), default="pending", index=True)
+    failure_reason: Mapped[str | None] = mapped_column(sa.String(500))
+    stripe_transfer_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    run: Mapped[PayoutRun] = relationship(back_populates="payouts")
+    vendor = relationship("User")

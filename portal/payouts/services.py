@@ -1,0 +1,343 @@
+"""Vendor payouts: Connect onboarding, payout runs (set-based SQL), execution by transfer, and
+what the vendor dashboard and the API show.
+
+A run groups every unpaid split line per vendor and currency into a Payout: the lines are
+assigned with one UPDATE and the totals computed with one aggregate, whatever the number of
+lines, so memory does not grow with them (bench/payouts.py). A line is in at most one payout
+(the UPDATE only takes lines whose payout_id is still NULL). A vendor whose unpaid lines sum
+to zero or less (refunds after a payout) gets no payout: the lines wait for the next sales.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import sqlalchemy as sa
+from flask import current_app
+
+from .. import jobs
+from .. import stripe_gateway as gateway
+from ..auth.models import User
+from ..extensions import db
+from ..models_base import utcnow
+from ..payments.models import SplitLine
+from ..refunds.models import AuditEntry
+from .models import PERIODS, Payout, PayoutRun, VendorAccount
+
+log = logging.getLogger(__name__)
+RETRY_DELAYS = (30, 120, 600, 1800, 3600)
+NOT_CONNECTED = "Waiting for the vendor to connect a Stripe account that can receive payouts."
+
+
+def _audit(action: str, actor: User | None, amount: int | None = None,
+           currency: str | None = None, note: str | None = None) -> None:
+    db.session.add(AuditEntry(actor_id=actor.id if actor else None, action=action,
+                              amount=amount, currency=currency, note=note))
+
+
+# --- Periods --------------------------------------------------------------------------------
+
+def period_bounds(period: str, now: datetime) -> tuple[datetime, datetime]:
+    """(start, end) of the last complete period before ``now``: weeks start on Monday, months
+    on the 1st, at 00:00 UTC."""
+    today = now.astimezone(UTC).date()
+    if period == "weekly":
+        end = today - timedelta(days=today.weekday())
+        start = end - timedelta(days=7)
+    else:
+        end = today.replace(day=1)
+        start = (end - timedelta(days=1)).replace(day=1)
+    as_dt = lambda d: datetime(d.year, d.month, d.day, tzinfo=UTC)  # noqa: E731
+    return as_dt(start), as_dt(end)
+
+
+def next_payout_date(period: str, now: datetime) -> datetime:
+    """When the next scheduled run happens (the start of the next period)."""
+    today = now.astimezone(UTC).date()
+    if period == "weekly":
+        day = today + timedelta(days=7 - today.weekday())
+    else:
+        day = (today.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def schedule_period() -> str:
+    return current_app.extensions["portal_config"].PAYOUT_SCHEDULE
+
+
+# --- Runs -----------------------------------------------------------------------------------
+
+def run_payouts(*, period: str = "weekly", until: datetime | None = None,
+                actor: User | None = None) -> PayoutRun | None:
+    """Group every unpaid line created before ``until`` (default: the end of the last
+    complete period) into payouts. None when there is nothing to pay. Commits."""
+    if period not in PERIODS:
+        raise ValueError(f"period must be one of {', '.join(PERIODS)}")
+    now = utcnow()
+    start, default_until = period_bounds(period, now)
+    until = min(until or default_until, now)
+    unpaid = sa.and_(SplitLine.payout_id.is_(None), SplitLine.created_at < until)
+    groups = db.session.execute(
+        sa.select(SplitLine.vendor_id, SplitLine.currency).where(unpaid)
+        .group_by(SplitLine.vendor_id, SplitLine.currency)
+        .having(sa.func.sum(SplitLine.net) > 0)).all()
+    if not groups:
+        db.session.rollback()
+        return None
+    run = PayoutRun(id=uuid.uuid4(), period=period, period_start=start, until=until,
+                    created_at=now, created_by_id=actor.id if actor else None)
+    db.session.add(run)
+    db.session.flush()
+    db.session.execute(sa.insert(Payout), [
+        {"id": uuid.uuid4(), "run_id": run.id, "vendor_id": vendor_id, "currency": currency,
+         "status": "pending", "created_at": now, "updated_at": now}
+        for vendor_id, currency in groups])
+    # One UPDATE assigns the lines (those still unassigned: a concurrent run cannot take a
+    # line twice), one aggregate computes the totals from what was really assigned.
+    db.session.execute(
+        sa.update(SplitLine)
+        .where(unpaid, SplitLine.vendor_id == Payout.vendor_id,
+               SplitLine.currency == Payout.currency, Payout.run_id == run.id)
+        .values(payout_id=Payout.id).execution_options(synchronize_session=False))
+    sums = (sa.select(
+        SplitLine.payout_id.label("pid"),
+        sa.func.sum(SplitLine.net).label("net"),
+        sa.func.sum(sa.case((SplitLine.kind == "sale", SplitLine.gross), else_=0)).label("sales"),
+        sa.func.sum(SplitLine.fee).label("fee"),
+        sa.func.sum(sa.case((SplitLine.kind == "refund", SplitLine.gross), else_=0))
+        .label("refunds"),
+        sa.func.count(sa.distinct(SplitLine.payment_id)).label("payments"),
+        sa.func.count().label("lines"))
+        .where(SplitLine.payout_id.in_(sa.select(Payout.id).where(Payout.run_id == run.id)))
+        .group_by(SplitLine.payout_id).subquery())
+    db.session.execute(
+        sa.update(Payout).where(Payout.id == sums.c.pid)
+        .values(amount=sums.c.net, total_sales=sums.c.sales, platform_fee=sums.c.fee,
+                refunds=sums.c.refunds, payment_count=sums.c.payments, line_count=sums.c.lines)
+        .execution_options(synchronize_session=False))
+    db.session.execute(sa.delete(Payout).where(Payout.run_id == run.id, Payout.line_count == 0)
+                       .execution_options(synchronize_session=False))
+    count = db.session.scalar(sa.select(sa.func.count()).where(Payout.run_id == run.id))
+    _audit("payout.run", actor, note=f"run {run.id}: {count} payouts, lines before "
+                                     f"{until:%Y-%m-%d %H:%M} UTC")
+    db.session.commit()
+    if current_app.extensions["portal_config"].PAYOUT_AUTO_EXECUTE:
+        approve_run(None, run.id)
+    return run
+
+
+def approve_run(admin: User | None, run_id: uuid.UUID) -> int:
+    """Approve a run: queue the execution of its payouts that are not paid. Returns how many."""
+    run = db.session.get(PayoutRun, run_id)
+    run.approved_at, run.approved_by_id = utcnow(), admin.id if admin else None
+    _audit("payout.run_approved", admin, note=f"run {run.id}")
+    ids = [str(p.id) for p in run.payouts if p.status in ("pending", "failed")]
+    db.session.commit()
+    for payout_id in ids:
+        jobs.enqueue(execute_payout, payout_id, queue="payouts", retry=RETRY_DELAYS)
+    return len(ids)
+
+
+def retry_payout(admin: User, payout_id: uuid.UUID) -> bool:
+    """A failed (or waiting) payout is queued again."""
+    payout = db.session.get(Payout, payout_id)
+    if payout is None or payout.status not in ("failed", "pending"):
+        return False
+    _audit("payout.retried", admin, payout.amount, payout.currency, note=f"payout {payout.id}")
+    db.session.commit()
+    jobs.enqueue(execute_payout, str(payout.id), queue="payouts", retry=RETRY_DELAYS)
+    return True
+
+
+def execute_payout(payout_id: str) -> None:
+    """The job: one Stripe transfer per payout (transfer_group and idempotency key = the payout
+    id). Timeouts and 5xx raise for RQ's retry; a 4xx ends the payout failed with Stripe's
+    reason; a vendor without a ready account leaves it pending."""
+    payout = db.session.scalar(sa.select(Payout).where(Payout.id == uuid.UUID(payout_id))
+                               .with_for_update())
+    if payout is None or payout.status == "paid":
+        db.session.rollback()
+        return
+    account = db.session.scalar(sa.select(VendorAccount).where(
+        VendorAccount.vendor_id == payout.vendor_id))
+    if account is None or not account.ready:
+        payout.status, payout.failure_reason = "pending", NOT_CONNECTED
+        db.session.commit()
+        return
+    payout.status, payout.failure_reason = "processing", None
+    amount, currency, destination = payout.amount, payout.currency, account.stripe_account_id
+    db.session.commit()  # no lock held while Stripe works
+    try:
+        # A transfer made by an earlier attempt (even beyond the key's 24 h) is adopted.
+        done = gateway.transfers_in_group(payout_id)
+        transfer = done[0] if done else gateway.create_transfer(
+            amount=amount, currency=currency, destination=destination,
+            transfer_group=payout_id, description=f"ShopSphere payout {payout_id}",
+            idempotency_key=f"payout-{payout_id}")
+    except gateway.GatewayError as exc:
+        if exc.retryable:
+            raise
+        payout = db.session.get(Payout, uuid.UUID(payout_id))
+        payout.status, payout.failure_reason = "failed", exc.message[:500]
+        _audit("payout.failed", None, amount, currency, note=f"payout {payout_id}: "
+                                                            f"{exc.message}")
+        db.session.commit()
+        return
+    payout = db.session.scalar(sa.select(Payout).where(Payout.id == uuid.UUID(payout_id))
+                               .with_for_update().execution_options(populate_existing=True))
+    if payout.status != "paid":
+        payout.status, payout.stripe_transfer_id, payout.paid_at = "paid", transfer.id, utcnow()
+        _audit("payout.paid", None, amount, currency, note=f"payout {payout_id}: {transfer.id}")
+    db.session.commit()
+
+
+# --- Connect onboarding ---------------------------------------------------------------------
+
+def account_of(vendor: User) -> VendorAccount | None:
+    return db.session.scalar(sa.select(VendorAccount).where(
+        VendorAccount.vendor_id == vendor.id))
+
+
+def _mirror_account(row: VendorAccount, account: gateway.Account) -> None:
+    row.stripe_account_id = account.id
+    row.charges_enabled, row.payouts_enabled = account.charges_enabled, account.payouts_enabled
+    row.details_submitted = account.details_submitted
+    row.requirements_due, row.disabled_reason = account.requirements_due, account.disabled_reason
+
+
+def start_onboarding(vendor: User, *, return_url: str, refresh_url: str) -> str:
+    """The vendor's Express account (created once: row lock + idempotency key) and a fresh
+    onboarding link to it. Commits."""
+    row = account_of(vendor)
+    if row is None or row.stripe_account_id is None:
+        db.session.execute(sa.select(User.id).where(User.id == vendor.id).with_for_update())
+        row = account_of(vendor) or VendorAccount(vendor_id=vendor.id)
+        if row.stripe_account_id is None:
+            account = gateway.create_account(email=vendor.email,
+                                             metadata={"vendorId": str(vendor.id)},
+                                             idempotency_key=f"account-{vendor.id}")
+            _mirror_account(row, account)
+            db.session.add(row)
+            _audit("vendor.account_created", vendor, note=account.id)
+        db.session.commit()
+    return gateway.onboarding_link(row.stripe_account_id, return_url=return_url,
+                                   refresh_url=refresh_url)
+
+
+def sync_account(account_id: str) -> bool:
+    """account.updated (and the return from onboarding): mirror what Stripe holds now. False
+    when the account is not one of our vendors'. The caller commits."""
+    row = db.session.scalar(sa.select(VendorAccount).where(
+        VendorAccount.stripe_account_id == account_id))
+    if row is None:
+        return False
+    account = gateway.retrieve_account(account_id)
+    if account is not None:
+        _mirror_account(row, account)
+    return True
+
+
+REQUIREMENT_TEXT = {
+    "external_account": "a bank account for payouts",
+    "tos_acceptance.date": "acceptance of Stripe's terms",
+    "tos_acceptance.ip": "acceptance of Stripe's terms",
+    "business_profile.url": "your business website",
+    "business_profile.mcc": "your business category",
+    "business_type": "your business type",
+}
+
+
+def missing(row: VendorAccount | None) -> list[str]:
+    """What the vendor still has to give Stripe, in words."""
+    if row is None or row.stripe_account_id is None:
+        return ["a connected Stripe account"]
+    words = []
+    for field in row.requirements_due or []:
+        text = REQUIREMENT_TEXT.get(field) or (
+            "your personal details" if field.startswith(("individual.", "representative."))
+            else field.replace("_", " ").replace(".", ": "))
+        if text not in words:
+            words.append(text)
+    return words
+
+
+# --- What vendors see -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Totals:
+    currency: str
+    sales: int
+    fees: int
+    refunds: int
+    net: int
+    paid: int
+    pending: int
+
+
+def totals(vendor: User) -> list[Totals]:
+    """Per currency: sales, fees, refunds and net from the lines; paid vs not yet paid."""
+    paid_line = sa.and_(SplitLine.payout_id == Payout.id, Payout.status == "paid")
+    rows = db.session.execute(
+        sa.select(SplitLine.currency,
+                  sa.func.sum(sa.case((SplitLine.kind == "sale", SplitLine.gross), else_=0)),
+                  sa.func.sum(SplitLine.fee),
+                  sa.func.sum(sa.case((SplitLine.kind == "refund", SplitLine.gross), else_=0)),
+                  sa.func.sum(SplitLine.net),
+                  sa.func.sum(sa.case((Payout.status == "paid", SplitLine.net), else_=0)))
+        .outerjoin(Payout, paid_line)
+        .where(SplitLine.vendor_id == vendor.id)
+        .group_by(SplitLine.currency).order_by(SplitLine.currency)).all()
+    return [Totals(c, int(s), int(f), int(r), int(n), int(p), int(n) - int(p))
+            for c, s, f, r, n, p in rows]
+
+
+def daily_net(vendor: User, days: int, today: date) -> list[tuple[date, dict[str, int]]]:
+    """Net per day (per currency) over the last ``days`` days, oldest first, every day
+    present (zero when there were no lines)."""
+    first = today - timedelta(days=days - 1)
+    start = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    day = sa.func.date(SplitLine.created_at)
+    rows = db.session.execute(
+        sa.select(day, SplitLine.currency, sa.func.sum(SplitLine.net))
+        .where(SplitLine.vendor_id == vendor.id, SplitLine.created_at >= start)
+        .group_by(day, SplitLine.currency)).all()
+    by_day: dict[str, dict[str, int]] = {}
+    for d, currency, net in rows:
+        by_day.setdefault(str(d), {})[currency] = int(net)
+    return [(first + timedelta(days=i), by_day.get(str(first + timedelta(days=i)), {}))
+            for i in range(days)]
+
+
+def payouts_of(vendor: User, *, status: str | None = None, page: int = 1,
+               per_page: int = 20) -> tuple[list[Payout], int]:
+    query = sa.select(Payout).where(Payout.vendor_id == vendor.id)
+    if status:
+        query = query.where(Payout.status == status)
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
+    items = db.session.scalars(query.order_by(Payout.created_at.desc(), Payout.id.desc())
+                               .limit(per_page).offset((page - 1) * per_page)).all()
+    return list(items), int(total or 0)
+
+
+def payout_for(vendor: User, payout_id: uuid.UUID | None) -> Payout | None:
+    """A payout of this vendor (admins: any); None means 404."""
+    payout = db.session.get(Payout, payout_id) if payout_id else None
+    if payout is None or (vendor.role != "admin" and payout.vendor_id != vendor.id):
+        return None
+    return payout
+
+
+def lines_of(payout: Payout) -> list[SplitLine]:
+    return list(db.session.scalars(sa.select(SplitLine).where(SplitLine.payout_id == payout.id)
+                                   .order_by(SplitLine.created_at, SplitLine.id)))
+
+
+def statement(vendor: User, start: datetime, end: datetime) -> list[SplitLine]:
+    """The vendor's lines created in [start, end), for the CSV statement."""
+    return list(db.session.scalars(
+        sa.select(SplitLine).where(SplitLine.vendor_id == vendor.id,
+                                   SplitLine.created_at >= start, SplitLine.created_at < end)
+        .order_by(SplitLine.created_at, SplitLine.id)))
