@@ -70,14 +70,16 @@ def _register_blueprints(app: Flask) -> None:
     from .api import cards as _api_cards  # noqa: F401 - registers its routes on api_bp
     from .api import payments as _api_payments  # noqa: F401 - registers its routes on api_bp
     from .api import refunds as _api_refunds  # noqa: F401 - registers its routes on api_bp
+    from .api import vendors as _api_vendors  # noqa: F401 - registers its routes on api_bp
     from .api.views import bp as api_bp
     from .auth.views import bp as auth_bp
     from .cards.views import bp as cards_bp
     from .orders.views import bp as orders_bp
     from .payments.views import bp as payments_bp
+    from .payouts.views import bp as payouts_bp
     from .refunds.views import bp as refunds_bp
 
-    for bp in (auth_bp, orders_bp, payments_bp, cards_bp, refunds_bp, api_bp):
+    for bp in (auth_bp, orders_bp, payments_bp, cards_bp, refunds_bp, payouts_bp, api_bp):
         app.register_blueprint(bp)
 
 

@@ -384,3 +384,51 @@ class RefundDetail(BaseModel):
 class RefundOut(BaseModel):
     success: Literal[True]
     refund: RefundDetail
+
+
+# --- vendor payouts ---------------------------------------------------------------------
+
+class VendorPayoutsQuery(Strict):
+    page: int = Field(1, ge=1, le=100_000)
+    limit: int = Field(20, ge=1, le=100)
+    status: Literal["pending", "processing", "paid", "failed"] | None = None
+    currency: str | None = Field(None, pattern=r"^[A-Za-z]{3}$",
+                                 description="Currency of the summary (default: the latest "
+                                             "payout's)")
+
+
+class PayoutPeriod(BaseModel):
+    start: str | None
+    end: str
+
+
+class PayoutBreakdown(BaseModel):
+    totalSales: int
+    platformFee: int
+    netAmount: int
+    refunds: int
+
+
+class PayoutItem(BaseModel):
+    id: str = Field(alias="_id")
+    vendorId: str
+    period: PayoutPeriod
+    amount: int
+    currency: str
+    status: Literal["pending", "processing", "paid", "failed"]
+    breakdown: PayoutBreakdown
+    paymentCount: int
+    paidAt: str | None
+
+
+class PayoutSummary(BaseModel):
+    totalPaid: int
+    totalPending: int
+    nextPayoutDate: str
+    currency: str | None
+
+
+class VendorPayoutsOut(BaseModel):
+    success: Literal[True]
+    payouts: list[PayoutItem]
+    summary: PayoutSummary

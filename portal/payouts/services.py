@@ -335,9 +335,17 @@ def lines_of(payout: Payout) -> list[SplitLine]:
                                    .order_by(SplitLine.created_at, SplitLine.id)))
 
 
-def statement(vendor: User, start: datetime, end: datetime) -> list[SplitLine]:
-    """The vendor's lines created in [start, end), for the CSV statement."""
-    return list(db.session.scalars(
-        sa.select(SplitLine).where(SplitLine.vendor_id == vendor.id,
-                                   SplitLine.created_at >= start, SplitLine.created_at < end)
-        .order_by(SplitLine.created_at, SplitLine.id)))
+def statement(vendor: User, start: datetime, end: datetime) -> list[tuple]:
+    """The vendor's lines created in [start, end) with their order id and payout status,
+    for the CSV statement."""
+    from ..orders.models import Order
+    from ..payments.models import Payment
+
+    return list(db.session.execute(
+        sa.select(SplitLine, Order.id, Payout.status)
+        .join(Payment, Payment.id == SplitLine.payment_id)
+        .join(Order, Order.id == Payment.order_id)
+        .outerjoin(Payout, Payout.id == SplitLine.payout_id)
+        .where(SplitLine.vendor_id == vendor.id, SplitLine.created_at >= start,
+               SplitLine.created_at < end)
+        .order_by(SplitLine.created_at, SplitLine.id)).all())
