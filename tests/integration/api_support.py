@@ -19,8 +19,10 @@ from portal.api.schemas import (
     PaymentOut,
     RequiresActionOut,
 )
+from portal.extensions import db
 from portal.money import to_decimal
-from tests.helpers import bearer
+from portal.payments.services import confirm_with_card, start_checkout
+from tests.helpers import bearer, make_order
 
 VISA = "4242424242424242"
 
@@ -169,3 +171,20 @@ def paid(api, stripe_client, user, order) -> dict:
     r = api.confirm(user, intent["id"], card_pm(stripe_client))
     assert r.status_code == 200, r.json
     return r.json["payment"]
+
+
+def pay(stripe_client, customer, vendor, amounts=(10000,), vendor2=None, **order_kw):
+    """A succeeded payment of ``customer`` (items of ``vendor``, and of ``vendor2``)."""
+    order = make_order(customer, vendor, amounts=amounts, **order_kw)
+    if vendor2 is not None:
+        from portal.orders.models import OrderItem
+
+        db.session.add(OrderItem(order_id=order.id, vendor_id=vendor2.id, position=9,
+                                 description="Other", quantity=1, unit_amount=3333))
+        order.subtotal += 3333
+        order.total += 3333
+        db.session.commit()
+    payment = start_checkout(order, source="api").payment
+    payment, _ = confirm_with_card(customer, payment, card_pm(stripe_client))
+    assert payment.status == "succeeded"
+    return payment

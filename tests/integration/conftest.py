@@ -115,3 +115,14 @@ def order(shop):
     """299.99 USD: 269.99 of goods, 27.00 tax, 3.00 shipping (the original description's)."""
     return make_order(shop["customer"], shop["vendor"], amounts=(26999,), tax=2700,
                       shipping=300)
+
+
+@pytest.fixture
+def people():
+    return {"customer": make_user("carol@example.test"),
+            "other": make_user("oscar@example.test"),
+            "vendor": make_user("vera@example.test", "vendor"),
+            "vendor2": make_user("victor@example.test", "vendor"),
+            "outsider": make_user("otto@example.test", "vendor"),
+            "admin": make_user("ada@example.test", "admin"),
+            "admin2": make_user("alan@example.test", "admin")}

@@ -11,41 +11,12 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.payments.models import Payment, SplitLine
-from portal.payments.services import confirm_with_card, start_checkout
 from portal.refunds import services as refunds
 from portal.refunds.models import AuditEntry, RefundRequest
-from tests.helpers import bearer, event_body, login, make_order, make_user, sign
-from tests.integration.api_support import card_pm
+from tests.helpers import bearer, event_body, login, sign
+from tests.integration.api_support import pay
 
 SECRET = "whsec_portal_tests"
-
-
-@pytest.fixture
-def people():
-    return {"customer": make_user("carol@example.test"),
-            "other": make_user("oscar@example.test"),
-            "vendor": make_user("vera@example.test", "vendor"),
-            "vendor2": make_user("victor@example.test", "vendor"),
-            "outsider": make_user("otto@example.test", "vendor"),
-            "admin": make_user("ada@example.test", "admin"),
-            "admin2": make_user("alan@example.test", "admin")}
-
-
-def pay(stripe_client, customer, vendor, amounts=(10000,), vendor2=None, **order_kw):
-    """A succeeded payment of ``customer`` (items of ``vendor``, and of ``vendor2``)."""
-    order = make_order(customer, vendor, amounts=amounts, **order_kw)
-    if vendor2 is not None:
-        from portal.orders.models import OrderItem
-
-        db.session.add(OrderItem(order_id=order.id, vendor_id=vendor2.id, position=9,
-                                 description="Other", quantity=1, unit_amount=3333))
-        order.subtotal += 3333
-        order.total += 3333
-        db.session.commit()
-    payment = start_checkout(order, source="api").payment
-    payment, _ = confirm_with_card(customer, payment, card_pm(stripe_client))
-    assert payment.status == "succeeded"
-    return payment
 
 
 def stripe_refunds(stripe_client, payment) -> list:

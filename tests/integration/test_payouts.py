@@ -1,0 +1,273 @@
+"""Vendor payouts (issue 6): runs, execution by transfer, Connect state, the dashboard, the
+CSV statement and API endpoint 11; vendors never see each other's money."""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+import urllib.parse
+import urllib.request
+import uuid
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from portal.extensions import db
+from portal.models_base import utcnow
+from portal.payments.models import SplitLine
+from portal.payouts import services as payouts
+from portal.payouts.models import Payout, PayoutRun, VendorAccount
+from portal.refunds import services as refunds
+from tests.helpers import bearer, login
+from tests.integration.api_support import pay
+
+SOON = timedelta(seconds=5)
+
+
+def run_now():
+    return payouts.run_payouts(until=utcnow() + SOON)
+
+
+def ready_account(stripe_client, sandbox, vendor) -> VendorAccount:
+    """A vendor whose Express account finished onboarding (the sandbox's test hook)."""
+    account = stripe_client.v1.accounts.create(params={
+        "type": "express", "email": vendor.email,
+        "capabilities": {"transfers": {"requested": True}}})
+    request = urllib.request.Request(
+        f"{sandbox.url}/_sandbox/accounts/{account.id}/requirements",
+        data=urllib.parse.urlencode({"complete": "true"}).encode(),
+        headers={"Authorization": "Bearer sk_test_portal"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310 - loopback
+        assert r.status == 200
+    row = VendorAccount(vendor_id=vendor.id, stripe_account_id=account.id)
+    db.session.add(row)
+    payouts.sync_account(account.id)
+    db.session.commit()
+    assert row.ready
+    return row
+
+
+def transfers_to(stripe_client, account_id) -> list:
+    return stripe_client.v1.transfers.list(params={"destination": account_id}).data
+
+
+# --- runs -------------------------------------------------------------------------------------
+
+def test_a_run_pays_each_vendor_the_sum_of_their_lines_and_twice_creates_nothing(
+        people, stripe_client):
+    vendor, vendor2 = people["vendor"], people["vendor2"]
+    pay(stripe_client, people["customer"], vendor, amounts=(6667,), vendor2=vendor2,
+        tax=1001)
+    pay(stripe_client, people["customer"], vendor, amounts=(1999,))
+    run = run_now()
+    by_vendor = {p.vendor_id: p for p in run.payouts}
+    assert set(by_vendor) == {vendor.id, vendor2.id}
+    for p in run.payouts:
+        lines = db.session.scalars(sa.select(SplitLine).where(SplitLine.payout_id == p.id))
+        lines = list(lines)
+        assert p.amount == sum(line.net for line in lines)
+        assert p.total_sales == sum(line.gross for line in lines)
+        assert p.platform_fee == sum(line.fee for line in lines)
+    assert by_vendor[vendor.id].payment_count == 2
+    assert by_vendor[vendor.id].platform_fee == 667 + 200
+    assert run_now() is None  # nothing new: every line is in exactly one payout
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(SplitLine).where(
+        SplitLine.payout_id.is_(None))) == 0
+
+
+def test_lines_after_until_wait_for_the_next_run(people, stripe_client):
+    pay(stripe_client, people["customer"], people["vendor"])
+    assert payouts.run_payouts(until=utcnow() - timedelta(hours=1)) is None
+    assert run_now() is not None
+
+
+def test_a_refund_after_the_payout_is_a_negative_line_in_the_next_payout(people,
+                                                                        stripe_client):
+    first = pay(stripe_client, people["customer"], people["vendor"])  # 100.00, fee 10.00
+    run_now()
+    request = refunds.request_refund(people["customer"], first, amount=4000, reason="other")
+    refunds.approve(people["admin"], request.id)
+    assert run_now() is None  # only a negative balance: carried, not paid
+    pay(stripe_client, people["customer"], people["vendor"], amounts=(5000,))
+    run = run_now()
+    [payout] = run.payouts
+    # 50.00 sale (fee 5.00) minus the 40.00 refund (fee back 4.00): 45.00 - 36.00 = 9.00
+    assert (payout.total_sales, payout.refunds, payout.amount) == (5000, -4000, 900)
+    kinds = sorted(line.kind for line in db.session.scalars(
+        sa.select(SplitLine).where(SplitLine.payout_id == payout.id)))
+    assert kinds == ["refund", "sale"]
+
+
+@pytest.mark.commits
+def test_two_concurrent_runs_put_each_line_in_one_payout(app, people, stripe_client):
+    for _ in range(3):
+        pay(stripe_client, people["customer"], people["vendor"], amounts=(1000,))
+    start, runs = threading.Barrier(2), []
+
+    def go():
+        with app.app_context():
+            start.wait()
+            runs.append(run_now())
+            db.session.remove()
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    db.session.remove()
+    payout_rows = db.session.scalars(sa.select(Payout)).all()
+    assert len(payout_rows) == 1 and payout_rows[0].amount == 3 * 900
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(SplitLine).where(
+        SplitLine.payout_id.is_(None))) == 0
+
+
+# --- execution --------------------------------------------------------------------------------
+
+def test_without_a_ready_account_the_payout_waits_and_says_why(client, people, stripe_client):
+    pay(stripe_client, people["customer"], people["vendor"])
+    run = run_now()
+    payouts.approve_run(people["admin"], run.id)  # in-process execution here
+    db.session.expire_all()
+    [payout] = db.session.scalars(sa.select(Payout)).all()
+    assert (payout.status, payout.failure_reason) == ("pending", payouts.NOT_CONNECTED)
+    login(client, people["vendor"].email)
+    page = client.get("/vendor").text
+    assert "Payouts not enabled" in page and "Connect with Stripe" in page
+    assert "Waiting for the vendor to connect a Stripe account" in page
+
+
+def test_execution_sends_one_transfer_and_marks_it_paid(people, stripe_client, sandbox):
+    account = ready_account(stripe_client, sandbox, people["vendor"])
+    pay(stripe_client, people["customer"], people["vendor"])
+    run = run_now()
+    payouts.approve_run(people["admin"], run.id)
+    payouts.execute_payout(str(run.payouts[0].id))  # executed twice: still one transfer
+    db.session.expire_all()
+    payout = db.session.get(Payout, run.payouts[0].id)
+    [transfer] = transfers_to(stripe_client, account.stripe_account_id)
+    assert (payout.status, payout.stripe_transfer_id) == ("paid", transfer.id)
+    assert (transfer.amount, transfer.currency, transfer.transfer_group) == (
+        9000, "usd", str(payout.id))
+
+
+@pytest.mark.commits
+def test_two_workers_executing_the_same_payout_make_one_transfer(app, people, stripe_client,
+                                                                 sandbox):
+    account = ready_account(stripe_client, sandbox, people["vendor"])
+    pay(stripe_client, people["customer"], people["vendor"])
+    payout_id = str(run_now().payouts[0].id)
+    start = threading.Barrier(2)
+
+    def worker():
+        with app.app_context():
+            start.wait()
+            payouts.execute_payout(payout_id)
+            db.session.remove()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    db.session.remove()
+    assert len(transfers_to(stripe_client, account.stripe_account_id)) == 1
+    assert db.session.get(Payout, uuid.UUID(payout_id)).status == "paid"
+
+
+def test_a_refused_transfer_fails_with_stripes_reason_and_can_be_retried(
+        client, people, stripe_client, sandbox):
+    account = ready_account(stripe_client, sandbox, people["vendor"])
+    pay(stripe_client, people["customer"], people["vendor"])
+    run = run_now()
+    hook = urllib.request.Request(
+        f"{sandbox.url}/_sandbox/fail_next_transfers",
+        data=urllib.parse.urlencode({"count": 1, "status": "400"}).encode(),
+        headers={"Authorization": "Bearer sk_test_portal"}, method="POST")
+    with urllib.request.urlopen(hook, timeout=10):  # noqa: S310 - loopback
+        pass
+    payouts.approve_run(people["admin"], run.id)
+    db.session.expire_all()
+    payout = db.session.get(Payout, run.payouts[0].id)
+    assert payout.status == "failed" and payout.failure_reason
+    login(client, people["admin"].email)
+    r = client.post(f"/admin/payouts/{payout.id}/retry")
+    assert r.status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Payout, payout.id).status == "paid"
+    assert len(transfers_to(stripe_client, account.stripe_account_id)) == 1
+
+
+# --- what vendors see -------------------------------------------------------------------------
+
+def test_dashboard_totals_and_the_csv_statement_agree(client, people, stripe_client):
+    first = pay(stripe_client, people["customer"], people["vendor"], amounts=(6667,),
+                vendor2=people["vendor2"])
+    request = refunds.request_refund(people["customer"], first, amount=1000, reason="other")
+    refunds.approve(people["admin"], request.id)
+    login(client, people["vendor"].email)
+    page = client.get("/vendor").text
+    [totals] = payouts.totals(people["vendor"])
+    for amount in (totals.sales, totals.fees, totals.refunds, totals.net):
+        assert f"${amount / 100:,.2f}".replace("$-", "-$") in page
+    rows = list(csv.reader(io.StringIO(client.get("/vendor/statement.csv").text)))
+    assert rows[0][:8] == ["date", "order", "payment_id", "kind", "currency", "gross", "fee",
+                           "net"]
+    total = next(r for r in rows if r[0] == "total")
+    assert [total[4], total[5], total[6], total[7]] == [
+        "USD", f"{totals.sales / 100 + totals.refunds / 100:.2f}", f"{totals.fees / 100:.2f}",
+        f"{totals.net / 100:.2f}"]
+    body = [r for r in rows[1:] if r[0] != "total"]
+    assert {r[3] for r in body} == {"sale", "refund"}
+    assert abs(sum(float(r[7]) for r in body) - totals.net / 100) < 1e-9
+
+
+def test_vendor_a_never_sees_vendor_bs_money(client, people, stripe_client):
+    pay(stripe_client, people["customer"], people["vendor2"], amounts=(7777,))
+    run = run_now()
+    theirs = run.payouts[0].id
+    login(client, people["vendor"].email)
+    assert "$77.77" not in client.get("/vendor").text
+    assert client.get(f"/vendor/payouts/{theirs}").status_code == 404
+    assert "$77.77" not in client.get("/vendor/statement.csv").text
+    r = client.get("/api/payments/vendor/payouts", headers=bearer(people["vendor"]))
+    assert r.status_code == 200 and r.json["payouts"] == []
+    assert client.get("/admin/payouts").status_code == 403
+    for who in ("customer", "admin"):
+        r = client.get("/api/payments/vendor/payouts", headers=bearer(people[who]))
+        assert r.status_code == 403 and r.json["error"]["code"] == "forbidden"
+
+
+def test_api_vendor_payouts_answers_the_documented_shape(client, people, stripe_client):
+    pay(stripe_client, people["customer"], people["vendor"], amounts=(10000,))
+    run = run_now()
+    pay(stripe_client, people["customer"], people["vendor"], amounts=(5000,))  # pending
+    r = client.get("/api/payments/vendor/payouts?status=pending",
+                   headers=bearer(people["vendor"]))
+    assert r.status_code == 200
+    [p] = r.json["payouts"]
+    assert set(p) == {"_id", "vendorId", "period", "amount", "currency", "status",
+                      "breakdown", "paymentCount", "paidAt"}
+    assert (p["_id"], p["vendorId"], p["amount"], p["currency"], p["status"]) == (
+        str(run.payouts[0].id), str(people["vendor"].id), 9000, "usd", "pending")
+    assert p["breakdown"] == {"totalSales": 10000, "platformFee": 1000, "netAmount": 9000,
+                              "refunds": 0}
+    assert p["period"]["end"].endswith("Z") and p["paymentCount"] == 1
+    assert r.json["summary"]["totalPaid"] == 0
+    assert r.json["summary"]["totalPending"] == 9000 + 4500
+    assert r.json["summary"]["nextPayoutDate"].endswith("T00:00:00Z")
+    bad = client.get("/api/payments/vendor/payouts?status=lost", headers=bearer(people["vendor"]))
+    assert bad.status_code == 400 and "status" in bad.json["error"]["fields"]
+
+
+def test_admin_sees_runs_and_can_run_and_approve(client, people, stripe_client):
+    pay(stripe_client, people["customer"], people["vendor"])
+    login(client, people["admin"].email)
+    client.post("/admin/payouts/run", data={"period": "weekly"})
+    page = client.get("/admin/payouts").text
+    assert "vera@example.test" in page and "$90.00" in page and "Approve and send" in page
+    run = db.session.scalar(sa.select(PayoutRun))
+    assert client.post(f"/admin/payouts/runs/{run.id}/approve").status_code == 302
+    assert "payout.run_approved" in client.get("/admin/audit").text
