@@ -37,7 +37,10 @@ def ready_account(stripe_client, sandbox, vendor) -> VendorAccount:
         "capabilities": {"transfers": {"requested": True}}})
     request = urllib.request.Request(
         f"{sandbox.url}/_sandbox/accounts/{account.id}/requirements",
-        data=urllib.parse.urlencode({"complete": "true"}).encode(),
+        data=urllib.parse.urlencode({  # everything given: nothing due, transfers active
+            "currently_due": "", "eventually_due": "", "past_due": "",
+            "payouts_enabled": "true", "charges_enabled": "true",
+            "capabilities[transfers]": "active"}).encode(),
         headers={"Authorization": "Bearer sk_test_portal"}, method="POST")
     with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310 - loopback
         assert r.status == 200
@@ -184,14 +187,14 @@ def test_a_refused_transfer_fails_with_stripes_reason_and_can_be_retried(
     run = run_now()
     hook = urllib.request.Request(
         f"{sandbox.url}/_sandbox/fail_next_transfers",
-        data=urllib.parse.urlencode({"count": 1, "status": "400"}).encode(),
+        data=urllib.parse.urlencode({"count": 1, "status": "balance_insufficient"}).encode(),
         headers={"Authorization": "Bearer sk_test_portal"}, method="POST")
     with urllib.request.urlopen(hook, timeout=10):  # noqa: S310 - loopback
         pass
     payouts.approve_run(people["admin"], run.id)
     db.session.expire_all()
     payout = db.session.get(Payout, run.payouts[0].id)
-    assert payout.status == "failed" and payout.failure_reason
+    assert payout.status == "failed" and "insufficient" in payout.failure_reason.lower()
     login(client, people["admin"].email)
     r = client.post(f"/admin/payouts/{payout.id}/retry")
     assert r.status_code == 302
