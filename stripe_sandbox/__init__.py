@@ -3,9 +3,11 @@
 `python -m stripe_sandbox` runs localstripe (a stateful Stripe API double)
 with what the portal needs and localstripe lacks (DESIGN.md section 8):
 `patches` adjusts its resources (confirming with a payment method, declines,
-3-D Secure, API-version shapes, events), `server` its HTTP app (idempotency
-keys, publishable-key calls, CORS, the Stripe.js double
-`stripe-js-double.js`). `testing` starts one for tests of other modules.
+3-D Secure, API-version shapes, events), `connect` adds Stripe Connect
+(accounts, account links and an onboarding page, transfers, reversals),
+`server` its HTTP app (idempotency keys, publishable-key calls, CORS, the
+Stripe.js double `stripe-js-double.js`). `testing` starts one for tests of
+other modules.
 
 Importing this package imports nothing else, so that `testing` stays light.
 """

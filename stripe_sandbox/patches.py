@@ -91,6 +91,12 @@ unpaid PaymentIntents' charges, and sent no event):
   transaction and stops counting in the charge's amount_refunded. The test
   hook `fail_refund` (POST /_sandbox/refunds/{id}/fail, routed in `server`)
   fails any pending or succeeded refund that way.
+
+Stripe Connect (accounts, account links and the onboarding page, transfers,
+reversals, `account.updated`, `transfer.*`) is not a patch: localstripe has
+none of it. It lives in `connect`, which builds on the helpers here (Page,
+StripeError and Stripe's error messages, merge_metadata,
+previous_attributes, emit...) and is routed by `server`.
 """
 
 import asyncio

@@ -29,6 +29,13 @@ On top of the resource changes in `patches` (imported first, see there):
   `--refund-delay SECONDS` (default 1): how long refunds of the test cards
   4000000000007726 (pending, then succeeded) and 4000000000005126
   (succeeded, then failed) take to change.
+- Stripe Connect (see `connect`, whose `add_routes` this app calls):
+  accounts, account links with an onboarding page at
+  /connect/onboarding/{link} (like /3ds/, no API key: the link is the
+  secret), transfers and reversals, `account.updated`, `transfer.*`; test
+  hooks `POST /_sandbox/accounts/{id}/requirements`,
+  `POST /_sandbox/account_links/{link}/expire` and
+  `POST /_sandbox/fail_next_transfers`. Secret key only, like Stripe.
 - no pickling of the store after each POST.
 """
 
@@ -49,6 +56,7 @@ from localstripe.webhooks import register_webhook
 # isort: off
 from . import patches  # must come before localstripe.server: see patches
 from localstripe import server as localstripe
+from . import connect
 # isort: on
 
 JS_DOUBLE = Path(__file__).with_name("stripe-js-double.js")
@@ -226,15 +234,16 @@ PUBLISHABLE_KEY_ROUTES = (
 )
 # Calls localstripe would let through with a publishable key but Stripe
 # refuses (only the routes above are open to Stripe.js here).
-SECRET_KEY_ONLY = re.compile(r"/v1/(setup_intents|refunds)(/.*)?")
+SECRET_KEY_ONLY = re.compile(r"/v1/(setup_intents|refunds|accounts|account_links|transfers)(/.*)?")
 
 
 @web.middleware
 async def auth_middleware(request, handler):
     """localstripe's, plus the publishable-key calls Stripe.js makes."""
-    if request.path.startswith(("/3ds/", "/receipts/")):
+    if request.path.startswith(("/3ds/", "/receipts/", "/connect/onboarding/")):
         # Pages for the customer's browser, like Stripe's hosted ones; the
-        # 3-D Secure page checks the client secret itself.
+        # 3-D Secure page checks the client secret itself, an onboarding
+        # link's unguessable id is its secret.
         return await handler(request)
     params = await request_params(request)
     key = api_key(request, params) or ""
@@ -383,6 +392,7 @@ app.router.add_post(
     localstripe.api_extra(patches.automatically_update_payment_method, AUTOMATICALLY_UPDATE),
 )
 app.router.add_post(FAIL_REFUND, localstripe.api_extra(patches.fail_refund, FAIL_REFUND))
+connect.add_routes(app)
 
 
 def main(argv=None):
