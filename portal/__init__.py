@@ -46,6 +46,9 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
     limiter.init_app(app)
 
     _register_models()
+    from .outbox.services import deliver_pending_of_request
+
+    app.teardown_request(deliver_pending_of_request)
     _register_blueprints(app)
     _register_cli(app)
     _register_templates(app, config)
@@ -60,6 +63,7 @@ def _register_models() -> None:
     from .auth import models as _auth  # noqa: F401
     from .cards import models as _cards  # noqa: F401
     from .orders import models as _orders  # noqa: F401
+    from .outbox import models as _outbox  # noqa: F401
     from .payments import models as _payments  # noqa: F401
     from .payouts import models as _payouts  # noqa: F401
     from .refunds import models as _refunds  # noqa: F401

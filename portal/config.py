@@ -71,6 +71,12 @@ class Config:
     # without an admin's approval.
     PAYOUT_SCHEDULE: str = "weekly"
     PAYOUT_AUTO_EXECUTE: bool = False
+    # Receipt e-mails; without SMTP_HOST they stay in the local outbox (admins see them).
+    SMTP_HOST: str = ""
+    SMTP_PORT: int = 587
+    SMTP_USER: str = ""
+    SMTP_PASSWORD: str = ""
+    SMTP_FROM: str = "ShopSphere Payments <payments@shopsphere.example>"
     TRUSTED_PROXY_HOPS: int = 0
     SESSION_HOURS: int = 12
     JWT_SECRET: str = ""
@@ -109,6 +115,7 @@ class Config:
         c.JWT_TTL_SECONDS = _int(env, "JWT_TTL_SECONDS", 3600, 60, 3600)
         c.TRUSTED_PROXY_HOPS = _int(env, "TRUSTED_PROXY_HOPS", 0, 0, 5)
         c.SESSION_HOURS = _int(env, "SESSION_HOURS", 12, 1, 24 * 30)
+        c.SMTP_PORT = _int(env, "SMTP_PORT", 587, 1, 65535)
         auto = env.get("PAYOUT_AUTO_EXECUTE", "false").strip().lower()
         if auto not in ("true", "false", "1", "0", ""):
             raise ConfigError(f"PAYOUT_AUTO_EXECUTE={auto!r} must be true or false")
@@ -126,6 +133,9 @@ class Config:
         if self.LOG_LEVEL.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"LOG_LEVEL={self.LOG_LEVEL!r} is not a logging level")
         self.LOG_LEVEL = self.LOG_LEVEL.upper()
+        for name in ("ORDER_SERVICE_URL", "AUTH_SERVICE_URL"):
+            if not getattr(self, name).startswith(("http://", "https://")):
+                raise ConfigError(f"{name} must be an http(s) URL")
         self.PAYOUT_SCHEDULE = self.PAYOUT_SCHEDULE.lower()
         if self.PAYOUT_SCHEDULE not in ("weekly", "monthly"):
             raise ConfigError(f"PAYOUT_SCHEDULE={self.PAYOUT_SCHEDULE!r} must be weekly or "

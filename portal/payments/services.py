@@ -18,6 +18,7 @@ from ..cards.models import SavedCard
 from ..extensions import db
 from ..models_base import parse_uuid, utcnow
 from ..orders.models import Order
+from ..outbox import services as outbox
 from . import splits
 from .models import FINAL_STATUSES, PAYMENT_STATUSES, Payment
 
@@ -258,10 +259,14 @@ def settle(payment_id: uuid.UUID, intent: gateway.Intent) -> Payment:
     Stripe is always called before this, so no row lock is held while waiting on Stripe.
     """
     payment = _locked(payment_id)
-    if apply_intent(payment, intent) and payment.status == "succeeded":
-        # Once: a final state never changes again.
-        cards.record_spending(payment)
-        splits.record_sale(payment, current_app.extensions["portal_config"].PLATFORM_FEE_PERCENT)
+    if apply_intent(payment, intent) and payment.is_final:
+        # Once: a final state never changes again. Side effects go to the outbox, in this
+        # transaction.
+        if payment.status == "succeeded":
+            cards.record_spending(payment)
+            splits.record_sale(payment,
+                               current_app.extensions["portal_config"].PLATFORM_FEE_PERCENT)
+        outbox.record_payment_outcome(payment)
     return payment
 
 
