@@ -76,6 +76,9 @@ class Payout(IdMixin, TimestampMixin, db.Model):
                 create_constraint=True), default="pending", index=True)
     failure_reason: Mapped[str | None] = mapped_column(sa.String(500))
     stripe_transfer_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+    # Part of the transfer's idempotency key: Stripe keeps a 500 answer under its key, so
+    # after one the next attempt needs a new key (a transfer is first looked up by group).
+    transfer_attempt: Mapped[int] = mapped_column(default=0, server_default="0")
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     run: Mapped[PayoutRun] = relationship(back_populates="payouts")

@@ -169,6 +169,7 @@ def execute_payout(payout_id: str) -> None:
         return
     payout.status, payout.failure_reason = "processing", None
     amount, currency, destination = payout.amount, payout.currency, account.stripe_account_id
+    attempt = payout.transfer_attempt
     db.session.commit()  # no lock held while Stripe works
     try:
         # A transfer made by an earlier attempt (even beyond the key's 24 h) is adopted.
@@ -176,9 +177,14 @@ def execute_payout(payout_id: str) -> None:
         transfer = done[0] if done else gateway.create_transfer(
             amount=amount, currency=currency, destination=destination,
             transfer_group=payout_id, description=f"ShopSphere payout {payout_id}",
-            idempotency_key=f"payout-{payout_id}")
+            idempotency_key=f"payout-{payout_id}-{attempt}")
     except gateway.GatewayError as exc:
         if exc.retryable:
+            if (exc.status or 0) >= 500:  # kept by Stripe under this key: next time, a new one
+                db.session.execute(sa.update(Payout).where(
+                    Payout.id == uuid.UUID(payout_id), Payout.transfer_attempt == attempt)
+                    .values(transfer_attempt=attempt + 1))
+                db.session.commit()
             raise
         payout = db.session.get(Payout, uuid.UUID(payout_id))
         payout.status, payout.failure_reason = "failed", exc.message[:500]

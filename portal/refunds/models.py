@@ -53,6 +53,9 @@ class RefundRequest(IdMixin, TimestampMixin, db.Model):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     decision_note: Mapped[str | None] = mapped_column(sa.String(1000))
     stripe_refund_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+    # Part of the refund's idempotency key: Stripe keeps a 500 answer under its key, so after
+    # one the next attempt needs a new key (a refund is first looked up by its metadata).
+    stripe_attempt: Mapped[int] = mapped_column(default=0, server_default="0")
     failure_message: Mapped[str | None] = mapped_column(sa.String(500))
 
     payment = relationship("Payment")

@@ -240,16 +240,24 @@ def execute_refund(request_id: str, retry_later: bool = False) -> None:
         db.session.rollback()
         return
     request.status = "processing"
-    payment = request.payment
+    payment, attempt = request.payment, request.stripe_attempt
     db.session.commit()  # "processing" is visible, and no lock is held while Stripe works
     reason = request.reason if request.reason in STRIPE_REASONS else "requested_by_customer"
     try:
-        refund = gateway.create_refund(
+        # A refund made by an earlier attempt (even beyond the key's 24 h) is adopted.
+        made = [r for r in gateway.refunds_of(payment.stripe_payment_intent_id)
+                if r.metadata.get("refundRequestId") == request_id]
+        refund = made[0] if made else gateway.create_refund(
             payment_intent=payment.stripe_payment_intent_id, amount=request.refund_amount,
-            reason=reason, idempotency_key=f"refund-{request.id}",
+            reason=reason, idempotency_key=f"refund-{request.id}-{attempt}",
             metadata={"refundRequestId": str(request.id), "paymentId": str(payment.id)})
     except gateway.GatewayError as exc:
         if exc.retryable:
+            if (exc.status or 0) >= 500:  # kept by Stripe under this key: next time, a new one
+                db.session.execute(sa.update(RefundRequest).where(
+                    RefundRequest.id == request.id, RefundRequest.stripe_attempt == attempt)
+                    .values(stripe_attempt=attempt + 1))
+                db.session.commit()
             if not retry_later:
                 raise
             log.warning("refund %s: Stripe unreachable; retrying later", request.id)

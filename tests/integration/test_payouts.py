@@ -274,3 +274,25 @@ def test_admin_sees_runs_and_can_run_and_approve(client, people, stripe_client):
     run = db.session.scalar(sa.select(PayoutRun))
     assert client.post(f"/admin/payouts/runs/{run.id}/approve").status_code == 302
     assert "payout.run_approved" in client.get("/admin/audit").text
+
+
+def test_a_stripe_500_is_retried_with_a_new_key_and_pays_once(people, stripe_client, sandbox):
+    from portal import stripe_gateway as gateway
+
+    account = ready_account(stripe_client, sandbox, people["vendor"])
+    pay(stripe_client, people["customer"], people["vendor"])
+    payout_id = str(run_now().payouts[0].id)
+    hook = urllib.request.Request(
+        f"{sandbox.url}/_sandbox/fail_next_transfers",
+        data=urllib.parse.urlencode({"count": 1, "status": "500"}).encode(),
+        headers={"Authorization": "Bearer sk_test_portal"}, method="POST")
+    with urllib.request.urlopen(hook, timeout=10):  # noqa: S310 - loopback
+        pass
+    with pytest.raises(gateway.GatewayError):  # RQ retries the job later
+        payouts.execute_payout(payout_id)
+    db.session.expire_all()
+    assert db.session.get(Payout, uuid.UUID(payout_id)).status == "processing"
+    payouts.execute_payout(payout_id)  # Stripe kept its 500 under the old key
+    db.session.expire_all()
+    assert db.session.get(Payout, uuid.UUID(payout_id)).status == "paid"
+    assert len(transfers_to(stripe_client, account.stripe_account_id)) == 1
