@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from urllib.parse import urlparse
@@ -91,12 +92,15 @@ def _register_cli(app: Flask) -> None:
     from .auth.cli import users_cli
     from .demo import seed_demo_command
     from .payouts.cli import payouts_cli
+    from .webhooks.reconcile import events_cli, reconcile_command
     from .worker import worker_command
 
     app.cli.add_command(users_cli)
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(worker_command)
     app.cli.add_command(payouts_cli)
+    app.cli.add_command(events_cli)
+    app.cli.add_command(reconcile_command)
 
 
 def _register_templates(app: Flask, config: Config) -> None:
@@ -142,6 +146,21 @@ def _register_errors(app: Flask) -> None:
     for status in messages:
         app.register_error_handler(status, handle)
 
+    from sqlalchemy.exc import DBAPIError
+
+    @app.errorhandler(DBAPIError)
+    def database_down(exc):
+        """The database is unreachable: fail closed (nothing was charged), say so plainly."""
+        if not getattr(exc, "connection_invalidated", False) and not isinstance(
+                getattr(exc, "orig", None), _connection_errors()):
+            return unexpected(exc)
+        app.logger.error("database unavailable on %s: %s", request.path, exc.__class__.__name__)
+        with contextlib.suppress(Exception):  # the connection is gone anyway
+            db.session.rollback()
+        if _wants_json():
+            return api_error(503, "unavailable", "The service is unavailable; please retry.")
+        return render_template("db_unavailable.html"), 503
+
     @app.errorhandler(Exception)
     def unexpected(exc):  # pragma: no cover - last resort, keeps the error format
         from werkzeug.exceptions import HTTPException
@@ -158,6 +177,13 @@ def _register_errors(app: Flask) -> None:
     def healthz():
         """Liveness for load balancers."""
         return jsonify(ok=True)
+
+
+def _connection_errors() -> tuple[type, ...]:
+    """The DB-API errors that mean "the database cannot be reached"."""
+    import psycopg
+
+    return (psycopg.OperationalError,)
 
 
 def _origin(url: str) -> str:

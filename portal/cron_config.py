@@ -17,3 +17,9 @@ cron.register(run, "default", args=("portal.api.idempotency.purge_expired",), in
 # new lines once a month has ended, and a run with nothing to pay creates nothing).
 cron.register(run, "payouts", args=("portal.payouts.cli.scheduled_run",), cron="0 2 * * 1",
               name="payout-run")
+# Reconciliation: payments, refunds and payouts that webhooks left unsettled; due outbox
+# messages (retries, and those whose queueing was lost with Redis).
+cron.register(run, "default", args=("portal.webhooks.reconcile.scheduled_reconcile",),
+              interval=300, name="reconcile")
+cron.register(run, "outbox", args=("portal.outbox.services.sweep",), interval=60,
+              name="sweep-outbox")

@@ -19,7 +19,7 @@ from .extensions import db
 log = logging.getLogger(__name__)
 
 # Named by purpose; workers listen in this order.
-QUEUES = ("webhooks", "refunds", "payouts", "default")
+QUEUES = ("webhooks", "refunds", "payouts", "outbox", "default")
 
 
 def redis_connection():

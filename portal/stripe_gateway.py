@@ -473,7 +473,21 @@ def verify_webhook(payload: bytes, signature: str | None) -> Event:
     stamp = dict(p.split("=", 1) for p in (signature or "").split(",") if "=" in p).get("t", "0")
     if not stamp.isdigit() or int(stamp) > time.time() + 300:
         raise SignatureError("timestamp outside the tolerance zone", signature)
-    data = event.to_dict()
+    return _event(event.to_dict())
+
+
+def list_events(since: int):
+    """Every event Stripe still holds created at or after ``since`` (Unix time; Stripe keeps
+    30 days), oldest first: what `flask events backfill` stores when webhooks were missed."""
+    try:
+        listed = _client().v1.events.list(params={"created": {"gte": since}, "limit": 100})
+        events = [_event(e.to_dict()) for e in listed.auto_paging_iter()]
+    except stripe.StripeError as exc:
+        raise _error(exc) from exc
+    return sorted(events, key=lambda e: (e.created, e.id))
+
+
+def _event(data: dict) -> Event:
     # A PaymentIntent's client_secret is a credential: it is not kept with the event.
     data.get("data", {}).get("object", {}).pop("client_secret", None)
     obj = _get(_get(data, "data"), "object") or {}

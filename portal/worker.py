@@ -15,10 +15,19 @@ from .webhooks.jobs import sweep_received
 @click.command("worker")
 @click.option("--queue", "queues", multiple=True, help="Queues to listen on (default: all).")
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.option("--fork", is_flag=True,
+              help="Run each job in a forked process (RQ's default Worker) instead of in the "
+                   "worker itself.")
 @with_appcontext
-def worker_command(queues: tuple[str, ...], burst: bool) -> None:
-    """Run an RQ worker for the portal's queues."""
-    from rq import Worker
+def worker_command(queues: tuple[str, ...], burst: bool, fork: bool) -> None:
+    """Run an RQ worker for the portal's queues.
+
+    By default jobs run in the worker process (RQ's SimpleWorker): no fork, no new database
+    connection and no new app per job, which is what makes hundreds of webhook events per
+    second possible (bench/webhooks.py). Jobs are short and commit their own work; a worker
+    killed mid-job leaves the event "received", and it is queued again at the next start.
+    """
+    from rq import SimpleWorker, Worker
 
     if not current_app.config.get("REDIS_URL"):
         raise click.ClickException("REDIS_URL is not set: jobs run in-process, no worker needed")
@@ -28,6 +37,7 @@ def worker_command(queues: tuple[str, ...], burst: bool) -> None:
     queued = sweep_received(older_than_seconds=0)
     if queued:
         click.echo(f"queued {queued} webhook event(s) left from while Redis was unreachable")
-    worker = Worker(list(queues or QUEUES), connection=redis_connection())
+    worker_class = Worker if fork else SimpleWorker
+    worker = worker_class(list(queues or QUEUES), connection=redis_connection())
     # The scheduler moves jobs waiting for a retry delay back onto their queue.
     worker.work(burst=burst, with_scheduler=True)

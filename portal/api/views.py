@@ -54,7 +54,7 @@ def get_order_view(orderId: str):  # noqa: N803 - the documented path parameter
 
 
 @operation(bp, "POST", "/payments/webhook", auth=False, tag="webhooks",
-           summary="Stripe webhook", responses={200: WebhookOut, 400: None},
+           summary="Stripe webhook", responses={200: WebhookOut, 400: None, 503: None},
            description="Raw Stripe event JSON, verified with the Stripe-Signature header.")
 def stripe_webhook():
     """Stripe webhook: verify the signature on the raw body, store once, enqueue, answer 200."""
@@ -68,10 +68,11 @@ def stripe_webhook():
     try:
         receive_event(event)
     except Exception:
-        # Not stored: answer 5xx so that Stripe delivers it again.
+        # Not stored (PostgreSQL unreachable...): 503 so that Stripe delivers it again.
         current_app.logger.exception("could not store Stripe event %s", event.id)
         db.session.rollback()
-        return api_error(500, "storage_error", "the event could not be stored")
+        return api_error(503, "storage_unavailable", "the event could not be stored; "
+                                                     "please deliver it again")
     return jsonify(received=True)
 
 

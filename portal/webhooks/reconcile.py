@@ -1,0 +1,126 @@
+"""Reconciliation: whatever webhooks did not settle is settled from Stripe's own state.
+
+- ``reconcile`` (`flask --app wsgi reconcile`, and rq cron every 5 minutes): payments still
+  not final after N minutes are re-read from Stripe and settled; refunds and payouts stuck
+  in flight are queued again (their idempotency keys make that safe); due outbox messages
+  are queued.
+- ``backfill`` (`flask --app wsgi events backfill --since DATE`): lists Stripe's events (it
+  keeps 30 days) and stores and processes those we never received.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import click
+import sqlalchemy as sa
+from flask.cli import AppGroup
+
+from .. import jobs
+from .. import stripe_gateway as gateway
+from ..extensions import db
+from ..models_base import utcnow
+from ..outbox import services as outbox
+from ..payments.models import Payment
+from ..payments.services import refresh_payment
+from ..payouts.models import Payout
+from ..payouts.services import RETRY_DELAYS as PAYOUT_RETRIES
+from ..payouts.services import execute_payout
+from ..refunds.models import IN_FLIGHT, RefundRequest
+from ..refunds.services import RETRY_DELAYS as REFUND_RETRIES
+from ..refunds.services import execute_refund
+from .models import StripeEvent
+from .services import receive_event
+
+log = logging.getLogger(__name__)
+STRIPE_EVENT_WINDOW = timedelta(days=30)
+
+
+@dataclass
+class Reconciled:
+    payments_checked: int = 0
+    payments_changed: int = 0
+    refunds_requeued: int = 0
+    payouts_requeued: int = 0
+    outbox_queued: int = 0
+
+
+def reconcile(older_than_minutes: int = 10, limit: int = 500) -> Reconciled:
+    """Settle what is stuck; safe to run at any time and as often as wanted."""
+    out = Reconciled()
+    cutoff = utcnow() - timedelta(minutes=older_than_minutes)
+    ids = db.session.scalars(sa.select(Payment.id).where(
+        Payment.status.not_in(("succeeded", "canceled")),
+        Payment.stripe_payment_intent_id.is_not(None), Payment.updated_at < cutoff)
+        .order_by(Payment.updated_at).limit(limit)).all()
+    for payment_id in ids:
+        payment = db.session.get(Payment, payment_id)
+        before = payment.status
+        try:
+            after = refresh_payment(payment).status  # re-reads the intent, settles, commits
+        except Exception:  # one bad payment must not stop the others
+            db.session.rollback()
+            log.exception("reconcile: payment %s", payment_id)
+            continue
+        out.payments_checked += 1
+        out.payments_changed += after != before
+    stuck = db.session.scalars(sa.select(RefundRequest.id).where(
+        RefundRequest.status.in_(IN_FLIGHT), RefundRequest.updated_at < cutoff)).all()
+    payouts = db.session.scalars(sa.select(Payout.id).where(
+        Payout.status == "processing", Payout.updated_at < cutoff)).all()
+    db.session.rollback()
+    for request_id in stuck:
+        out.refunds_requeued += jobs.enqueue(execute_refund, str(request_id), queue="refunds",
+                                             retry=REFUND_RETRIES)
+    for payout_id in payouts:
+        out.payouts_requeued += jobs.enqueue(execute_payout, str(payout_id), queue="payouts",
+                                             retry=PAYOUT_RETRIES)
+    out.outbox_queued = outbox.sweep()
+    return out
+
+
+def backfill(since: datetime) -> tuple[int, int]:
+    """Store and process the events of Stripe's list that we do not have: (listed, new)."""
+    since = max(since, utcnow() - STRIPE_EVENT_WINDOW)
+    events = gateway.list_events(int(since.timestamp()))
+    known = set(db.session.scalars(sa.select(StripeEvent.id).where(
+        StripeEvent.id.in_([e.id for e in events])))) if events else set()
+    db.session.rollback()
+    new = sum(receive_event(e) for e in events if e.id not in known)
+    return len(events), new
+
+
+def scheduled_reconcile() -> None:
+    """The rq cron entry (every 5 minutes)."""
+    reconcile()
+
+
+# --- CLI ------------------------------------------------------------------------------------
+
+events_cli = AppGroup("events", help="Stripe events.")
+
+
+@click.command("reconcile")
+@click.option("--minutes", default=10, show_default=True,
+              help="Settle payments not final after this many minutes.")
+def reconcile_command(minutes: int) -> None:
+    """Settle payments, refunds and payouts that webhooks left unsettled."""
+    r = reconcile(minutes)
+    click.echo(f"payments checked {r.payments_checked}, changed {r.payments_changed}; "
+               f"refunds queued {r.refunds_requeued}; payouts queued {r.payouts_requeued}; "
+               f"outbox messages queued {r.outbox_queued}")
+
+
+@events_cli.command("backfill")
+@click.option("--since", required=True, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="First day (UTC) to fetch; Stripe keeps 30 days of events.")
+def backfill_command(since: datetime) -> None:
+    """Fetch Stripe's events since a day and process those we missed."""
+    from datetime import UTC
+
+    if utcnow() - since.replace(tzinfo=UTC) > STRIPE_EVENT_WINDOW:
+        click.echo("Stripe keeps 30 days of events: fetching the last 30 days.")
+    listed, new = backfill(since.replace(tzinfo=UTC))
+    click.echo(f"{listed} events listed, {new} new stored and queued for processing")
