@@ -83,8 +83,10 @@ def _register_blueprints(app: Flask) -> None:
     from .payments.views import bp as payments_bp
     from .payouts.views import bp as payouts_bp
     from .refunds.views import bp as refunds_bp
+    from .webhooks.views import bp as events_bp
 
-    for bp in (auth_bp, orders_bp, payments_bp, cards_bp, refunds_bp, payouts_bp, api_bp):
+    for bp in (auth_bp, orders_bp, payments_bp, cards_bp, refunds_bp, payouts_bp, events_bp,
+               api_bp):
         app.register_blueprint(bp)
 
 
@@ -159,6 +161,10 @@ def _register_errors(app: Flask) -> None:
             db.session.rollback()
         if _wants_json():
             return api_error(503, "unavailable", "The service is unavailable; please retry.")
+        # Flask-Login's context processor would try to load the user again: not this time.
+        from flask import g
+
+        g._login_user = login_manager.anonymous_user()
         return render_template("db_unavailable.html"), 503
 
     @app.errorhandler(Exception)

@@ -1,0 +1,247 @@
+"""Issue 7 in-process: side effects once (outbox), out-of-order events, reconciliation,
+backfill, failing closed without PostgreSQL, and the admin event log. The multi-process
+fault tests are in tests/faults."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import sqlalchemy as sa
+
+from portal import create_app
+from portal.config import Config
+from portal.extensions import db
+from portal.models_base import utcnow
+from portal.outbox import services as outbox
+from portal.outbox.models import OutboxMessage
+from portal.payments.models import Payment
+from portal.payments.services import start_checkout
+from portal.webhooks.models import StripeEvent
+from portal.webhooks.reconcile import backfill, reconcile
+from tests.conftest import portal_env
+from tests.helpers import event_body, login, make_order, sign
+from tests.integration.api_support import card_pm, pay
+
+SECRET = "whsec_portal_tests"
+
+
+def post_event(client, event_type, obj, event_id=None):
+    body = event_body(event_id or f"evt_{uuid.uuid4().hex[:14]}", event_type, obj)
+    return client.post("/api/payments/webhook", data=body,
+                       headers={"Stripe-Signature": sign(body, SECRET),
+                                "Content-Type": "application/json"})
+
+
+def messages(payment, kind=None) -> list[OutboxMessage]:
+    db.session.expire_all()
+    query = sa.select(OutboxMessage).where(OutboxMessage.payment_id == payment.id)
+    if kind:
+        query = query.where(OutboxMessage.kind == kind)
+    return list(db.session.scalars(query))
+
+
+def confirmed_at_stripe(stripe_client, people, number="4242424242424242"):
+    """A payment the portal knows, confirmed at Stripe only (the portal was not told)."""
+    order = make_order(people["customer"], people["vendor"], amounts=(2500,))
+    payment = start_checkout(order, source="api").payment
+    stripe_client.v1.payment_intents.confirm(payment.stripe_payment_intent_id, params={
+        "payment_method": card_pm(stripe_client, number)})
+    return payment
+
+
+# --- side effects exactly once ------------------------------------------------------------------
+
+def test_a_success_writes_one_notification_and_one_receipt_however_often_applied(
+        client, people, stripe_client):
+    payment = confirmed_at_stripe(stripe_client, people)
+    pi = stripe_client.v1.payment_intents.retrieve(payment.stripe_payment_intent_id).to_dict()
+    for event_id in ("evt_a", "evt_a", "evt_b"):  # a duplicate delivery and a second event
+        assert post_event(client, "payment_intent.succeeded", pi, event_id).status_code == 200
+    login(client, people["customer"].email)
+    client.get(f"/checkout/{payment.order_id}/complete")  # the completion page too
+    assert sorted(m.kind for m in messages(payment)) == ["order_notification", "receipt_email"]
+    [receipt] = messages(payment, "receipt_email")
+    assert receipt.status == "kept"  # no SMTP server configured: kept for admins
+    assert receipt.payload["to"] == people["customer"].email
+    assert receipt.payload["card"] == "Visa •••• 4242"
+    assert "4242424242424242" not in str(receipt.payload)
+
+
+def test_out_of_order_events_leave_the_payment_succeeded(client, people, stripe_client):
+    payment = confirmed_at_stripe(stripe_client, people)
+    pi = stripe_client.v1.payment_intents.retrieve(payment.stripe_payment_intent_id).to_dict()
+    post_event(client, "payment_intent.succeeded", pi)
+    stale = {**pi, "status": "processing"}
+    post_event(client, "payment_intent.processing", stale)
+    post_event(client, "payment_intent.created", {**pi, "status": "requires_payment_method"})
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).status == "succeeded"
+    assert len(messages(payment, "order_notification")) == 1
+
+
+class OrderService(ThreadingHTTPServer):
+    """The order service: answers 500 ``failures`` times, then 200; records requests."""
+
+    def __init__(self, failures):
+        self.failures, self.requests = failures, []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                status = 500 if server.failures > 0 else 200
+                server.failures -= 1
+                server.requests.append((self.path, self.headers["Idempotency-Key"], body,
+                                        status))
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def order_service(test_app, app):
+    service = OrderService(failures=3)
+    urls = []
+    for a in (test_app, app):
+        cfg = a.extensions["portal_config"]
+        urls.append((cfg, cfg.ORDER_SERVICE_URL))
+        cfg.ORDER_SERVICE_URL = f"http://127.0.0.1:{service.server_port}"
+    yield service
+    service.shutdown()
+    for cfg, url in urls:
+        cfg.ORDER_SERVICE_URL = url
+
+
+def test_order_service_failing_three_times_gets_one_delivery_and_three_recorded_attempts(
+        people, stripe_client, order_service):
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    [msg] = messages(payment, "order_notification")
+    statuses = [outbox.deliver(str(msg.id), force=True) for _ in range(5)]
+    assert statuses == ["pending", "pending", "pending", "sent", "sent"]
+    db.session.expire_all()
+    msg = db.session.get(OutboxMessage, msg.id)
+    assert (msg.status, msg.attempts, len(msg.errors)) == ("sent", 4, 3)
+    assert all("HTTP 500" in e for e in msg.errors)
+    delivered = [r for r in order_service.requests if r[3] == 200]
+    assert len(delivered) == 1 and len(order_service.requests) == 4
+    path, key, body, _ = delivered[0]
+    assert path == f"/api/orders/{payment.order_id}/payment-status" and key == str(msg.id)
+    assert b'"status": "succeeded"' in body
+
+
+def test_a_notification_failing_for_24_hours_is_given_up_and_flagged(client, people,
+                                                                    stripe_client):
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    [msg] = messages(payment, "order_notification")  # the order service is not running
+    assert outbox.deliver(str(msg.id)) == "pending"
+    assert outbox.deliver(str(msg.id)) == "pending"  # not due yet: nothing happens
+    db.session.get(OutboxMessage, msg.id).created_at = utcnow() - timedelta(hours=25)
+    db.session.commit()
+    assert outbox.deliver(str(msg.id), force=True) == "given_up"
+    login(client, people["admin"].email)
+    page = client.get("/admin/outbox?status=given_up").text
+    assert "Given up" in page and "Try again" in page
+
+
+# --- reconciliation and backfill ----------------------------------------------------------------
+
+def test_a_payment_whose_webhook_never_arrives_is_settled_by_reconciliation(people,
+                                                                           stripe_client):
+    payment = confirmed_at_stripe(stripe_client, people)
+    assert db.session.get(Payment, payment.id).status == "requires_payment_method"
+    db.session.execute(sa.update(Payment).values(updated_at=utcnow() - timedelta(minutes=20)))
+    db.session.commit()
+    result = reconcile(older_than_minutes=10)
+    assert (result.payments_checked, result.payments_changed) == (1, 1)
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).status == "succeeded"
+    assert len(messages(payment, "order_notification")) == 1
+    assert reconcile(older_than_minutes=10).payments_checked == 0  # nothing left
+
+
+def test_backfill_stores_and_processes_the_events_we_missed(people, stripe_client):
+    payment = confirmed_at_stripe(stripe_client, people)
+    listed, new = backfill(utcnow() - timedelta(days=1))
+    assert new >= 1 and listed >= new
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).status == "succeeded"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(StripeEvent).where(
+        StripeEvent.object_id == payment.stripe_payment_intent_id,
+        StripeEvent.type == "payment_intent.succeeded")) == 1
+    assert backfill(utcnow() - timedelta(days=1))[1] == 0  # twice: nothing new
+
+
+# --- PostgreSQL unreachable -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def db_down_app(sandbox):
+    """The portal with a database nobody listens on (as when PostgreSQL is down)."""
+    from stripe_sandbox.testing import free_port
+
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/test?connect_timeout=2"
+    return create_app(Config.from_env(portal_env(url, sandbox.url),
+                                      extra={"WTF_CSRF_ENABLED": False}))
+
+
+# `commits`: the rolled-back tests bind the shared session to the test database's
+# connection, which would hide the unreachable one.
+@pytest.mark.commits
+def test_webhook_intake_answers_503_when_the_event_cannot_be_stored(db_down_app):
+    body = event_body("evt_down", "payment_intent.succeeded", {"id": "pi_x"})
+    r = db_down_app.test_client().post(
+        "/api/payments/webhook", data=body,
+        headers={"Stripe-Signature": sign(body, SECRET), "Content-Type": "application/json"})
+    assert r.status_code == 503 and r.json["error"]["code"] == "storage_unavailable"
+
+
+@pytest.mark.commits
+def test_checkout_fails_closed_with_a_clear_page(client, people, db_down_app, stripe_client):
+    order = make_order(people["customer"], people["vendor"])
+    login(client, people["customer"].email)
+    down = db_down_app.test_client()
+    cookie = client.get_cookie("session")
+    down.set_cookie("session", cookie.value)
+    r = down.get(f"/checkout/{order.id}")
+    assert r.status_code == 503
+    assert "stopped before anything was charged" in r.text
+    listed = stripe_client.v1.payment_intents.list(params={"limit": 100}).data
+    assert not [pi for pi in listed if pi.to_dict()["metadata"].get("orderId") == str(order.id)]
+
+
+# --- the admin event log --------------------------------------------------------------------------
+
+def test_admin_event_log_filters_shows_payloads_and_replays(client, people, stripe_client):
+    payment = confirmed_at_stripe(stripe_client, people)
+    pi = stripe_client.v1.payment_intents.retrieve(payment.stripe_payment_intent_id).to_dict()
+    post_event(client, "payment_intent.succeeded", pi, "evt_ok")
+    post_event(client, "invoice.paid", {"id": "in_1"}, "evt_other")
+    db.session.add(StripeEvent(id="evt_bad", type="payment_intent.succeeded", object_id="pi_x",
+                               payload={"data": {"object": {"id": "pi_x"}}}, status="failed",
+                               attempts=3, last_error="Traceback ...\nRuntimeError: boom"))
+    db.session.commit()
+    login(client, people["admin"].email)
+    hx = {"HX-Request": "true"}
+    table = client.get("/admin/events?type=payment_intent.*", headers=hx).text
+    assert "evt_other" not in table and table.count("payment_intent.succeeded") == 2
+    assert "invoice.paid" in client.get("/admin/events?status=ignored", headers=hx).text
+    detail = client.get("/admin/events/evt_bad").text
+    assert "RuntimeError: boom" in detail and "&#34;pi_x&#34;" in detail
+    assert client.post("/admin/events/replay-failed").status_code == 302
+    db.session.expire_all()
+    # Replayed (in-process): not ours any more, so ignored; the processed one untouched.
+    assert db.session.get(StripeEvent, "evt_bad").status == "ignored"
+    assert db.session.get(StripeEvent, "evt_ok").status == "processed"
+    assert client.post("/admin/events/evt_ok/replay").status_code == 302
+    assert len(messages(payment, "order_notification")) == 1  # replay: still once
+    client.post("/logout")
+    login(client, people["customer"].email)
+    assert client.get("/admin/events").status_code == 403
