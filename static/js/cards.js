@@ -29,6 +29,7 @@
       }
       htmx.trigger(form, "card-confirmed"); // hx-post: save it, swap the list
     });
+    button.disabled = false; // the template disables it until this script handles the form
   }
 
   document.addEventListener("htmx:afterSettle", function () {

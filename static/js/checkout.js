@@ -73,4 +73,5 @@
       button.disabled = false;
     }
   });
+  button.disabled = false; // the template disables it until this script handles the form
 })();
