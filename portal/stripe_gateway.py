@@ -139,6 +139,14 @@ def _call(method, *args, **kwargs) -> dict:
         raise _error(exc) from exc
 
 
+def _listed(method, params: dict) -> list[dict]:
+    """Every item of a Stripe list, all pages, as plain dicts."""
+    try:
+        return [item.to_dict() for item in method(params=params).auto_paging_iter()]
+    except stripe.StripeError as exc:
+        raise _error(exc) from exc
+
+
 def _card(src: Any) -> CardDetails | None:
     if src is None:
         return None
@@ -366,12 +374,8 @@ def create_refund(*, payment_intent: str, amount: int, reason: str | None,
 
 def refunds_of(payment_intent: str) -> list[Refund]:
     """Every refund of a payment, as Stripe holds them now."""
-    try:
-        listed = _client().v1.refunds.list(params={"payment_intent": payment_intent,
-                                                   "limit": 100})
-        return [_refund(r.to_dict()) for r in listed.auto_paging_iter()]
-    except stripe.StripeError as exc:
-        raise _error(exc) from exc
+    return [_refund(r) for r in _listed(_client().v1.refunds.list,
+                                        {"payment_intent": payment_intent, "limit": 100})]
 
 
 # --- Connect: vendors' accounts and transfers -------------------------------------------------
@@ -443,12 +447,8 @@ def create_transfer(*, amount: int, currency: str, destination: str, transfer_gr
 def transfers_in_group(transfer_group: str) -> list[Transfer]:
     """Transfers already made for a payout (idempotency keys expire after 24 h; this does
     not)."""
-    try:
-        listed = _client().v1.transfers.list(params={"transfer_group": transfer_group,
-                                                     "limit": 10})
-        return [_transfer(t.to_dict()) for t in listed.data]
-    except stripe.StripeError as exc:
-        raise _error(exc) from exc
+    return [_transfer(t) for t in _listed(_client().v1.transfers.list,
+                                          {"transfer_group": transfer_group, "limit": 10})]
 
 
 @dataclass(frozen=True)
@@ -479,11 +479,8 @@ def verify_webhook(payload: bytes, signature: str | None) -> Event:
 def list_events(since: int):
     """Every event Stripe still holds created at or after ``since`` (Unix time; Stripe keeps
     30 days), oldest first: what `flask events backfill` stores when webhooks were missed."""
-    try:
-        listed = _client().v1.events.list(params={"created": {"gte": since}, "limit": 100})
-        events = [_event(e.to_dict()) for e in listed.auto_paging_iter()]
-    except stripe.StripeError as exc:
-        raise _error(exc) from exc
+    events = [_event(e) for e in _listed(_client().v1.events.list,
+                                         {"created": {"gte": since}, "limit": 100})]
     return sorted(events, key=lambda e: (e.created, e.id))
 
 
