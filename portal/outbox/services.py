@@ -43,20 +43,21 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
 
 
-def _add(kind: str, key: str, payment_id: uuid.UUID, payload: dict) -> None:
+def _add(payment_id: uuid.UUID, rows: list[tuple[str, str, dict]]) -> None:
+    """Insert (kind, dedupe key, payload) rows in one statement; a key already there is
+    skipped. The ids inserted are queued after the commit."""
     dialect = db.session.get_bind().dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    message_id = uuid.uuid4()
     now = utcnow()
-    result = db.session.execute(insert(OutboxMessage).values(
-        id=message_id, kind=kind, dedupe_key=key, payment_id=payment_id, payload=payload,
-        status="pending", attempts=0, errors=[], created_at=now, next_attempt_at=now,
-    ).on_conflict_do_nothing(index_elements=["dedupe_key"]))
-    if result.rowcount:
-        db.session.info.setdefault("outbox_new", []).append(str(message_id))
+    inserted = db.session.scalars(insert(OutboxMessage).values([
+        {"id": uuid.uuid4(), "kind": kind, "dedupe_key": key, "payment_id": payment_id,
+         "payload": payload, "status": "pending", "attempts": 0, "errors": [],
+         "created_at": now, "next_attempt_at": now} for kind, key, payload in rows
+    ]).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(OutboxMessage.id))
+    db.session.info.setdefault("outbox_new", []).extend(str(i) for i in inserted)
 
 
 def record_payment_outcome(payment) -> None:
@@ -65,21 +66,21 @@ def record_payment_outcome(payment) -> None:
     if payment.status not in ("succeeded", "canceled"):
         return
     order = payment.order
-    _add("order_notification", f"order_notification:{payment.id}:{payment.status}",
-         payment.id, {
-             "orderId": str(order.id), "paymentId": str(payment.id), "status": payment.status,
-             "amount": payment.amount, "currency": payment.currency.lower(),
-             "paymentIntentId": payment.stripe_payment_intent_id,
-             "receiptNumber": payment.receipt_number,
-             "paidAt": payment.succeeded_at.isoformat() if payment.succeeded_at else None})
+    rows = [("order_notification", f"order_notification:{payment.id}:{payment.status}", {
+        "orderId": str(order.id), "paymentId": str(payment.id), "status": payment.status,
+        "amount": payment.amount, "currency": payment.currency.lower(),
+        "paymentIntentId": payment.stripe_payment_intent_id,
+        "receiptNumber": payment.receipt_number,
+        "paidAt": payment.succeeded_at.isoformat() if payment.succeeded_at else None})]
     if payment.status == "succeeded":
-        _add("receipt_email", f"receipt_email:{payment.id}", payment.id, {
+        rows.append(("receipt_email", f"receipt_email:{payment.id}", {
             "to": order.customer.email, "name": order.customer.name or "",
-            "orderNumber": order.number, "amount": format_minor(payment.amount,
-                                                                payment.currency),
+            "orderNumber": order.number,
+            "amount": format_minor(payment.amount, payment.currency),
             "card": f"{(payment.card_brand or 'card').capitalize()} •••• {payment.card_last4}"
             if payment.card_last4 else None,
-            "receiptNumber": payment.receipt_number, "receiptUrl": payment.receipt_url})
+            "receiptNumber": payment.receipt_number, "receiptUrl": payment.receipt_url}))
+    _add(payment.id, rows)
 
 
 # --- Queueing after commit ------------------------------------------------------------------

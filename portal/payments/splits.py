@@ -20,13 +20,13 @@ Rounding rule (integers in the currency's minor unit, never floats):
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
 
 from ..extensions import db
-from ..orders.models import Order
+from ..models_base import utcnow
+from ..orders.models import OrderItem
 from ..payouts.models import VendorAccount
 from .models import Payment, SplitLine
 
@@ -47,37 +47,29 @@ def fee_of(subtotal: int, percent: int | Decimal) -> int:
     return int((Decimal(subtotal) * Decimal(percent) / 100).quantize(Decimal(1), ROUND_HALF_UP))
 
 
-def vendor_subtotals(order: Order) -> dict[uuid.UUID, int]:
-    """Each vendor's items subtotal in the order, vendors in id order."""
-    totals: dict[uuid.UUID, int] = defaultdict(int)
-    for item in order.items:
-        totals[item.vendor_id] += item.quantity * item.unit_amount
-    return dict(sorted(totals.items(), key=lambda kv: str(kv[0])))
-
-
 def record_sale(payment: Payment, fee_percent: int) -> None:
-    """A payment succeeded: one sale line per vendor (once), and the breakdown's platform fee
-    and vendor amount filled from them. ``fee_percent`` applies to vendors without their own
-    rate. The caller holds the payment row and commits."""
-    if db.session.scalar(sa.select(SplitLine.id).where(SplitLine.payment_id == payment.id,
-                                                       SplitLine.kind == "sale").limit(1)):
+    """A payment succeeded: one sale line per vendor, and the breakdown's platform fee and
+    vendor amount filled from them. ``fee_percent`` applies to vendors without their own rate.
+    Called once per payment: only the transition to succeeded (under the payment's row lock,
+    and a final state never changes) calls it. The caller commits."""
+    rows = db.session.execute(
+        sa.select(OrderItem.vendor_id, sa.func.sum(OrderItem.quantity * OrderItem.unit_amount),
+                  sa.func.max(VendorAccount.fee_percent))
+        .outerjoin(VendorAccount, VendorAccount.vendor_id == OrderItem.vendor_id)
+        .where(OrderItem.order_id == payment.order_id)
+        .group_by(OrderItem.vendor_id)).all()
+    rows = sorted(rows, key=lambda r: str(r[0]))  # vendors in id order (the rounding rule)
+    if not rows or payment.amount <= 0:
         return
-    subtotals = vendor_subtotals(payment.order)
-    if not subtotals or payment.amount <= 0:
-        return
-    own = dict(db.session.execute(sa.select(VendorAccount.vendor_id, VendorAccount.fee_percent)
-                                  .where(VendorAccount.vendor_id.in_(list(subtotals)),
-                                         VendorAccount.fee_percent.is_not(None))).all())
-    rates = [own.get(vendor_id, fee_percent) for vendor_id in subtotals]
-    total_fee = 0
-    shares = sale_shares(payment.amount, list(subtotals.values()), rates)
-    for vendor_id, (gross, fee) in zip(subtotals, shares, strict=True):
-        total_fee += fee
-        db.session.add(SplitLine(payment_id=payment.id, vendor_id=vendor_id, kind="sale",
-                                 currency=payment.currency, gross=gross, fee=fee,
-                                 net=gross - fee))
-    payment.platform_fee = total_fee
-    payment.vendor_amount = payment.amount - total_fee
+    rates = [own if own is not None else fee_percent for _, _, own in rows]
+    shares = sale_shares(payment.amount, [int(subtotal) for _, subtotal, _ in rows], rates)
+    db.session.execute(sa.insert(SplitLine), [
+        {"id": uuid.uuid4(), "payment_id": payment.id, "vendor_id": vendor_id, "kind": "sale",
+         "currency": payment.currency, "gross": gross, "fee": fee, "net": gross - fee,
+         "created_at": utcnow()}
+        for (vendor_id, _, _), (gross, fee) in zip(rows, shares, strict=True)])
+    payment.platform_fee = sum(fee for _, fee in shares)
+    payment.vendor_amount = payment.amount - payment.platform_fee
 
 
 def sale_shares(amount: int, subtotals: list[int],
