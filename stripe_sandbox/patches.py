@@ -17,8 +17,11 @@ What changes, and why (Stripe behaviour the portal relies on; DESIGN.md §8):
 - shapes of the pinned API version: `latest_charge` is an id unless expanded,
   Charges carry `receipt_url`, `payment_method_details`, `billing_details`;
 - events localstripe never sends: `payment_intent.created`,
-  `.requires_action`, `.processing`, `.canceled`, `.payment_failed` after 3DS;
+  `.requires_action`, `.processing`, `.canceled`, `.payment_failed` after 3DS,
+  `charge.succeeded` (authorized, captured or not) and `charge.failed`
+  (declined), before the PaymentIntent's event;
   events can carry `data.previous_attributes` (what an update changed).
+  How events are recorded, listed and delivered: see `events`.
 
 Saved cards (localstripe has Customers, attach/detach and a bare SetupIntent,
 with none of Stripe's checks or events):
@@ -2111,3 +2114,31 @@ def _event_init_patched(self, type, data, previous_attributes=None):
 
 
 Event.__init__ = _event_init_patched
+
+
+# Charges: Stripe sends charge.succeeded when a charge is authorized (captured
+# or not) and charge.failed when it is declined, before the PaymentIntent's
+# own event; localstripe sent neither.
+_charge_initialize = Charge._initialize_charge
+
+
+def _charge_initialize_patched(self, on_success=None, on_failure_now=None, on_failure_later=None):
+    def succeeded():
+        emit("charge.succeeded", self)
+        if on_success:
+            on_success()
+
+    def failed(callback):
+        def report():
+            emit("charge.failed", self)
+            if callback:
+                callback()
+
+        return report
+
+    _charge_initialize(self, succeeded, failed(on_failure_now), failed(on_failure_later))
+    if self.status == "succeeded" and not self.captured:  # authorized only: no payment yet
+        emit("charge.succeeded", self)
+
+
+Charge._initialize_charge = _charge_initialize_patched

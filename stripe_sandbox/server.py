@@ -36,6 +36,68 @@ On top of the resource changes in `patches` (imported first, see there):
   hooks `POST /_sandbox/accounts/{id}/requirements`,
   `POST /_sandbox/account_links/{link}/expire` and
   `POST /_sandbox/fail_next_transfers`. Secret key only, like Stripe.
+- events and webhooks (see `events`): every event is recorded when it is
+  created, payload frozen, and
+  - `GET /v1/events`: newest first; `limit` (1-100, default 10),
+    `starting_after` / `ending_before` (event ids), `created` or
+    `created[gt|gte|lt|lte]`, `type` (`*` is a wildcard:
+    `payment_intent.*`, `*.updated`) or `types[]` (exact names, at most 20;
+    not both), `delivery_success` (true: delivered to every endpoint; false:
+    pending, queued, retrying, failed or dropped somewhere); `has_more`.
+    `GET /v1/events/{id}` (404 resource_missing when unknown). Both only
+    see the last 30 days, and the payloads are byte for byte those
+    delivered. Connect events (`account` set: account.updated) are on the
+    connected account, as at Stripe: listed and retrieved only with its
+    `Stripe-Account: acct_...` header (403 account_invalid if unknown).
+    Secret key only.
+  - deliveries: to the endpoints registered and subscribed when the event
+    is created (`--webhook-url`, `POST /_config/webhooks/{id}` with url,
+    secret, events[]; `*` subscribes to all), `--webhook-delay` seconds
+    later (default 1). Each attempt is signed at send time (`t=` is the
+    time of sending, so a resend or retry carries a fresh timestamp);
+    redirects are not followed; an attempt waits 10 s for an answer.
+    A failed attempt (not 2xx, or no answer) is retried `--webhook-retries`
+    times (default 3) after `--webhook-retry-delay` seconds (default 1),
+    doubled before each next retry (1, 2, 4 s); then the delivery is
+    `failed`. Retries stop once the event is delivered (e.g. resent).
+  Sandbox-only test hooks (secret key; form or query parameters; every
+  `endpoint` parameter is a registered endpoint id, `cli` for
+  `--webhook-url`; without it a hook applies to every endpoint):
+  - `POST /_sandbox/deliveries/hold` [endpoint]: from now on, deliveries
+    (first attempts and retries) are queued instead of sent. Without
+    endpoint, every endpoint is held, also those registered later, until a
+    release (a release of one endpoint frees only that one).
+  - `POST /_sandbox/deliveries/release` [endpoint] [order=sent|reverse|
+    shuffle, default sent: the order the events were created in]
+    [seed: with shuffle, makes it reproducible; answered back]
+    [duplicates=N, 0-10: each event sent 1+N times, in N+1 rounds of the
+    whole queue, so copies of an event are interleaved with the others]
+    [concurrency=K, 1-100, default 1] [delay_ms, 0-60000, between starting
+    deliveries]: stops holding, attempts every queued delivery (once per
+    copy), and answers when all are answered: {deliveries (POSTs made),
+    succeeded, failed, released (queued deliveries released), sequence
+    ([{event, type, endpoint, status_code}] in sending order), seed (shuffle),
+    held, hold_all, queued, drop_next}. A delivery no copy of which got a
+    2xx is retried as above.
+  - `POST /_sandbox/deliveries/drop` [count=N, default 1; 0 clears]
+    [endpoint]: the next N events (for that endpoint: the next N it is
+    subscribed to) are never delivered automatically (status `dropped`),
+    as when Stripe gives up; they are still listed by /v1/events.
+  - `POST /_sandbox/deliveries/redeliver` (event=evt_... | all_failed=true)
+    [endpoint]: sends now, once each, as the Dashboard's "Resend" does: the
+    event to every endpoint it went to (or to `endpoint`, even one it was
+    not sent to), or every delivery whose last attempt failed (`failed`
+    or `retrying`, not `dropped`). Ignores holds; a resend answered 2xx
+    leaves the queue. Answers like release (deliveries, succeeded, failed,
+    sequence).
+  - `GET /_sandbox/deliveries` [endpoint] [event]: {data: one row per
+    (event, endpoint) in the order the events were created: event, type,
+    created, endpoint, status (pending, queued, retrying, delivered,
+    failed, dropped), attempts, last_status_code, last_error, delivered,
+    queued, dropped, next_retry_at, history ([{at, kind (automatic, retry,
+    release, duplicate, redeliver), status_code, error}])}, endpoints ({id:
+    {url, events, held}}), held, hold_all, queued ({endpoint: n}),
+    drop_next ({endpoint or "*": n})}.
 - no pickling of the store after each POST.
 """
 
@@ -56,7 +118,7 @@ from localstripe.webhooks import register_webhook
 # isort: off
 from . import patches  # must come before localstripe.server: see patches
 from localstripe import server as localstripe
-from . import connect
+from . import connect, events
 # isort: on
 
 JS_DOUBLE = Path(__file__).with_name("stripe-js-double.js")
@@ -234,7 +296,9 @@ PUBLISHABLE_KEY_ROUTES = (
 )
 # Calls localstripe would let through with a publishable key but Stripe
 # refuses (only the routes above are open to Stripe.js here).
-SECRET_KEY_ONLY = re.compile(r"/v1/(setup_intents|refunds|accounts|account_links|transfers)(/.*)?")
+SECRET_KEY_ONLY = re.compile(
+    r"/v1/(setup_intents|refunds|accounts|account_links|transfers|events)(/.*)?"
+)
 
 
 @web.middleware
@@ -380,6 +444,7 @@ app.middlewares[:] = [
     idempotency_middleware,
     localstripe.error_middleware,
     auth_middleware,
+    events.events_middleware,
 ]
 app.on_response_prepare.remove(localstripe.add_cors_headers)
 app.on_response_prepare.append(cors_headers)
@@ -393,6 +458,7 @@ app.router.add_post(
 )
 app.router.add_post(FAIL_REFUND, localstripe.api_extra(patches.fail_refund, FAIL_REFUND))
 connect.add_routes(app)
+events.add_routes(app)
 
 
 def main(argv=None):
@@ -413,10 +479,38 @@ def main(argv=None):
         "succeeded) and 4000000000005126 (succeeded, then failed) take to change "
         f"(default {patches.REFUND_DELAY:g})",
     )
+    parser.add_argument(
+        "--webhook-delay",
+        type=float,
+        default=events.WEBHOOK_DELAY,
+        metavar="SECONDS",
+        help="how long after an event its first delivery is attempted "
+        f"(default {events.WEBHOOK_DELAY:g})",
+    )
+    parser.add_argument(
+        "--webhook-retries",
+        type=int,
+        default=events.WEBHOOK_RETRIES,
+        metavar="N",
+        help="how many times a failed delivery (not 2xx, or no answer) is retried "
+        f"(default {events.WEBHOOK_RETRIES})",
+    )
+    parser.add_argument(
+        "--webhook-retry-delay",
+        type=float,
+        default=events.WEBHOOK_RETRY_DELAY,
+        metavar="SECONDS",
+        help="wait before the first retry, doubled before each next one "
+        f"(default {events.WEBHOOK_RETRY_DELAY:g})",
+    )
     args = parser.parse_args(argv)
-    if args.refund_delay < 0:
-        parser.error("--refund-delay must not be negative")
+    for option in ("refund_delay", "webhook_delay", "webhook_retries", "webhook_retry_delay"):
+        if getattr(args, option) < 0:
+            parser.error(f"--{option.replace('_', '-')} must not be negative")
     patches.REFUND_DELAY = args.refund_delay
+    events.WEBHOOK_DELAY = args.webhook_delay
+    events.WEBHOOK_RETRIES = args.webhook_retries
+    events.WEBHOOK_RETRY_DELAY = args.webhook_retry_delay
     if bool(args.webhook_url) != bool(args.webhook_secret):
         parser.error("--webhook-url and --webhook-secret go together")
     if args.webhook_url:

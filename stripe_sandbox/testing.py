@@ -9,8 +9,18 @@
 
 Each Sandbox is its own `python -m stripe_sandbox` process on a free
 loopback port, with its own in-memory state, so parallel runs do not mix.
+
+Webhook deliveries can be controlled (see server's docstring):
+
+    sandbox.hold()                    # events are queued, not delivered
+    ...                               # the code under test creates events
+    sandbox.release(order="shuffle", duplicates=1, seed="7")
+    sandbox.drop(count=2)             # the next 2 events are never delivered
+    sandbox.deliveries()["data"]      # attempts, status codes, per event
+    sandbox.redeliver(all_failed=True)
 """
 
+import json
 import os
 import socket
 import subprocess
@@ -24,6 +34,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Loopback only: never through an HTTP proxy from the environment.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# The test hooks want a secret key; the sandbox takes any sk_ key.
+HOOK_KEY = "sk_test_sandbox"
 
 
 def free_port(host="127.0.0.1"):
@@ -45,8 +57,19 @@ class Sandbox:
         port=None,
         startup_timeout=20,
         refund_delay=None,
+        webhook_delay=None,
+        webhook_retries=None,
+        webhook_retry_delay=None,
+        secret_key=HOOK_KEY,
     ):
         self.host = host
+        # Webhook timing (None: the server's defaults, 1 s, 3 retries, 1 s
+        # doubling); see `python -m stripe_sandbox --help`.
+        self.webhook_delay = webhook_delay
+        self.webhook_retries = webhook_retries
+        self.webhook_retry_delay = webhook_retry_delay
+        # The key the test hook methods below use (any sk_ key works).
+        self.secret_key = secret_key
         # Seconds the asynchronous refund test cards take (None: the
         # server's default); see `python -m stripe_sandbox --help`.
         self.refund_delay = refund_delay
@@ -81,8 +104,14 @@ class Sandbox:
         ]
         if self.webhook_url:
             command += ["--webhook-url", self.webhook_url, "--webhook-secret", self.webhook_secret]
-        if self.refund_delay is not None:
-            command += ["--refund-delay", str(self.refund_delay)]
+        for option, value in (
+            ("--refund-delay", self.refund_delay),
+            ("--webhook-delay", self.webhook_delay),
+            ("--webhook-retries", self.webhook_retries),
+            ("--webhook-retry-delay", self.webhook_retry_delay),
+        ):
+            if value is not None:
+                command += [option, str(value)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])
@@ -150,6 +179,56 @@ class Sandbox:
         )
         with _opener.open(request, timeout=10):
             pass
+
+    def test_hook(self, method, path, **params):
+        """Call a sandbox-only test hook (`/_sandbox/...`) with the secret
+        key; its JSON answer. Lists go as `name[]`, booleans as true/false."""
+        pairs = []
+        for name, value in params.items():
+            if value is None:
+                continue
+            for item in value if isinstance(value, list | tuple) else [value]:
+                item = str(item).lower() if isinstance(item, bool) else str(item)
+                pairs.append((f"{name}[]" if isinstance(value, list | tuple) else name, item))
+        query = urllib.parse.urlencode(pairs)
+        url = f"{self.url}{path}"
+        data = None
+        if method == "GET":
+            url += f"?{query}" if query else ""
+        else:
+            data = query.encode()
+        request = urllib.request.Request(  # noqa: S310 (our http URL)
+            url, data=data, method=method, headers={"Authorization": f"Bearer {self.secret_key}"}
+        )
+        with _opener.open(request, timeout=120) as response:
+            return json.loads(response.read())
+
+    def deliveries(self, endpoint=None, event=None):
+        """Every (event, endpoint) delivery: status, attempts, status codes."""
+        return self.test_hook("GET", "/_sandbox/deliveries", endpoint=endpoint, event=event)
+
+    def hold(self, endpoint=None):
+        """Queue deliveries (to `endpoint`, or to all) instead of sending them."""
+        return self.test_hook("POST", "/_sandbox/deliveries/hold", endpoint=endpoint)
+
+    def release(self, endpoint=None, **params):
+        """Send what is queued and resume: order, seed, duplicates,
+        concurrency, delay_ms. Answers once every delivery was attempted."""
+        return self.test_hook("POST", "/_sandbox/deliveries/release", endpoint=endpoint, **params)
+
+    def drop(self, count=1, endpoint=None):
+        """Never deliver the next `count` events (to `endpoint`, or to all)."""
+        return self.test_hook("POST", "/_sandbox/deliveries/drop", count=count, endpoint=endpoint)
+
+    def redeliver(self, event=None, all_failed=None, endpoint=None):
+        """Resend an event now (or every failed delivery), once each."""
+        return self.test_hook(
+            "POST",
+            "/_sandbox/deliveries/redeliver",
+            event=event,
+            all_failed=all_failed,
+            endpoint=endpoint,
+        )
 
     def __enter__(self):
         return self.start()

@@ -16,20 +16,29 @@ WEBHOOK_SECRET = "whsec_sandbox_tests"
 
 
 class WebhookReceiver:
-    """A tiny HTTP server recording the webhook requests it receives."""
+    """A tiny HTTP server recording the webhook requests it receives.
 
-    def __init__(self):
+    `respond(payload, n)`, if given, is the HTTP status to answer the n-th
+    (from 1) request carrying that event (default 200); it runs in the
+    request's thread, outside the receiver's lock."""
+
+    def __init__(self, respond=None):
         self.received = []  # (Stripe-Signature header, raw body)
+        self.respond = respond
         self._changed = threading.Condition()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                payload = json.loads(body)
                 with receiver._changed:
                     receiver.received.append((self.headers.get("Stripe-Signature"), body))
+                    n = receiver.event_ids().count(payload["id"])
                     receiver._changed.notify_all()
-                self.send_response(200)
+                status = receiver.respond(payload, n) if receiver.respond else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *args):
@@ -56,6 +65,16 @@ class WebhookReceiver:
             event = self._changed.wait_for(find, timeout)
         assert event, f"no {type} event for {object_id} within {timeout} s"
         return event
+
+    def event_ids(self):
+        """The ids of the events received, in arrival order (duplicates too)."""
+        return [json.loads(body)["id"] for _, body in self.received]
+
+    def wait_for_count(self, count, timeout=10):
+        """Wait until `count` requests have arrived."""
+        with self._changed:
+            arrived = self._changed.wait_for(lambda: len(self.received) >= count, timeout)
+        assert arrived, f"{len(self.received)} of {count} webhook requests within {timeout} s"
 
     def close(self):
         self._server.shutdown()
