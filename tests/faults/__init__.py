@@ -1,0 +1,1 @@
+"""Issue 7 fault tests: live processes, faults injected (see conftest.py)."""
