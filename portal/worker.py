@@ -8,6 +8,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from .extensions import db
 from .jobs import QUEUES, redis_connection
 from .webhooks.jobs import sweep_received
 
@@ -36,7 +37,12 @@ def worker_command(queues: tuple[str, ...], burst: bool, fork: bool) -> None:
     # Events stored while Redis was down wait as "received": queue them before listening.
     queued = sweep_received(older_than_seconds=0)
     if queued:
-        click.echo(f"queued {queued} webhook event(s) left from while Redis was unreachable")
+        click.echo(f"queued {queued} stored webhook event(s) not processed yet (Redis was "
+                   "unreachable, or a worker stopped)")
+    # RQ forks its scheduler (and, with --fork, every job). A child must not inherit an open
+    # database connection: if this process is killed, the child would keep the socket open
+    # and PostgreSQL would keep the killed job's transaction, and its row locks, forever.
+    os.register_at_fork(before=db.engine.dispose)
     worker_class = Worker if fork else SimpleWorker
     worker = worker_class(list(queues or QUEUES), connection=redis_connection())
     # The scheduler moves jobs waiting for a retry delay back onto their queue.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, g, jsonify, render_template, request
+from sqlalchemy.exc import DBAPIError
 
 from .. import stripe_gateway as gateway
 from ..auth.services import authenticate, issue_token
@@ -66,7 +67,15 @@ def stripe_webhook():
     except (ValueError, KeyError):
         return api_error(400, "invalid_payload", "the body is not a Stripe event")
     try:
-        receive_event(event)
+        try:
+            receive_event(event)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            # A pooled connection died (PostgreSQL restarted, a proxy cut it): the pool has
+            # dropped it, so one more try gets a fresh connection.
+            db.session.rollback()
+            receive_event(event)
     except Exception:
         # Not stored (PostgreSQL unreachable...): 503 so that Stripe delivers it again.
         current_app.logger.exception("could not store Stripe event %s", event.id)
