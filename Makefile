@@ -46,6 +46,7 @@ e2e: install
 bench: install
 	$(PY) bench/history.py
 	$(PY) bench/api_latency.py
+	$(PY) bench/payouts.py
 
 clean:
 	rm -rf .venv static/vendor instance .pytest_cache .ruff_cache
