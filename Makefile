@@ -47,6 +47,7 @@ bench: install
 	$(PY) bench/history.py
 	$(PY) bench/api_latency.py
 	$(PY) bench/payouts.py
+	$(PY) bench/webhooks.py
 
 clean:
 	rm -rf .venv static/vendor instance .pytest_cache .ruff_cache
