@@ -103,11 +103,8 @@ class SplitLine(IdMixin, db.Model):
     __tablename__ = "split_lines"
     __table_args__ = (
         sa.Index("ix_split_lines_vendor_created", "vendor_id", "created_at"),
-        sa.Index("ix_split_lines_payout", "payout_id"),
-        # The payout run: unpaid lines by vendor and currency (partial index on PostgreSQL).
-        sa.Index("ix_split_lines_unpaid", "vendor_id", "currency", "created_at",
-                 postgresql_where=sa.text("payout_id IS NULL"),
-                 sqlite_where=sa.text("payout_id IS NULL")),
+        # A payout's lines (drill-down, the run's totals, the lines a run leaves open).
+        sa.Index("ix_split_lines_payout_created", "payout_id", "created_at"),
     )
 
     payment_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("payments.id"), index=True)
@@ -121,5 +118,6 @@ class SplitLine(IdMixin, db.Model):
     fee: Mapped[int] = mapped_column(sa.BigInteger)
     net: Mapped[int] = mapped_column(sa.BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # The payout that pays (or takes back) this line; a line is in at most one payout.
-    payout_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("payouts.id"))
+    # The payout that pays (or takes back) this line: set when the line is written, to the
+    # vendor's open payout in its currency; a line is in exactly one payout.
+    payout_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("payouts.id"))

@@ -28,6 +28,7 @@ from ..extensions import db
 from ..models_base import utcnow
 from ..orders.models import OrderItem
 from ..payouts.models import VendorAccount
+from ..payouts.services import open_payouts
 from .models import Payment, SplitLine
 
 
@@ -63,10 +64,11 @@ def record_sale(payment: Payment, fee_percent: int) -> None:
         return
     rates = [own if own is not None else fee_percent for _, _, own in rows]
     shares = sale_shares(payment.amount, [int(subtotal) for _, subtotal, _ in rows], rates)
+    into = open_payouts(payment.currency, [vendor_id for vendor_id, _, _ in rows])
     db.session.execute(sa.insert(SplitLine), [
         {"id": uuid.uuid4(), "payment_id": payment.id, "vendor_id": vendor_id, "kind": "sale",
          "currency": payment.currency, "gross": gross, "fee": fee, "net": gross - fee,
-         "created_at": utcnow()}
+         "created_at": utcnow(), "payout_id": into[vendor_id]}
         for (vendor_id, _, _), (gross, fee) in zip(rows, shares, strict=True)])
     payment.platform_fee = sum(fee for _, fee in shares)
     payment.vendor_amount = payment.amount - payment.platform_fee
@@ -103,13 +105,20 @@ def sync_refund_lines(payment: Payment, refund_request_id: uuid.UUID | None = No
         return
     refunded = min(payment.amount_refunded, payment.amount)
     targets = refund_targets([(s.gross, s.fee) for s in sales], refunded, payment.amount)
+    new = []
     for sale, (gross_back, fee_back) in zip(sales, targets, strict=True):
         given = [line for line in lines if line.kind != "sale" and
                  line.vendor_id == sale.vendor_id]
         d_gross = -gross_back - sum(line.gross for line in given)
         d_fee = -fee_back - sum(line.fee for line in given)
         if d_gross or d_fee:
-            db.session.add(SplitLine(
-                payment_id=payment.id, vendor_id=sale.vendor_id, kind="refund",
-                refund_request_id=refund_request_id, currency=payment.currency,
-                gross=d_gross, fee=d_fee, net=d_gross - d_fee))
+            new.append((sale.vendor_id, d_gross, d_fee))
+    if not new:
+        return
+    # Into the vendor's open payout: a refund after a payout is taken from the next one.
+    into = open_payouts(payment.currency, [vendor_id for vendor_id, _, _ in new])
+    for vendor_id, d_gross, d_fee in new:
+        db.session.add(SplitLine(
+            payment_id=payment.id, vendor_id=vendor_id, kind="refund",
+            refund_request_id=refund_request_id, currency=payment.currency,
+            gross=d_gross, fee=d_fee, net=d_gross - d_fee, payout_id=into[vendor_id]))

@@ -11,7 +11,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from ..extensions import db
 from ..models_base import IdMixin, TimestampMixin, UTCDateTime
 
+# A run turns a vendor's open payout (the balance: every line not paid yet) into a pending
+# one; execution moves it on. Lists, filters and the API show the statuses after "open".
 PAYOUT_STATUSES = ("pending", "processing", "paid", "failed")
+STATUSES = ("open", *PAYOUT_STATUSES)
 PERIODS = ("weekly", "monthly")
 
 
@@ -54,15 +57,24 @@ class PayoutRun(IdMixin, db.Model):
 
 
 class Payout(IdMixin, TimestampMixin, db.Model):
-    """What one vendor is paid in one currency for one run: the sum of its lines."""
+    """What one vendor is paid in one currency: the sum of its lines.
+
+    Each vendor has at most one *open* payout per currency, and every split line goes into
+    it when the line is written (payouts.services.open_payouts). A run closes the open
+    payouts with a positive total (status pending, run_id set, totals filled, created_at =
+    the run's time), so it never rewrites the lines themselves (bench/payouts.py)."""
 
     __tablename__ = "payouts"
     __table_args__ = (
         sa.UniqueConstraint("run_id", "vendor_id", "currency", name="uq_payouts_run_vendor"),
         sa.Index("ix_payouts_vendor_created", "vendor_id", "created_at"),
+        sa.Index("uq_payouts_open", "vendor_id", "currency", unique=True,
+                 postgresql_where=sa.text("status = 'open'"),
+                 sqlite_where=sa.text("status = 'open'")),
     )
 
-    run_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("payout_runs.id"), index=True)
+    run_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("payout_runs.id"),
+                                                     index=True)
     vendor_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id"))
     currency: Mapped[str] = mapped_column(sa.String(3))
     amount: Mapped[int] = mapped_column(sa.BigInteger, default=0)  # net: what is transferred
@@ -72,7 +84,7 @@ class Payout(IdMixin, TimestampMixin, db.Model):
     payment_count: Mapped[int] = mapped_column(default=0)
     line_count: Mapped[int] = mapped_column(default=0)
     status: Mapped[str] = mapped_column(
-        sa.Enum(*PAYOUT_STATUSES, name="payout_status", native_enum=False,
+        sa.Enum(*STATUSES, name="payout_status", native_enum=False,
                 create_constraint=True), default="pending", index=True)
     failure_reason: Mapped[str | None] = mapped_column(sa.String(500))
     stripe_transfer_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
@@ -81,5 +93,5 @@ class Payout(IdMixin, TimestampMixin, db.Model):
     transfer_attempt: Mapped[int] = mapped_column(default=0, server_default="0")
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    run: Mapped[PayoutRun] = relationship(back_populates="payouts")
+    run: Mapped[PayoutRun | None] = relationship(back_populates="payouts")
     vendor = relationship("User")

@@ -1,11 +1,12 @@
 """Vendor payouts: Connect onboarding, payout runs (set-based SQL), execution by transfer, and
 what the vendor dashboard and the API show.
 
-A run groups every unpaid split line per vendor and currency into a Payout: the lines are
-assigned with one UPDATE and the totals computed with one aggregate, whatever the number of
-lines, so memory does not grow with them (bench/payouts.py). A line is in at most one payout
-(the UPDATE only takes lines whose payout_id is still NULL). A vendor whose unpaid lines sum
-to zero or less (refunds after a payout) gets no payout: the lines wait for the next sales.
+Every split line is written into its vendor's open payout in its currency (open_payouts), so
+a line is in exactly one payout from the start. A run closes the open payouts whose total is
+positive with one aggregate UPDATE, whatever the number of lines: it neither rewrites the
+lines nor brings them into Python, so memory does not grow with them (bench/payouts.py). A
+vendor whose unpaid lines sum to zero or less (refunds after a payout) keeps the open payout:
+the lines wait for the next sales.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import aliased
 
 from .. import jobs
 from .. import stripe_gateway as gateway
@@ -70,38 +73,54 @@ def schedule_period() -> str:
 
 # --- Runs -----------------------------------------------------------------------------------
 
+def open_payouts(currency: str, vendor_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """vendor id -> id of the vendor's open payout in ``currency`` (created when missing),
+    for new split lines. The rows are held (FOR SHARE) until the caller commits, so a run,
+    which takes them FOR UPDATE, waits for the lines being written into them; rows are taken
+    in vendor order, as the run takes them, so the two cannot deadlock."""
+    wanted = sorted(set(vendor_ids), key=str)
+    dialect = db.session.get_bind().dialect.name
+    for _ in range(3):
+        found = dict(db.session.execute(
+            sa.select(Payout.vendor_id, Payout.id)
+            .where(Payout.status == "open", Payout.currency == currency,
+                   Payout.vendor_id.in_(wanted))
+            .order_by(Payout.vendor_id).with_for_update(read=True)).all())
+        missing = [v for v in wanted if v not in found]
+        if not missing:
+            return found
+        # A concurrent writer (or a run leaving lines open) may create the same one: the
+        # partial unique index keeps one, and the next SELECT finds it.
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Payout)
+        now = utcnow()
+        db.session.execute(
+            insert.on_conflict_do_nothing(index_elements=["vendor_id", "currency"],
+                                          index_where=Payout.status == "open"),
+            [{"id": uuid.uuid4(), "vendor_id": v, "currency": currency, "status": "open",
+              "created_at": now, "updated_at": now} for v in missing])
+    raise RuntimeError(f"no open payout for {missing} in {currency}")
+
+
 def run_payouts(*, period: str = "weekly", until: datetime | None = None,
                 actor: User | None = None) -> PayoutRun | None:
-    """Group every unpaid line created before ``until`` (default: the end of the last
-    complete period) into payouts. None when there is nothing to pay. Commits."""
+    """Close every open payout whose lines created before ``until`` (default: the end of the
+    last complete period) sum to more than zero: it becomes pending, with its totals. Lines
+    created at or after ``until`` move to a new open payout; an open payout whose total is
+    zero or less stays open (refunds after a payout wait for the next sales). None when
+    there is nothing to pay. Commits."""
     if period not in PERIODS:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}")
     now = utcnow()
     start, default_until = period_bounds(period, now)
     until = min(until or default_until, now)
-    unpaid = sa.and_(SplitLine.payout_id.is_(None), SplitLine.created_at < until)
-    groups = db.session.execute(
-        sa.select(SplitLine.vendor_id, SplitLine.currency).where(unpaid)
-        .group_by(SplitLine.vendor_id, SplitLine.currency)
-        .having(sa.func.sum(SplitLine.net) > 0)).all()
-    if not groups:
-        db.session.rollback()
-        return None
+    # Hold every open payout: writers of new lines hold theirs FOR SHARE (open_payouts), so
+    # from here on the totals below see every line in them, and no line can join them.
+    db.session.execute(sa.select(Payout.id).where(Payout.status == "open")
+                       .order_by(Payout.vendor_id, Payout.currency).with_for_update()).all()
     run = PayoutRun(id=uuid.uuid4(), period=period, period_start=start, until=until,
                     created_at=now, created_by_id=actor.id if actor else None)
     db.session.add(run)
     db.session.flush()
-    db.session.execute(sa.insert(Payout), [
-        {"id": uuid.uuid4(), "run_id": run.id, "vendor_id": vendor_id, "currency": currency,
-         "status": "pending", "created_at": now, "updated_at": now}
-        for vendor_id, currency in groups])
-    # One UPDATE assigns the lines (those still unassigned: a concurrent run cannot take a
-    # line twice), one aggregate computes the totals from what was really assigned.
-    db.session.execute(
-        sa.update(SplitLine)
-        .where(unpaid, SplitLine.vendor_id == Payout.vendor_id,
-               SplitLine.currency == Payout.currency, Payout.run_id == run.id)
-        .values(payout_id=Payout.id).execution_options(synchronize_session=False))
     sums = (sa.select(
         SplitLine.payout_id.label("pid"),
         sa.func.sum(SplitLine.net).label("net"),
@@ -111,22 +130,45 @@ def run_payouts(*, period: str = "weekly", until: datetime | None = None,
         .label("refunds"),
         sa.func.count(sa.distinct(SplitLine.payment_id)).label("payments"),
         sa.func.count().label("lines"))
-        .where(SplitLine.payout_id.in_(sa.select(Payout.id).where(Payout.run_id == run.id)))
-        .group_by(SplitLine.payout_id).subquery())
-    db.session.execute(
+        .where(SplitLine.payout_id.in_(sa.select(Payout.id).where(Payout.status == "open")),
+               SplitLine.created_at < until)
+        .group_by(SplitLine.payout_id).having(sa.func.sum(SplitLine.net) > 0).subquery())
+    closed = db.session.execute(
         sa.update(Payout).where(Payout.id == sums.c.pid)
-        .values(amount=sums.c.net, total_sales=sums.c.sales, platform_fee=sums.c.fee,
+        .values(status="pending", run_id=run.id, created_at=now, updated_at=now,
+                amount=sums.c.net, total_sales=sums.c.sales, platform_fee=sums.c.fee,
                 refunds=sums.c.refunds, payment_count=sums.c.payments, line_count=sums.c.lines)
+        .execution_options(synchronize_session=False)).rowcount
+    if not closed:
+        db.session.rollback()
+        return None
+    # Lines created at or after `until` in the payouts just closed go on waiting, in a new
+    # open payout of their vendor and currency (few: those written since the period ended).
+    in_run = sa.select(Payout.id).where(Payout.run_id == run.id)
+    late = sa.and_(SplitLine.payout_id.in_(in_run), SplitLine.created_at >= until)
+    for currency, vendors in _by_currency(db.session.execute(
+            sa.select(SplitLine.currency, SplitLine.vendor_id).where(late).distinct())).items():
+        open_payouts(currency, vendors)
+    reopened = aliased(Payout)
+    db.session.execute(
+        sa.update(SplitLine).where(late)
+        .values(payout_id=sa.select(reopened.id).where(
+            reopened.vendor_id == SplitLine.vendor_id, reopened.currency == SplitLine.currency,
+            reopened.status == "open").scalar_subquery())
         .execution_options(synchronize_session=False))
-    db.session.execute(sa.delete(Payout).where(Payout.run_id == run.id, Payout.line_count == 0)
-                       .execution_options(synchronize_session=False))
-    count = db.session.scalar(sa.select(sa.func.count()).where(Payout.run_id == run.id))
-    _audit("payout.run", actor, note=f"run {run.id}: {count} payouts, lines before "
+    _audit("payout.run", actor, note=f"run {run.id}: {closed} payouts, lines before "
                                      f"{until:%Y-%m-%d %H:%M} UTC")
     db.session.commit()
     if current_app.extensions["portal_config"].PAYOUT_AUTO_EXECUTE:
         approve_run(None, run.id)
     return run
+
+
+def _by_currency(rows) -> dict[str, list[uuid.UUID]]:
+    out: dict[str, list[uuid.UUID]] = {}
+    for currency, vendor_id in rows:
+        out.setdefault(currency, []).append(vendor_id)
+    return out
 
 
 def approve_run(admin: User | None, run_id: uuid.UUID) -> int:
@@ -158,7 +200,7 @@ def execute_payout(payout_id: str) -> None:
     reason; a vendor without a ready account leaves it pending."""
     payout = db.session.scalar(sa.select(Payout).where(Payout.id == uuid.UUID(payout_id))
                                .with_for_update())
-    if payout is None or payout.status == "paid":
+    if payout is None or payout.status in ("paid", "open"):  # open: not closed by a run yet
         db.session.rollback()
         return
     account = db.session.scalar(sa.select(VendorAccount).where(
@@ -319,7 +361,7 @@ def daily_net(vendor: User, days: int, today: date) -> list[tuple[date, dict[str
 
 def payouts_of(vendor: User, *, status: str | None = None, page: int = 1,
                per_page: int = 20) -> tuple[list[Payout], int]:
-    query = sa.select(Payout).where(Payout.vendor_id == vendor.id)
+    query = sa.select(Payout).where(Payout.vendor_id == vendor.id, Payout.status != "open")
     if status:
         query = query.where(Payout.status == status)
     total = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
@@ -329,9 +371,11 @@ def payouts_of(vendor: User, *, status: str | None = None, page: int = 1,
 
 
 def payout_for(vendor: User, payout_id: uuid.UUID | None) -> Payout | None:
-    """A payout of this vendor (admins: any); None means 404."""
+    """A payout of this vendor (admins: any); None means 404. An open payout is not one yet:
+    the dashboard shows its lines as not paid."""
     payout = db.session.get(Payout, payout_id) if payout_id else None
-    if payout is None or (vendor.role != "admin" and payout.vendor_id != vendor.id):
+    if payout is None or payout.status == "open" or (
+            vendor.role != "admin" and payout.vendor_id != vendor.id):
         return None
     return payout
 

@@ -144,7 +144,8 @@ def statement_csv():
             "#" + str(order_id).split("-")[0].upper(), line.payment_id,
             line.kind, line.currency,
             *(to_decimal(v, line.currency) for v in (line.gross, line.fee, line.net)),
-            line.payout_id or "", payout_status or "unpaid"])
+            "" if payout_status == "open" else line.payout_id,
+            "unpaid" if payout_status == "open" else payout_status])
         total = sums.setdefault(line.currency, [0, 0, 0])
         for i, v in enumerate((line.gross, line.fee, line.net)):
             total[i] += v

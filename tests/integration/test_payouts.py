@@ -76,14 +76,28 @@ def test_a_run_pays_each_vendor_the_sum_of_their_lines_and_twice_creates_nothing
     assert by_vendor[vendor.id].payment_count == 2
     assert by_vendor[vendor.id].platform_fee == 667 + 200
     assert run_now() is None  # nothing new: every line is in exactly one payout
-    assert db.session.scalar(sa.select(sa.func.count()).select_from(SplitLine).where(
-        SplitLine.payout_id.is_(None))) == 0
+    assert unpaid_lines() == 0
+
+
+def unpaid_lines() -> int:
+    """Lines still waiting in an open payout (every line is in some payout)."""
+    return db.session.scalar(sa.select(sa.func.count()).select_from(SplitLine)
+                             .join(Payout, Payout.id == SplitLine.payout_id)
+                             .where(Payout.status == "open"))
 
 
 def test_lines_after_until_wait_for_the_next_run(people, stripe_client):
     pay(stripe_client, people["customer"], people["vendor"])
     assert payouts.run_payouts(until=utcnow() - timedelta(hours=1)) is None
-    assert run_now() is not None
+    # An older line and a new one in the same open payout: the run pays the older one only.
+    db.session.execute(sa.update(SplitLine).values(created_at=utcnow() - timedelta(hours=2)))
+    pay(stripe_client, people["customer"], people["vendor"], amounts=(5000,))
+    [first] = payouts.run_payouts(until=utcnow() - timedelta(hours=1)).payouts
+    assert (first.amount, first.line_count) == (9000, 1)
+    assert unpaid_lines() == 1
+    [second] = run_now().payouts
+    assert (second.amount, second.line_count) == (4500, 1)
+    assert unpaid_lines() == 0
 
 
 def test_a_refund_after_the_payout_is_a_negative_line_in_the_next_payout(people,
@@ -123,8 +137,56 @@ def test_two_concurrent_runs_put_each_line_in_one_payout(app, people, stripe_cli
     db.session.remove()
     payout_rows = db.session.scalars(sa.select(Payout)).all()
     assert len(payout_rows) == 1 and payout_rows[0].amount == 3 * 900
-    assert db.session.scalar(sa.select(sa.func.count()).select_from(SplitLine).where(
-        SplitLine.payout_id.is_(None))) == 0
+    assert unpaid_lines() == 0
+
+
+@pytest.mark.commits
+def test_a_run_waits_for_a_line_being_written_and_pays_it(app, people, stripe_client):
+    """A line written while a run starts is in that run's payout, with its totals: the run
+    waits for the writer (no line lands in a payout after its totals were taken)."""
+    vendor = people["vendor"]
+    payment = pay(stripe_client, people["customer"], vendor, amounts=(1000,))  # net 9.00
+    vendor_id, payment_id, currency = vendor.id, payment.id, payment.currency
+    written, release, runs = threading.Event(), threading.Event(), []
+
+    def writer():
+        with app.app_context():
+            into = payouts.open_payouts(currency, [vendor_id])
+            db.session.add(SplitLine(payment_id=payment_id, vendor_id=vendor_id, kind="sale",
+                                     currency=currency, gross=500, fee=50, net=450,
+                                     payout_id=into[vendor_id]))
+            db.session.flush()
+            written.set()
+            release.wait(10)
+            db.session.commit()
+            db.session.remove()
+
+    def runner():
+        with app.app_context():
+            runs.append(run_now())
+            db.session.remove()
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=runner)]
+    threads[0].start()
+    assert written.wait(10)
+    threads[1].start()
+    waiting = sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                      "AND datname = current_database()")
+    for _ in range(100):  # until the run waits for the writer's lock (at most 10 s)
+        with db.engine.connect() as conn:
+            if conn.scalar(waiting):
+                break
+        threading.Event().wait(0.1)
+    else:
+        pytest.fail("the run did not wait for the line being written")
+    release.set()
+    for t in threads:
+        t.join(10)
+    db.session.remove()
+    [payout] = db.session.scalars(sa.select(Payout)).all()
+    assert (payout.status, payout.amount, payout.line_count) == ("pending", 900 + 450, 2)
+    assert payout.run_id == runs[0].id
+    assert unpaid_lines() == 0
 
 
 # --- execution --------------------------------------------------------------------------------

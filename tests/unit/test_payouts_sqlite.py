@@ -1,0 +1,67 @@
+"""Payouts on the embedded default, SQLite (the other payout tests run on PostgreSQL): lines
+go into open payouts, a run closes them, lines after `until` and negative balances wait."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from portal import create_app
+from portal.config import Config
+from portal.extensions import db
+from portal.models_base import utcnow
+from portal.payments.models import Payment, SplitLine
+from portal.payments.splits import record_sale, sync_refund_lines
+from portal.payouts.models import Payout
+from portal.payouts.services import run_payouts
+from tests.conftest import portal_env
+from tests.helpers import make_order, make_user
+
+
+@pytest.fixture
+def sqlite_app(tmp_path):
+    app = create_app(Config.from_env(portal_env(f"sqlite:///{tmp_path / 'p.sqlite'}",
+                                                "http://127.0.0.1:9")))
+    with app.app_context():
+        db.create_all()
+        yield app
+        db.session.remove()
+
+
+def succeeded(customer, vendor, amount: int) -> Payment:
+    order = make_order(customer, vendor, amounts=(amount,))
+    payment = Payment(user_id=customer.id, order_id=order.id, amount=amount, currency="USD",
+                      status="succeeded", subtotal=amount, succeeded_at=utcnow())
+    db.session.add(payment)
+    db.session.flush()
+    record_sale(payment, 10)
+    db.session.commit()
+    return payment
+
+
+def open_lines() -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(SplitLine).join(
+        Payout, Payout.id == SplitLine.payout_id).where(Payout.status == "open"))
+
+
+def test_a_run_on_sqlite_pays_open_payouts_and_leaves_the_rest_waiting(sqlite_app):
+    customer, vendor = make_user("c@example.com"), make_user("v@example.com", "vendor")
+    first = succeeded(customer, vendor, 10000)  # net 90.00
+    db.session.execute(sa.update(SplitLine).values(created_at=utcnow() - timedelta(hours=2)))
+    succeeded(customer, vendor, 5000)  # net 45.00, after `until` below
+    [payout] = run_payouts(until=utcnow() - timedelta(hours=1)).payouts
+    assert (payout.status, payout.amount, payout.line_count) == ("pending", 9000, 1)
+    assert open_lines() == 1
+    assert run_payouts(until=utcnow() - timedelta(hours=1)) is None  # nothing new
+
+    first.amount_refunded = 10000  # refunded in full after its payout
+    sync_refund_lines(first)
+    db.session.commit()
+    assert run_payouts(until=utcnow()) is None  # 45.00 - 90.00 < 0: carried over
+    assert open_lines() == 2
+    succeeded(customer, vendor, 6000)  # + 54.00
+    [later] = run_payouts(until=utcnow()).payouts
+    assert (later.amount, later.refunds, later.line_count) == (4500 - 9000 + 5400, -10000, 3)
+    assert open_lines() == 0
