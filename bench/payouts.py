@@ -462,10 +462,11 @@ def load(url: str, tables, data: Dataset) -> dict[str, float]:
 
 
 def fill_lines(url: str, tables, tiers: int) -> tuple[int, dict[str, float]]:
-    """split_lines afresh: the lines of tiers < ``tiers`` in creation order, no payout of ours
-    left (the earlier run's stay), FKs checked, VACUUM (ANALYZE) and CHECKPOINT (so the run
-    starts as after a checkpoint on a table autovacuum keeps: each page it first touches costs
-    a full-page image in the WAL). Returns the number of unpaid lines."""
+    """split_lines afresh: the lines of tiers < ``tiers`` in creation order, each unpaid one
+    in its vendor's open payout, no payout of ours left (the earlier run's stay), FKs checked,
+    VACUUM (ANALYZE) and CHECKPOINT (so the run starts as after a checkpoint on a table
+    autovacuum keeps: each page it first touches costs a full-page image in the WAL).
+    Returns the number of unpaid lines."""
     took = {}
     with psycopg.connect(url) as conn:
         cur = conn.execute("SELECT * FROM bench_lines LIMIT 0")
@@ -477,16 +478,30 @@ def fill_lines(url: str, tables, tiers: int) -> tuple[int, dict[str, float]]:
         conn.execute("DELETE FROM payout_runs r WHERE NOT EXISTS "
                      "(SELECT 1 FROM payouts p WHERE p.run_id = r.id)")
         conn.execute("DELETE FROM audit_log WHERE action = 'payout.run'")
+        # The portal writes each line into its vendor's open payout in its currency (one
+        # per vendor and currency, opened by the group's first line): unpaid lines are those.
+        conn.execute("""
+            INSERT INTO payouts (id, vendor_id, currency, status, amount, total_sales,
+                                 platform_fee, refunds, payment_count, line_count,
+                                 transfer_attempt, created_at, updated_at)
+            SELECT gen_random_uuid(), vendor_id, currency, 'open', 0, 0, 0, 0, 0, 0, 0,
+                   min(created_at), min(created_at)
+            FROM bench_lines WHERE payout_id IS NULL AND tier < %s
+            GROUP BY vendor_id, currency""", (tiers,))
+        picked = ", ".join("coalesce(b.payout_id, o.id)" if c == "payout_id" else f"b.{c}"
+                           for c in cols.split(", "))
         conn.execute("SET session_replication_role = replica")
-        conn.execute(f"INSERT INTO split_lines ({cols}) SELECT {cols} FROM bench_lines "
-                     "WHERE tier < %s ORDER BY created_at", (tiers,))
+        conn.execute(f"INSERT INTO split_lines ({cols}) SELECT {picked} FROM bench_lines b "
+                     "LEFT JOIN payouts o ON o.status = 'open' AND o.vendor_id = b.vendor_id "
+                     "AND o.currency = b.currency AND b.payout_id IS NULL "
+                     "WHERE b.tier < %s ORDER BY b.created_at", (tiers,))
         conn.execute("SET session_replication_role = DEFAULT")
         took["insert"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         check_foreign_keys(conn, tables, ("split_lines",))
         took["fk check"] = time.perf_counter() - t0
-        unpaid = conn.execute("SELECT count(*) FROM split_lines WHERE payout_id IS NULL"
-                              ).fetchone()[0]
+        unpaid = conn.execute("SELECT count(*) FROM split_lines l JOIN payouts p "
+                              "ON p.id = l.payout_id WHERE p.status = 'open'").fetchone()[0]
         conn.commit()
     with psycopg.connect(url, autocommit=True) as conn:
         t0 = time.perf_counter()
@@ -621,12 +636,14 @@ def run_in_fresh_process(db_url: str, until: datetime) -> dict:
 def label(st: dict) -> str:
     """A short name for a statement of run_payouts."""
     s = " ".join(st["sql"].split())
-    if s.startswith("SELECT split_lines.vendor_id"):
-        return "groups: SELECT vendor, currency ... GROUP BY ... HAVING sum(net) > 0"
-    if s.startswith("UPDATE split_lines"):
-        return "assign: UPDATE split_lines SET payout_id ... FROM payouts"
+    if s.startswith("SELECT payouts.id") and "FOR UPDATE" in s:
+        return "lock: SELECT the open payouts FOR UPDATE"
     if s.startswith("UPDATE payouts"):
-        return "totals: UPDATE payouts ... FROM (aggregate of the lines)"
+        return "close: UPDATE payouts ... FROM (aggregate of the lines, HAVING sum(net) > 0)"
+    if s.startswith("SELECT DISTINCT split_lines.currency"):
+        return "late: SELECT the vendors with lines created at or after until"
+    if s.startswith("UPDATE split_lines"):
+        return "late: UPDATE split_lines SET payout_id = the new open payout"
     if s.startswith("INSERT INTO payouts"):
         n = len(st["params"]) if st["many"] else st["rows"]
         return f"INSERT INTO payouts ({n} rows{', executemany' if st['many'] else ''})"
@@ -642,14 +659,16 @@ def label(st: dict) -> str:
 
 def check_run(conn: psycopg.Connection, run_id) -> list[str]:
     """The 1,000,000-line run's result, checked against the lines (problems; empty when fine).
-    The run's universe is every line that was unpaid: payout_id NULL or one of its payouts."""
+    The run's universe is every line that was unpaid: in an open payout (still unpaid: its
+    payout_id counts as NULL here) or in one of the run's payouts."""
     problems = []
     g = conn.execute("""
         WITH u AS (
-            SELECT l.vendor_id, l.currency, l.net, l.payout_id,
+            SELECT l.vendor_id, l.currency, l.net,
+                   CASE WHEN p.status = 'open' THEN NULL ELSE l.payout_id END AS payout_id,
                    p.vendor_id AS p_vendor, p.currency AS p_currency
-            FROM split_lines l LEFT JOIN payouts p ON p.id = l.payout_id
-            WHERE l.payout_id IS NULL OR p.run_id = %(run)s),
+            FROM split_lines l JOIN payouts p ON p.id = l.payout_id
+            WHERE p.status = 'open' OR p.run_id = %(run)s),
         g AS (
             SELECT vendor_id, currency, sum(net) AS total, count(*) AS lines,
                    count(*) FILTER (WHERE payout_id IS NULL) AS unassigned,
@@ -679,6 +698,13 @@ def check_run(conn: psycopg.Connection, run_id) -> list[str]:
     if nonpositive < N_ZERO + N_DORMANT + N_NEGATIVE_CURRENCY:
         problems.append(f"only {nonpositive} groups with a total <= 0 (the data has more)")
     payouts, mismatched, nonpositive_payouts, amount = conn.execute("""
+        WITH s AS MATERIALIZED (
+            SELECT payout_id AS pid, sum(net) AS net,
+                   coalesce(sum(gross) FILTER (WHERE kind = 'sale'), 0) AS sales,
+                   sum(fee) AS fee,
+                   coalesce(sum(gross) FILTER (WHERE kind = 'refund'), 0) AS refunds,
+                   count(DISTINCT payment_id) AS payments, count(*) AS lines
+            FROM split_lines GROUP BY payout_id)
         SELECT count(*),
                count(*) FILTER (WHERE s.pid IS NULL OR p.amount <> s.net
                    OR p.total_sales <> s.sales OR p.platform_fee <> s.fee
@@ -686,14 +712,7 @@ def check_run(conn: psycopg.Connection, run_id) -> list[str]:
                    OR p.line_count <> s.lines OR p.status <> 'pending'),
                count(*) FILTER (WHERE p.amount <= 0),
                sum(p.amount)
-        FROM payouts p LEFT JOIN (
-            SELECT payout_id AS pid, sum(net) AS net,
-                   coalesce(sum(gross) FILTER (WHERE kind = 'sale'), 0) AS sales,
-                   sum(fee) AS fee,
-                   coalesce(sum(gross) FILTER (WHERE kind = 'refund'), 0) AS refunds,
-                   count(DISTINCT payment_id) AS payments, count(*) AS lines
-            FROM split_lines WHERE payout_id IS NOT NULL GROUP BY payout_id) s
-          ON s.pid = p.id
+        FROM payouts p LEFT JOIN s ON s.pid = p.id
         WHERE p.run_id = %(run)s""", {"run": run_id}).fetchone()
     print(f"   payouts of the run: {payouts:,}; amounts, sales, fees, refunds, payment and line "
           f"counts that differ from their lines: {mismatched}")
@@ -887,15 +906,15 @@ def main(argv=None) -> int:
                 print("\n".join("   " + line for line in text.splitlines()))
 
         print("\n== summary (each run in a fresh process, after VACUUM (ANALYZE) and CHECKPOINT)")
-        print("| unpaid lines | run_payouts | SQL | assign UPDATE | backend CPU | "
+        print("| unpaid lines | run_payouts | SQL | close UPDATE | backend CPU | "
               "tracemalloc peak | RSS high-water delta | payouts | WAL | load average |")
         print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
         for r in results:
             sql_ms = sum(st["ms"] for st in r["statements"])
-            assign_ms = sum(st["ms"] for st in r["statements"]
-                            if label(st).startswith("assign"))
+            close_ms = sum(st["ms"] for st in r["statements"]
+                           if label(st).startswith("close"))
             print(f"| {r['lines']:,} | {r['wall_s']:.2f} s | {sql_ms / 1000:.2f} s | "
-                  f"{assign_ms / 1000:.2f} s | {_fmt_s(r['server_cpu_s'])} | "
+                  f"{close_ms / 1000:.2f} s | {_fmt_s(r['server_cpu_s'])} | "
                   f"{r['tracemalloc_peak'] / 2**20:.2f} MiB | {r['hwm_delta_kb'] / 1024:.1f} MiB "
                   f"| {r['payouts']:,} | {r['wal'] / 2**20:.0f} MiB | "
                   f"{r['load'][0]:.2f} -> {r['load'][1]:.2f} |")
