@@ -95,7 +95,7 @@ def open_payouts(currency: str, vendor_ids: list[uuid.UUID]) -> dict[uuid.UUID, 
         now = utcnow()
         db.session.execute(
             insert.on_conflict_do_nothing(index_elements=["vendor_id", "currency"],
-                                          index_where=Payout.status == "open"),
+                                          index_where=sa.text("status = 'open'")),
             [{"id": uuid.uuid4(), "vendor_id": v, "currency": currency, "status": "open",
               "created_at": now, "updated_at": now} for v in missing])
     raise RuntimeError(f"no open payout for {missing} in {currency}")

@@ -12,6 +12,7 @@ from portal import create_app
 from portal.config import Config
 from portal.extensions import db
 from portal.models_base import utcnow
+from portal.orders.models import OrderItem
 from portal.payments.models import Payment, SplitLine
 from portal.payments.splits import record_sale, sync_refund_lines
 from portal.payouts.models import Payout
@@ -30,8 +31,12 @@ def sqlite_app(tmp_path):
         db.session.remove()
 
 
-def succeeded(customer, vendor, amount: int) -> Payment:
+def succeeded(customer, vendor, amount: int, vendor2=None) -> Payment:
     order = make_order(customer, vendor, amounts=(amount,))
+    if vendor2 is not None:  # a second vendor's item of the same price
+        db.session.add(OrderItem(order_id=order.id, vendor_id=vendor2.id, position=9,
+                                 description="Other", quantity=1, unit_amount=amount))
+        amount *= 2
     payment = Payment(user_id=customer.id, order_id=order.id, amount=amount, currency="USD",
                       status="succeeded", subtotal=amount, succeeded_at=utcnow())
     db.session.add(payment)
@@ -48,20 +53,29 @@ def open_lines() -> int:
 
 def test_a_run_on_sqlite_pays_open_payouts_and_leaves_the_rest_waiting(sqlite_app):
     customer, vendor = make_user("c@example.com"), make_user("v@example.com", "vendor")
-    first = succeeded(customer, vendor, 10000)  # net 90.00
+    other = make_user("w@example.com", "vendor")
+    first = succeeded(customer, vendor, 10000, vendor2=other)  # net 90.00 each
     db.session.execute(sa.update(SplitLine).values(created_at=utcnow() - timedelta(hours=2)))
     succeeded(customer, vendor, 5000)  # net 45.00, after `until` below
-    [payout] = run_payouts(until=utcnow() - timedelta(hours=1)).payouts
-    assert (payout.status, payout.amount, payout.line_count) == ("pending", 9000, 1)
+    run = run_payouts(until=utcnow() - timedelta(hours=1))
+    assert sorted((p.vendor_id == vendor.id, p.amount, p.line_count) for p in run.payouts) == [
+        (False, 9000, 1), (True, 9000, 1)]
     assert open_lines() == 1
     assert run_payouts(until=utcnow() - timedelta(hours=1)) is None  # nothing new
 
-    first.amount_refunded = 10000  # refunded in full after its payout
+    first.amount_refunded = 10000  # half of it refunded after its payout: 50.00 each
     sync_refund_lines(first)
     db.session.commit()
-    assert run_payouts(until=utcnow()) is None  # 45.00 - 90.00 < 0: carried over
-    assert open_lines() == 2
+    assert db.session.scalar(sa.select(Payout).where(  # the refund line opened a new payout
+        Payout.vendor_id == other.id, Payout.status == "open")) is not None
+    assert open_lines() == 3
+    first.amount_refunded = 20000  # and the rest
+    sync_refund_lines(first)
+    db.session.commit()
+    assert open_lines() == 5
+    assert run_payouts(until=utcnow()) is None  # 45.00 - 90.00 < 0, and -90.00: carried over
     succeeded(customer, vendor, 6000)  # + 54.00
     [later] = run_payouts(until=utcnow()).payouts
-    assert (later.amount, later.refunds, later.line_count) == (4500 - 9000 + 5400, -10000, 3)
-    assert open_lines() == 0
+    assert later.vendor_id == vendor.id
+    assert (later.amount, later.refunds, later.line_count) == (4500 - 9000 + 5400, -10000, 4)
+    assert open_lines() == 2  # the other vendor's -90.00 waits for its next sales
