@@ -195,3 +195,24 @@ def test_sweeper_processes_events_left_received(app, client, monkeypatch):
         assert sweep_received(older_than_seconds=0) == 1
     db.session.expire_all()
     assert db.session.get(StripeEvent, "evt_swept").status == "ignored"
+
+
+def test_receive_event_tells_a_new_event_from_a_redelivery():
+    from portal.stripe_gateway import Event
+    from portal.webhooks.services import receive_event
+
+    event = Event(id="evt_once", type="customer.created", api_version=None, created=1,
+                  object_id="cus_1", payload={"id": "evt_once", "type": "customer.created",
+                                              "data": {"object": {"id": "cus_1"}}})
+    assert receive_event(event) is True
+    assert receive_event(event) is False
+    assert events() == 1
+    assert db.session.get(StripeEvent, "evt_once").status == "ignored"  # processed in-process
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"evt"', b'{"id": "evt_x", "type": "x", "data": []}',
+                                  b'{"id": "evt_x", "object": "v2.core.event", "type": "x"}'])
+def test_a_signed_body_that_is_not_a_stripe_event_is_400(client, body):
+    r = post_event(client, body)
+    assert r.status_code == 400 and r.json["error"]["code"] == "invalid_payload"
+    assert events() == 0
