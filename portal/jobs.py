@@ -34,6 +34,19 @@ def redis_connection():
     return conn
 
 
+def _queue(name: str):
+    """The RQ Queue for ``name`` on the current Redis client (built once per app and client:
+    a Queue is cheap to keep and costs a few objects and a version check to build)."""
+    from rq import Queue
+
+    conn = redis_connection()
+    queues = current_app.extensions.setdefault("rq_queues", {})
+    cached = queues.get(name)
+    if cached is None or cached.connection is not conn:
+        cached = queues[name] = Queue(name, connection=conn)
+    return cached
+
+
 def enqueue(func, *args, queue: str = "default", retry: tuple[int, ...] = ()) -> bool:
     """Run ``func(*args)`` as a job; return False when it could not be queued.
 
@@ -50,13 +63,19 @@ def enqueue(func, *args, queue: str = "default", retry: tuple[int, ...] = ()) ->
             log.exception("in-process job %s%r failed", path, args)
         return True
     from redis.exceptions import RedisError
-    from rq import Queue, Retry
+    from rq import Retry
 
     try:
-        Queue(queue, connection=redis_connection()).enqueue(
-            run, path, *args, job_timeout=300, result_ttl=3600, failure_ttl=7 * 24 * 3600,
-            retry=Retry(max=len(retry), interval=list(retry)) if retry else None,
-        )
+        rq_queue = _queue(queue)
+        # One round trip: RQ otherwise sends the queue registration and the job in two
+        # MULTI/EXEC transactions; given a pipeline it adds both to it.
+        with rq_queue.connection.pipeline() as pipe:
+            rq_queue.enqueue(
+                run, path, *args, job_timeout=300, result_ttl=3600, failure_ttl=7 * 24 * 3600,
+                retry=Retry(max=len(retry), interval=list(retry)) if retry else None,
+                pipeline=pipe,
+            )
+            pipe.execute()
     except RedisError:
         log.exception("could not enqueue %s%r on %s; it stays for the sweeper", path, args, queue)
         return False
