@@ -26,35 +26,44 @@ def enqueue_processing(event_id: str) -> bool:
     return jobs.enqueue(process_event, event_id, queue="webhooks", retry=RETRY_DELAYS)
 
 
+# Core statements, built once, not an ORM StripeEvent: the row is read once under its lock
+# and written once. An ORM object would add a unit of work to every event (and one already
+# in the session, for in-process jobs, would not be refreshed by the locking SELECT), and
+# building the statements anew costs more than running them on a warm connection.
+_EVENTS = StripeEvent.__table__
+_LOCK = (sa.select(_EVENTS.c.type, _EVENTS.c.status, _EVENTS.c.payload)
+         .where(_EVENTS.c.id == sa.bindparam("event_id")).with_for_update())
+_DONE = (sa.update(_EVENTS).where(_EVENTS.c.id == sa.bindparam("event_id"))
+         .values(status=sa.bindparam("new_status", type_=_EVENTS.c.status.type),
+                 attempts=_EVENTS.c.attempts + 1,
+                 processed_at=sa.bindparam("done_at", type_=_EVENTS.c.processed_at.type),
+                 last_error=None))
+_FAILED = (sa.update(_EVENTS).where(_EVENTS.c.id == sa.bindparam("event_id"))
+           .values(status="failed", attempts=_EVENTS.c.attempts + 1,
+                   last_error=sa.bindparam("error", type_=_EVENTS.c.last_error.type)))
+
+
 def process_event(event_id: str) -> None:
     """Apply one event exactly once: lock it, dispatch, mark it done in the same transaction."""
-    event = db.session.scalar(
-        sa.select(StripeEvent).where(StripeEvent.id == event_id).with_for_update()
-    )
-    if event is None or event.status in ("processed", "ignored"):
+    row = db.session.execute(_LOCK, {"event_id": event_id}).first()
+    if row is None or row.status in ("processed", "ignored"):
         db.session.rollback()
         return
-    handler = HANDLERS.get(event.type)
+    handler = HANDLERS.get(row.type)
     try:
-        handled = handler(event.payload) if handler else False
+        handled = handler(row.payload) if handler else False
     except Exception:
         db.session.rollback()
         _record_failure(event_id, traceback.format_exc())
         raise
-    event.status = "processed" if handled else "ignored"
-    event.attempts += 1
-    event.processed_at = utcnow()
-    event.last_error = None
+    db.session.execute(_DONE, {"event_id": event_id, "done_at": utcnow(),
+                               "new_status": "processed" if handled else "ignored"})
     db.session.commit()
 
 
 def _record_failure(event_id: str, error: str) -> None:
-    event = db.session.get(StripeEvent, event_id)
-    if event is not None:
-        event.status = "failed"
-        event.attempts += 1
-        event.last_error = error[-4000:]
-        db.session.commit()
+    db.session.execute(_FAILED, {"event_id": event_id, "error": error[-4000:]})
+    db.session.commit()
     log.error("webhook event %s failed", event_id)
 
 
