@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 import click
@@ -23,12 +24,15 @@ from .webhooks.jobs import sweep_received
 def worker_command(queues: tuple[str, ...], burst: bool, fork: bool) -> None:
     """Run an RQ worker for the portal's queues.
 
-    By default jobs run in the worker process (RQ's SimpleWorker): no fork, no new database
-    connection and no new app per job, which is what makes hundreds of webhook events per
-    second possible (bench/webhooks.py). Jobs are short and commit their own work; a worker
-    killed mid-job leaves the event "received", and it is queued again at the next start.
+    By default jobs run in the worker process (RQ's SimpleWorker, as portal.rqworker's
+    PortalWorker, which skips RQ's repeated heartbeats): no fork, no new database connection
+    and no new app per job, which is what makes hundreds of webhook events per second
+    possible (bench/webhooks.py). Jobs are short and commit their own work; a worker killed
+    mid-job leaves the event "received", and it is queued again at the next start.
     """
-    from rq import SimpleWorker, Worker
+    from rq import Worker
+
+    from .rqworker import PortalWorker
 
     if not current_app.config.get("REDIS_URL"):
         raise click.ClickException("REDIS_URL is not set: jobs run in-process, no worker needed")
@@ -43,7 +47,11 @@ def worker_command(queues: tuple[str, ...], burst: bool, fork: bool) -> None:
     # database connection: if this process is killed, the child would keep the socket open
     # and PostgreSQL would keep the killed job's transaction, and its row locks, forever.
     os.register_at_fork(before=db.engine.dispose)
-    worker_class = Worker if fork else SimpleWorker
+    worker_class = Worker if fork else PortalWorker
     worker = worker_class(list(queues or QUEUES), connection=redis_connection())
+    # The app and its imports are long-lived: keep the garbage collector's full collections
+    # from walking them again and again (as gunicorn.conf.py does for the web processes).
+    gc.collect()
+    gc.freeze()
     # The scheduler moves jobs waiting for a retry delay back onto their queue.
     worker.work(burst=burst, with_scheduler=True)

@@ -1,0 +1,91 @@
+"""The worker class `flask worker` runs: RQ's SimpleWorker with fewer Redis round trips.
+
+RQ's SimpleWorker runs each job in its own process (no fork per job), but around each job it
+made 18 round trips to Redis, one after the other (bench/webhooks.py): that bookkeeping, not
+the job, was most of a webhook event's cost. PortalWorker leaves out the ones that repeat
+what was just written or that cannot find anything for the portal's jobs:
+
+- the worker's heartbeat (HSET + EXPIRE of its key) was sent on its own three times per job,
+  besides the heartbeat RQ already pipelines with the suspension check at the top of every
+  loop. The key lives ``worker_ttl + 60`` seconds (480 by default), so a lone heartbeat is
+  skipped when one went out less than HEARTBEAT_EVERY seconds ago. A worker waiting for
+  jobs still sends one before each blocking dequeue, as RQ does: that wait is longer;
+- the state "idle" was written when a job ended and again before the next dequeue: the
+  second write is skipped when the state has not changed in between;
+- the job's own heartbeat once it has run (HSET of ``last_heartbeat`` on the job's hash) is
+  kept in memory: the success pipeline that follows saves the whole job hash, that field
+  included (after a failure the hash keeps the heartbeat of the job's start; RQ reads the
+  field nowhere);
+- after a success RQ WATCHes the job's dependents set and reads it (SMEMBERS), to enqueue
+  the jobs that waited for this one. The portal never enqueues a job with ``depends_on``
+  (portal.jobs.enqueue), so for its jobs (``portal.jobs.run``) the set is always empty and the
+  two round trips are skipped; any other job gets RQ's own handling.
+
+That leaves 8 round trips to Redis per job (and 4 to PostgreSQL for a webhook event).
+Everything else is RQ's own code: dequeue, the job's status, registries and result,
+retries, failures, the scheduler, `rq info`. rq is pinned (requirements.txt): the two methods
+copied from RQ below follow rq 2.12.0 and are checked by tests/integration/test_worker.py.
+"""
+
+from __future__ import annotations
+
+from rq import SimpleWorker
+from rq.utils import now
+
+# Seconds between two heartbeats that RQ would send on their own. Far below the key's TTL.
+HEARTBEAT_EVERY = 10
+# The function every portal job runs as (portal.jobs.enqueue); such jobs have no dependents.
+PORTAL_JOB = "portal.jobs.run"
+
+
+class PortalWorker(SimpleWorker):
+    """SimpleWorker without the repeated or empty round trips (see the module)."""
+
+    def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
+        """Refresh the worker's key, unless a refresh with the default TTL was just sent."""
+        if (pipeline is None and timeout is None and self.last_heartbeat is not None
+                and (now() - self.last_heartbeat).total_seconds() < HEARTBEAT_EVERY):
+            return
+        super().heartbeat(timeout, pipeline)
+
+    def set_state(self, state: str, pipeline=None) -> None:
+        """Write the worker's state, unless it is the state already written."""
+        if pipeline is None and state == self._state:
+            return
+        super().set_state(state, pipeline)
+
+    def handle_execution_ended(self, job, queue, heartbeat_ttl: int) -> None:
+        """As RQ's, but the job's last heartbeat is saved with the job by the next pipeline."""
+        if job.func_name != PORTAL_JOB:
+            super().handle_execution_ended(job, queue, heartbeat_ttl)
+            return
+        job.ended_at = job.last_heartbeat = now()
+
+    def handle_job_success(self, job, queue, started_job_registry) -> None:
+        """RQ's (rq 2.12.0), in one pipeline, without looking for dependents that portal jobs
+        never have."""
+        if job.func_name != PORTAL_JOB or job.repeats_left:
+            super().handle_job_success(job, queue, started_job_registry)
+            return
+        with self.connection.pipeline() as pipeline:
+            self.increment_successful_job_count(pipeline=pipeline)
+            self.increment_total_working_time(job.ended_at - job.started_at, pipeline)
+            result_ttl = job.get_result_ttl(self.default_result_ttl)
+            if result_ttl != 0:
+                execution = self.execution
+                job._handle_success(
+                    result_ttl, pipeline=pipeline, worker_name=self.name,
+                    execution_id=execution.id if execution else None,
+                    execution_started_at=execution.created_at if execution else None,
+                    execution_ended_at=job.ended_at,
+                )
+            job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
+            self.cleanup_execution(job, pipeline=pipeline)
+            pipeline.execute()
+        taken = job.ended_at - job.started_at
+        if self.log_job_description:
+            self.log.info("Successfully completed %s job in %ss on worker %s", job.description,
+                          taken, self.name)
+        else:
+            self.log.info("Successfully completed job %s in %ss on worker %s", job.id, taken,
+                          self.name)

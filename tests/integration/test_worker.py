@@ -1,0 +1,111 @@
+"""PortalWorker, the RQ worker of `flask worker`: RQ's bookkeeping with fewer round trips.
+
+Jobs, their results, registries and the worker's counters must look as RQ's own SimpleWorker
+leaves them; the methods it copies from RQ are checked here against the pinned rq.
+"""
+
+from __future__ import annotations
+
+import pytest
+from redis import Redis
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+
+from portal import jobs
+from portal.rqworker import PortalWorker
+
+RAN: list[str] = []
+
+
+def record(value: str) -> None:
+    """A portal job (run through portal.jobs.run)."""
+    RAN.append(value)
+
+
+def fail(value: str) -> None:
+    RAN.append(value)
+    raise RuntimeError(f"failing on purpose: {value}")
+
+
+@pytest.fixture
+def conn(app, redis_url, monkeypatch):
+    """Jobs go to the test Redis database, emptied first."""
+    monkeypatch.setitem(app.config, "REDIS_URL", redis_url)
+    monkeypatch.delitem(app.extensions, "redis", raising=False)
+    monkeypatch.delitem(app.extensions, "rq_queues", raising=False)
+    RAN.clear()
+    redis = Redis.from_url(redis_url)
+    redis.flushdb()
+    yield redis
+    redis.flushdb()
+
+
+def work(app, conn, queue: str = "default") -> PortalWorker:
+    with app.app_context():
+        worker = PortalWorker([queue], connection=conn)
+        worker.work(burst=True)
+    return worker
+
+
+def test_a_portal_job_finishes_with_rqs_own_records(app, conn):
+    with app.app_context():
+        assert jobs.enqueue(record, "a")
+        assert jobs.enqueue(record, "b")
+    first, second = Queue("default", connection=conn).job_ids
+
+    worker = work(app, conn)
+
+    assert RAN == ["a", "b"]
+    for job_id in (first, second):
+        job = Job.fetch(job_id, connection=conn)
+        assert job.get_status() == JobStatus.FINISHED
+        assert job.started_at <= job.ended_at
+        assert job.last_heartbeat is not None and job.last_heartbeat >= job.started_at
+        assert job.latest_result().type.name == "SUCCESSFUL"
+        assert conn.ttl(job.key) > 0  # kept for result_ttl, then gone
+    assert set(FinishedJobRegistry("default", connection=conn).get_job_ids()) == {first, second}
+    assert StartedJobRegistry("default", connection=conn).get_job_ids() == []
+    worker.refresh()
+    assert worker.successful_job_count == 2 and worker.failed_job_count == 0
+    assert worker.total_working_time > 0
+
+
+def test_a_failing_portal_job_is_retried_then_failed(app, conn):
+    with app.app_context():
+        assert jobs.enqueue(fail, "x", retry=(0,))
+    [job_id] = Queue("default", connection=conn).job_ids
+
+    worker = work(app, conn)
+
+    assert RAN == ["x", "x"]  # the first run and its one retry
+    job = Job.fetch(job_id, connection=conn)
+    assert job.get_status() == JobStatus.FAILED
+    assert "failing on purpose" in job.latest_result().exc_string
+    assert FailedJobRegistry("default", connection=conn).get_job_ids() == [job_id]
+    assert StartedJobRegistry("default", connection=conn).get_job_ids() == []
+    worker.refresh()
+    assert worker.failed_job_count == 2 and worker.successful_job_count == 0
+
+
+def test_other_jobs_keep_rqs_handling_of_dependents(app, conn):
+    queue = Queue("default", connection=conn)
+    parent = queue.enqueue(record, "parent")
+    child = queue.enqueue(record, "child", depends_on=parent)
+
+    work(app, conn)
+
+    assert RAN == ["parent", "child"]
+    assert child.get_status(refresh=True) == JobStatus.FINISHED
+
+
+def test_portal_jobs_are_portal_jobs_run_without_dependencies(app, conn):
+    """What the worker relies on: portal jobs are portal.jobs.run, without dependencies."""
+    with app.app_context():
+        jobs.enqueue(record, "a", retry=(10, 60))
+    [job_id] = Queue("default", connection=conn).job_ids
+    job = Job.fetch(job_id, connection=conn)
+    assert job.func_name == "portal.jobs.run"
+    assert job.args == ("tests.integration.test_worker.record", "a")
+    assert job.retries_left == 2 and job.retry_intervals == [10, 60]
+    assert job.dependency_ids == []
