@@ -19,18 +19,28 @@ what was just written or that cannot find anything for the portal's jobs:
 - after a success RQ WATCHes the job's dependents set and reads it (SMEMBERS), to enqueue
   the jobs that waited for this one. The portal never enqueues a job with ``depends_on``
   (portal.jobs.enqueue), so for its jobs (``portal.jobs.run``) the set is always empty and the
-  two round trips are skipped; any other job gets RQ's own handling.
+  two round trips are skipped;
+- writes that RQ sends in separate round trips one right after the other go in one
+  pipeline: the execution record and the job's start (two pipelines), and the success and
+  the worker's "idle" state.
 
-That leaves 8 round trips to Redis per job (and 4 to PostgreSQL for a webhook event).
-Everything else is RQ's own code: dequeue, the job's status, registries and result,
-retries, failures, the scheduler, `rq info`. rq is pinned (requirements.txt): the two methods
-copied from RQ below follow rq 2.12.0 and are checked by tests/integration/test_worker.py.
+That leaves 6 round trips to Redis per job: the suspension check with the worker's
+heartbeat, the dequeue (LMOVE), reading the job (HGETALL), the start, PERSIST of the job's
+key (in Job.perform) and the success. Any job other than a portal job gets RQ's own handling
+throughout. Everything else is RQ's own code: dequeue, the job's status, registries and
+result, retries, failures, the scheduler, `rq info`. rq is pinned (requirements.txt): the
+methods copied from RQ below follow rq 2.12.0 and are checked by
+tests/integration/test_worker.py.
 """
 
 from __future__ import annotations
 
-from rq import SimpleWorker
+import time
+
+from rq import Queue, SimpleWorker
+from rq.executions import Execution
 from rq.utils import now
+from rq.worker import WorkerStatus
 
 # Seconds between two heartbeats that RQ would send on their own. Far below the key's TTL.
 HEARTBEAT_EVERY = 10
@@ -53,6 +63,37 @@ class PortalWorker(SimpleWorker):
         if pipeline is None and state == self._state:
             return
         super().set_state(state, pipeline)
+
+    def prepare_execution(self, job):
+        """RQ's (rq.executions.prepare_execution), but its writes wait for those of
+        prepare_job_execution, which RQ runs right after: one round trip for both."""
+        if job.func_name != PORTAL_JOB:
+            return super().prepare_execution(job)
+        pipeline = self.connection.pipeline()
+        self.execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipeline,
+                                          worker_name=self.name)
+        self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
+        self._preparation = pipeline
+        return self.execution
+
+    def prepare_job_execution(self, job, remove_from_intermediate_queue: bool = False) -> None:
+        """RQ's (rq 2.12.0), in the pipeline prepare_execution left (see above)."""
+        pipeline, self._preparation = getattr(self, "_preparation", None), None
+        if pipeline is None:
+            super().prepare_job_execution(job, remove_from_intermediate_queue)
+            return
+        with pipeline:
+            self.set_current_job_id(job.id, pipeline=pipeline)
+            self.set_current_job_working_time(0, pipeline=pipeline)
+            heartbeat_ttl = self.get_heartbeat_ttl(job)
+            self.heartbeat(heartbeat_ttl, pipeline=pipeline)
+            job.heartbeat(now(), heartbeat_ttl, pipeline=pipeline)
+            job.prepare_for_execution(self.name, pipeline=pipeline)
+            if remove_from_intermediate_queue:
+                queue = Queue(job.origin, connection=self.connection)
+                pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
+            pipeline.execute()
+        self.procline(f"Processing {job.func_name} from {job.origin} since {time.time()}")
 
     def handle_execution_ended(self, job, queue, heartbeat_ttl: int) -> None:
         """As RQ's, but the job's last heartbeat is saved with the job by the next pipeline."""
@@ -81,6 +122,8 @@ class PortalWorker(SimpleWorker):
                 )
             job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
             self.cleanup_execution(job, pipeline=pipeline)
+            # What SimpleWorker.execute_job writes on its own once this returns.
+            self.set_state(WorkerStatus.IDLE, pipeline=pipeline)
             pipeline.execute()
         taken = job.ended_at - job.started_at
         if self.log_job_description:

@@ -23,6 +23,19 @@ def record(value: str) -> None:
     RAN.append(value)
 
 
+def look_around(value: str) -> None:
+    """Record, while running, what RQ has written about this job and its worker."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    conn = job.connection
+    [worker_key] = [k for k in conn.smembers("rq:workers") if b"dead" not in k]
+    RAN.append((value, job.get_status(refresh=True), job.worker_name,
+                StartedJobRegistry("default", connection=conn).get_job_ids(),
+                conn.hget(worker_key, "current_job").decode(),
+                conn.hget(worker_key, "state").decode()))
+
+
 def fail(value: str) -> None:
     RAN.append(value)
     raise RuntimeError(f"failing on purpose: {value}")
@@ -69,6 +82,19 @@ def test_a_portal_job_finishes_with_rqs_own_records(app, conn):
     worker.refresh()
     assert worker.successful_job_count == 2 and worker.failed_job_count == 0
     assert worker.total_working_time > 0
+
+
+def test_a_running_portal_job_is_started_in_rqs_records(app, conn):
+    with app.app_context():
+        assert jobs.enqueue(look_around, "a")
+    [job_id] = Queue("default", connection=conn).job_ids
+
+    worker = work(app, conn)
+
+    [(value, status, worker_name, started, current, state)] = RAN
+    assert (value, status, worker_name) == ("a", JobStatus.STARTED, worker.name)
+    assert started == [job_id] and current == job_id and state == "busy"
+    assert conn.hget(worker.key, "state") in (b"idle", None)  # None once it has died
 
 
 def test_a_failing_portal_job_is_retried_then_failed(app, conn):
