@@ -21,16 +21,16 @@ what was just written or that cannot find anything for the portal's jobs:
   (portal.jobs.enqueue), so for its jobs (``portal.jobs.run``) the set is always empty and the
   two round trips are skipped;
 - writes that RQ sends in separate round trips one right after the other go in one
-  pipeline: the execution record and the job's start (two pipelines), and the success and
-  the worker's "idle" state.
+  pipeline: the execution record, the job's start and the PERSIST of the job's key that
+  Job.perform sends first (two pipelines and a command), and the success and the worker's
+  "idle" state.
 
-That leaves 6 round trips to Redis per job: the suspension check with the worker's
-heartbeat, the dequeue (LMOVE), reading the job (HGETALL), the start, PERSIST of the job's
-key (in Job.perform) and the success. Any job other than a portal job gets RQ's own handling
-throughout. Everything else is RQ's own code: dequeue, the job's status, registries and
-result, retries, failures, the scheduler, `rq info`. rq is pinned (requirements.txt): the
-methods copied from RQ below follow rq 2.12.0 and are checked by
-tests/integration/test_worker.py.
+That leaves 5 round trips to Redis per job: the suspension check with the worker's
+heartbeat, the dequeue (LMOVE), reading the job (HGETALL), the start and the success. Any
+job other than a portal job gets RQ's own handling throughout. Everything else is RQ's own
+code: dequeue, the job's status, registries and result, retries, failures, the scheduler,
+`rq info`. rq is pinned (requirements.txt): the methods copied from RQ below follow rq
+2.12.0 and are checked by tests/integration/test_worker.py.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import time
 
 from rq import Queue, SimpleWorker
 from rq.executions import Execution
+from rq.job import Job, _job_stack
 from rq.utils import now
 from rq.worker import WorkerStatus
 
@@ -48,8 +49,26 @@ HEARTBEAT_EVERY = 10
 PORTAL_JOB = "portal.jobs.run"
 
 
+class PortalJob(Job):
+    """RQ's Job, except that for a portal job the PERSIST of the job's key that Job.perform
+    sends first (its own round trip) went out with PortalWorker's start pipeline."""
+
+    def perform(self):
+        """Run the job (rq 2.12.0's Job.perform, minus the PERSIST)."""
+        if self.func_name != PORTAL_JOB:
+            return super().perform()
+        _job_stack.push(self)
+        try:
+            self._result = self._execute()
+        finally:
+            assert self is _job_stack.pop()
+        return self._result
+
+
 class PortalWorker(SimpleWorker):
     """SimpleWorker without the repeated or empty round trips (see the module)."""
+
+    job_class = PortalJob
 
     def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
         """Refresh the worker's key, unless a refresh with the default TTL was just sent."""
@@ -89,6 +108,7 @@ class PortalWorker(SimpleWorker):
             self.heartbeat(heartbeat_ttl, pipeline=pipeline)
             job.heartbeat(now(), heartbeat_ttl, pipeline=pipeline)
             job.prepare_for_execution(self.name, pipeline=pipeline)
+            pipeline.persist(job.key)  # what PortalJob.perform leaves out
             if remove_from_intermediate_queue:
                 queue = Queue(job.origin, connection=self.connection)
                 pipeline.lrem(queue.intermediate_queue_key, 1, job.id)

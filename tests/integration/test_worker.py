@@ -33,7 +33,7 @@ def look_around(value: str) -> None:
     RAN.append((value, job.get_status(refresh=True), job.worker_name,
                 StartedJobRegistry("default", connection=conn).get_job_ids(),
                 conn.hget(worker_key, "current_job").decode(),
-                conn.hget(worker_key, "state").decode()))
+                conn.hget(worker_key, "state").decode(), conn.ttl(job.key)))
 
 
 def fail(value: str) -> None:
@@ -91,9 +91,10 @@ def test_a_running_portal_job_is_started_in_rqs_records(app, conn):
 
     worker = work(app, conn)
 
-    [(value, status, worker_name, started, current, state)] = RAN
+    [(value, status, worker_name, started, current, state, ttl)] = RAN
     assert (value, status, worker_name) == ("a", JobStatus.STARTED, worker.name)
     assert started == [job_id] and current == job_id and state == "busy"
+    assert ttl == -1  # a running job's key does not expire
     assert conn.hget(worker.key, "state") in (b"idle", None)  # None once it has died
 
 
