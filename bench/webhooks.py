@@ -23,12 +23,13 @@ What it does (see bench/README.md, section "webhooks.py"):
    a stall cannot hide queued requests), then closed-loop with N concurrent connections for
    the maximum throughput; then the portal again at 200 req/s while one worker processes
    the events as they arrive (information: the worker shares the cores);
-4. times one worker (``flask --app wsgi worker --burst --queue webhooks``; RQ's SimpleWorker,
-   no fork per job, and ``--fork`` for comparison) draining stored and queued events of three
-   kinds: an unknown type (stored and marked ignored: pure dispatch), payment_intent.succeeded
-   for a payment the portal has not settled yet (the handler re-reads the intent from the
-   sandbox and settles the payment), and payment_intent.succeeded for a payment already
-   settled (no Stripe call; the common case, as confirm settles synchronously);
+4. times one worker (``flask --app wsgi worker --burst --queue webhooks``; portal.rqworker's
+   PortalWorker, an RQ SimpleWorker: no fork per job; and ``--fork`` for comparison)
+   draining stored and queued events of three kinds: an unknown type (stored and marked
+   ignored: pure dispatch), payment_intent.succeeded for a payment the portal has not
+   settled yet (the handler re-reads the intent from the sandbox and settles the payment),
+   and payment_intent.succeeded for a payment already settled (no Stripe call; the common
+   case, as confirm settles synchronously);
 5. times the intake in-process (Flask's test client) to show where a request's time goes;
 6. prints markdown tables and exits 0 when the targets are met, 1 otherwise.
 
@@ -559,11 +560,11 @@ def plain_url_of(app) -> str:
 
 
 def profile_worker(app, prefix: str, n: int) -> str:
-    """cProfile of a SimpleWorker draining n dispatch-only events in this process (as
-    ``flask worker`` runs it, minus the start-up sweep; RQ's logging at WARNING)."""
-    from rq import SimpleWorker
-
+    """cProfile of the worker ``flask worker`` runs (portal.rqworker.PortalWorker, an RQ
+    SimpleWorker) draining n dispatch-only events in this process (as ``flask worker`` runs
+    it, minus the start-up sweep; RQ's logging at WARNING)."""
     from portal.jobs import redis_connection
+    from portal.rqworker import PortalWorker
 
     store_and_enqueue(app, [event_dict(f"{prefix}{i:07d}", "bench.unknown_type",
                                        {"id": f"obj_{i}", "object": "bench"})
@@ -571,7 +572,7 @@ def profile_worker(app, prefix: str, n: int) -> str:
     prof = cProfile.Profile()
     with app.app_context():
         app.extensions["pid"] = os.getpid()
-        worker = SimpleWorker(["webhooks"], connection=redis_connection())
+        worker = PortalWorker(["webhooks"], connection=redis_connection())
         t0 = time.perf_counter()
         prof.enable()
         worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
@@ -582,9 +583,10 @@ def profile_worker(app, prefix: str, n: int) -> str:
     run = sum(v[3] for k, v in stats.stats.items()
               if k[2] == "run" and k[0].endswith("portal/jobs.py"))
     s = io.StringIO()
-    print(f"   profiled SimpleWorker, {n} events in {wall:.2f} s ({n / wall:.0f}/s under "
-          f"cProfile): portal.jobs.run {run / n * 1000:.2f} ms/event, of which process_event "
-          f"{job / n * 1000:.2f} ms; the rest of the {wall / n * 1000:.2f} ms is RQ", file=s)
+    print(f"   profiled PortalWorker (SimpleWorker), {n} events in {wall:.2f} s "
+          f"({n / wall:.0f}/s under cProfile): portal.jobs.run {run / n * 1000:.2f} ms/event, "
+          f"of which process_event {job / n * 1000:.2f} ms; the rest of the "
+          f"{wall / n * 1000:.2f} ms is RQ", file=s)
     pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(15)
     return s.getvalue()
 
