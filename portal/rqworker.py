@@ -22,12 +22,13 @@ what was just written or that cannot find anything for the portal's jobs:
   two round trips are skipped;
 - writes that RQ sends in separate round trips one right after the other go in one
   pipeline: the execution record, the job's start and the PERSIST of the job's key that
-  Job.perform sends first (two pipelines and a command), and the success and the worker's
-  "idle" state.
+  Job.perform sends first (two pipelines and a command); and the success, the worker's
+  "idle" state and the check for `rq suspend` (with a heartbeat) that the work loop makes
+  before the next dequeue.
 
-That leaves 5 round trips to Redis per job: the suspension check with the worker's
-heartbeat, the dequeue (LMOVE), reading the job (HGETALL), the start and the success. Any
-job other than a portal job gets RQ's own handling throughout. Everything else is RQ's own
+That leaves 4 round trips to Redis per job: the dequeue (LMOVE), reading the job (HGETALL),
+the start and the success. Any job other than a portal job gets RQ's own handling
+throughout. Everything else is RQ's own
 code: dequeue, the job's status, registries and result, retries, failures, the scheduler,
 `rq info`. rq is pinned (requirements.txt): the methods copied from RQ below follow rq
 2.12.0 and are checked by tests/integration/test_worker.py.
@@ -40,6 +41,7 @@ import time
 from rq import Queue, SimpleWorker
 from rq.executions import Execution
 from rq.job import Job, _job_stack
+from rq.suspension import WORKERS_SUSPENDED
 from rq.utils import now
 from rq.worker import WorkerStatus
 
@@ -69,6 +71,19 @@ class PortalWorker(SimpleWorker):
     """SimpleWorker without the repeated or empty round trips (see the module)."""
 
     job_class = PortalJob
+    # Not RQ's "job ... result is kept for 3600 seconds" after every job: portal jobs return
+    # nothing that anyone reads. The dequeue, "Successfully completed" and "Job OK" lines stay.
+    log_result_lifespan = False
+    # Set by the success pipeline, which also checks `rq suspend` (see check_for_suspension).
+    _not_suspended = False
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """RQ's check (with a heartbeat), unless the success pipeline of the job that just
+        ended made it, a moment ago."""
+        if self._not_suspended:
+            self._not_suspended = False
+            return
+        super().check_for_suspension(burst)
 
     def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
         """Refresh the worker's key, unless a refresh with the default TTL was just sent."""
@@ -142,9 +157,12 @@ class PortalWorker(SimpleWorker):
                 )
             job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
             self.cleanup_execution(job, pipeline=pipeline)
-            # What SimpleWorker.execute_job writes on its own once this returns.
+            # What SimpleWorker.execute_job writes on its own once this returns, and what the
+            # work loop asks Redis next (check_for_suspension: a heartbeat and `rq suspend`).
             self.set_state(WorkerStatus.IDLE, pipeline=pipeline)
-            pipeline.execute()
+            self.heartbeat(pipeline=pipeline)
+            pipeline.exists(WORKERS_SUSPENDED)
+            self._not_suspended = not pipeline.execute()[-1]
         taken = job.ended_at - job.started_at
         if self.log_job_description:
             self.log.info("Successfully completed %s job in %ss on worker %s", job.description,

@@ -36,6 +36,15 @@ def look_around(value: str) -> None:
                 conn.hget(worker_key, "state").decode(), conn.ttl(job.key)))
 
 
+def suspend_workers(value: str) -> None:
+    """`rq suspend`, from inside a job."""
+    from rq import get_current_job
+    from rq.suspension import suspend
+
+    RAN.append(value)
+    suspend(get_current_job().connection)
+
+
 def fail(value: str) -> None:
     RAN.append(value)
     raise RuntimeError(f"failing on purpose: {value}")
@@ -113,6 +122,17 @@ def test_a_failing_portal_job_is_retried_then_failed(app, conn):
     assert StartedJobRegistry("default", connection=conn).get_job_ids() == []
     worker.refresh()
     assert worker.failed_job_count == 2 and worker.successful_job_count == 0
+
+
+def test_rq_suspend_stops_the_worker_before_its_next_job(app, conn):
+    with app.app_context():
+        assert jobs.enqueue(suspend_workers, "a")
+        assert jobs.enqueue(record, "b")
+
+    work(app, conn)
+
+    assert RAN == ["a"]
+    assert len(Queue("default", connection=conn).job_ids) == 1  # "b" waits for `rq resume`
 
 
 def test_other_jobs_keep_rqs_handling_of_dependents(app, conn):
