@@ -26,38 +26,49 @@ def enqueue_processing(event_id: str) -> bool:
     return jobs.enqueue(process_event, event_id, queue="webhooks", retry=RETRY_DELAYS)
 
 
-# Core statements, built once, not an ORM StripeEvent: the row is read once under its lock
-# and written once. An ORM object would add a unit of work to every event (and one already
-# in the session, for in-process jobs, would not be refreshed by the locking SELECT), and
-# building the statements anew costs more than running them on a warm connection.
+# Core statements, built once, not an ORM StripeEvent: the row is taken and marked with one
+# UPDATE ... RETURNING and written again only if its handler says the event was not ours.
+# An ORM object would add a unit of work to every event (and one already in the session,
+# for in-process jobs, would not be refreshed), and building the statements anew costs more
+# than running them on a warm connection.
 _EVENTS = StripeEvent.__table__
-_LOCK = (sa.select(_EVENTS.c.type, _EVENTS.c.status, _EVENTS.c.payload)
-         .where(_EVENTS.c.id == sa.bindparam("event_id")).with_for_update())
-_DONE = (sa.update(_EVENTS).where(_EVENTS.c.id == sa.bindparam("event_id"))
-         .values(status=sa.bindparam("new_status", type_=_EVENTS.c.status.type),
+# Takes the row lock (as SELECT ... FOR UPDATE would) only if the event still waits: a
+# concurrent job for the same event blocks on the lock, then finds it done and changes
+# nothing. The status it sets is provisional: the handler runs in the same transaction, and
+# a failure rolls everything back. processed_at is when the worker took the event, in the
+# transaction that applied it.
+_TAKE = (sa.update(_EVENTS)
+         .where(_EVENTS.c.id == sa.bindparam("event_id"),
+                _EVENTS.c.status.in_(("received", "failed")))
+         .values(status=sa.case((_EVENTS.c.type.in_(sorted(HANDLERS)), "processed"),
+                                else_="ignored"),
                  attempts=_EVENTS.c.attempts + 1,
-                 processed_at=sa.bindparam("done_at", type_=_EVENTS.c.processed_at.type),
-                 last_error=None))
+                 processed_at=sa.bindparam("taken_at", type_=_EVENTS.c.processed_at.type),
+                 last_error=None)
+         .returning(_EVENTS.c.type, _EVENTS.c.payload))
+_NOT_OURS = (sa.update(_EVENTS).where(_EVENTS.c.id == sa.bindparam("event_id"))
+             .values(status="ignored"))
 _FAILED = (sa.update(_EVENTS).where(_EVENTS.c.id == sa.bindparam("event_id"))
            .values(status="failed", attempts=_EVENTS.c.attempts + 1,
                    last_error=sa.bindparam("error", type_=_EVENTS.c.last_error.type)))
 
 
 def process_event(event_id: str) -> None:
-    """Apply one event exactly once: lock it, dispatch, mark it done in the same transaction."""
-    row = db.session.execute(_LOCK, {"event_id": event_id}).first()
-    if row is None or row.status in ("processed", "ignored"):
+    """Apply one event exactly once: take it, dispatch, commit both in one transaction."""
+    row = db.session.execute(_TAKE, {"event_id": event_id, "taken_at": utcnow()}).first()
+    if row is None:  # unknown, or processed (or ignored) already
         db.session.rollback()
         return
     handler = HANDLERS.get(row.type)
-    try:
-        handled = handler(row.payload) if handler else False
-    except Exception:
-        db.session.rollback()
-        _record_failure(event_id, traceback.format_exc())
-        raise
-    db.session.execute(_DONE, {"event_id": event_id, "done_at": utcnow(),
-                               "new_status": "processed" if handled else "ignored"})
+    if handler is not None:
+        try:
+            handled = handler(row.payload)
+        except Exception:
+            db.session.rollback()
+            _record_failure(event_id, traceback.format_exc())
+            raise
+        if not handled:  # e.g. a PaymentIntent that is not one of ours
+            db.session.execute(_NOT_OURS, {"event_id": event_id})
     db.session.commit()
 
 
