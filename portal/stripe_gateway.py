@@ -91,6 +91,24 @@ class Setup:
     failure_message: str | None = None
 
 
+class _HttpClient(stripe.RequestsClient):
+    """The SDK's HTTP client, which also retries a 429 (a rate limit or a ``lock_timeout``).
+
+    The SDK itself retries network errors, 409 (the same idempotency key still in use by a
+    concurrent request) and 5xx, with backoff and the same Idempotency-Key, and obeys
+    ``Stripe-Should-Retry``; but it retries a 429 only when Stripe says so in that header.
+    Other 4xx are never retried. tests/integration/test_gateway_retries.py holds it to that.
+    """
+
+    def _should_retry(self, response, api_connection_error, num_retries, max_network_retries):
+        if (response is not None and response[1] == 429
+                and num_retries < (max_network_retries or 0)
+                and (response[2] or {}).get("stripe-should-retry") != "false"):
+            return True
+        return super()._should_retry(response, api_connection_error, num_retries,
+                                     max_network_retries)
+
+
 def _client() -> stripe.StripeClient:
     app = current_app
     client = app.extensions.get("stripe_client")
@@ -98,11 +116,11 @@ def _client() -> stripe.StripeClient:
         client = stripe.StripeClient(
             app.config["STRIPE_SECRET_KEY"],
             base_addresses={"api": app.config["STRIPE_API_BASE"]},
-            # The SDK retries network errors, 409 lock_timeout, 429 and 5xx with backoff and
-            # the same idempotency key; it never retries other 4xx. 2 tries of at most 10 s
-            # stay well inside gunicorn's request timeout (gunicorn.conf.py).
+            # One retry (after 0.5-1 s): 2 tries of at most 10 s stay well inside gunicorn's
+            # request timeout (gunicorn.conf.py). A job that still fails is retried by RQ later
+            # (refunds and transfers first adopt what an earlier attempt made at Stripe).
             max_network_retries=1,
-            http_client=stripe.RequestsClient(timeout=10),
+            http_client=_HttpClient(timeout=10),
         )
         app.extensions["stripe_client"] = client
     return client
