@@ -259,14 +259,18 @@ def settle(payment_id: uuid.UUID, intent: gateway.Intent) -> Payment:
     Stripe is always called before this, so no row lock is held while waiting on Stripe.
     """
     payment = _locked(payment_id)
-    if apply_intent(payment, intent) and payment.is_final:
-        # Once: a final state never changes again. Side effects go to the outbox, in this
-        # transaction.
-        if payment.status == "succeeded":
-            cards.record_spending(payment)
-            splits.record_sale(payment,
-                               current_app.extensions["portal_config"].PLATFORM_FEE_PERCENT)
-        outbox.record_payment_outcome(payment)
+    # The changes to the payment and its order are written once, when the caller commits,
+    # instead of being flushed by each query of the side effects below (three UPDATEs of
+    # the payment). Nothing below reads them back from the database.
+    with db.session.no_autoflush:
+        if apply_intent(payment, intent) and payment.is_final:
+            # Once: a final state never changes again. Side effects go to the outbox, in
+            # this transaction.
+            if payment.status == "succeeded":
+                cards.record_spending(payment)
+                splits.record_sale(payment,
+                                   current_app.extensions["portal_config"].PLATFORM_FEE_PERCENT)
+            outbox.record_payment_outcome(payment)
     return payment
 
 
