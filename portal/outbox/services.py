@@ -52,11 +52,14 @@ def _add(payment_id: uuid.UUID, rows: list[tuple[str, str, dict]]) -> None:
     else:
         from sqlalchemy.dialects.sqlite import insert
     now = utcnow()
-    inserted = db.session.scalars(insert(OutboxMessage).values([
-        {"id": uuid.uuid4(), "kind": kind, "dedupe_key": key, "payment_id": payment_id,
-         "payload": payload, "status": "pending", "attempts": 0, "errors": [],
-         "created_at": now, "next_attempt_at": now} for kind, key, payload in rows
-    ]).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(OutboxMessage.id))
+    # Parameters as a list (executemany): one INSERT whose compiled form is cached, where
+    # .values([...]) made a new statement, with new bind parameters, for every payment.
+    inserted = db.session.scalars(
+        insert(OutboxMessage).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(OutboxMessage.id),
+        [{"id": uuid.uuid4(), "kind": kind, "dedupe_key": key, "payment_id": payment_id,
+          "payload": payload, "status": "pending", "attempts": 0, "errors": [],
+          "created_at": now, "next_attempt_at": now} for kind, key, payload in rows])
     db.session.info.setdefault("outbox_new", []).extend(str(i) for i in inserted)
 
 

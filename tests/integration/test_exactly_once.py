@@ -71,6 +71,18 @@ def test_a_success_writes_one_notification_and_one_receipt_however_often_applied
     assert "4242424242424242" not in str(receipt.payload)
 
 
+def test_the_same_outcome_written_again_adds_and_queues_nothing(client, people, stripe_client):
+    payment = confirmed_at_stripe(stripe_client, people)
+    pi = stripe_client.v1.payment_intents.retrieve(payment.stripe_payment_intent_id).to_dict()
+    assert post_event(client, "payment_intent.succeeded", pi).status_code == 200
+    first = {m.kind: m.id for m in messages(payment)}
+    db.session.info.pop("outbox_new", None)
+    outbox.record_payment_outcome(db.session.get(Payment, payment.id))  # e.g. a retried job
+    assert db.session.info.get("outbox_new") == []  # nothing new to deliver
+    assert {m.kind: m.id for m in messages(payment)} == first
+    assert sorted(first) == ["order_notification", "receipt_email"]
+
+
 def test_out_of_order_events_leave_the_payment_succeeded(client, people, stripe_client):
     payment = confirmed_at_stripe(stripe_client, people)
     pi = stripe_client.v1.payment_intents.retrieve(payment.stripe_payment_intent_id).to_dict()
