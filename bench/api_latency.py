@@ -9,10 +9,12 @@ What it does (see bench/README.md, section "api_latency.py"):
 1. drops and creates its own database (default ``portal_bench_api``) and builds the schema with
    the project's Alembic migrations (``flask_migrate.upgrade()``); starts a Stripe sandbox
    (``stripe_sandbox.testing.Sandbox``, its own process on a free loopback port);
-2. builds the app with an explicit environment (PostgreSQL, the sandbox, test keys; nothing
-   from the developer's shell) and seeds one customer, one order and two 4242 PaymentMethods
-   per timed call (each call on a new order; every customer pays once, so the per-caller rate
-   limit of 60/min stays on and in the measured path without ever answering 429);
+2. builds the app with an explicit environment (PostgreSQL, the sandbox, test keys, Redis as
+   in production: rate limits there, the jobs a confirm queues (order-service notification,
+   receipt) left in the queue; nothing from the developer's shell) and seeds one customer,
+   one order and two 4242 PaymentMethods per timed call (each call on a new order; every
+   customer pays once, so the per-caller rate limit of 60/min stays on and in the measured
+   path without ever answering 429);
 3. per iteration, in an order that alternates between iterations: the portal's create-intent
    and confirm through Flask's test client in-process (WSGI: routing, JWT, validation, SQL,
    the gateway, the Stripe SDK and its HTTP round trips to the sandbox; no gunicorn, no
@@ -250,8 +252,10 @@ def main(argv=None) -> int:
                     help="p95 target of the portal's own share")
     ap.add_argument("--idempotency-key", action="store_true",
                     help="send an Idempotency-Key header on every portal call")
-    ap.add_argument("--redis", default="",
-                    help="REDIS_URL for the rate limiter's storage (default: in memory)")
+    ap.add_argument("--redis", default="redis://127.0.0.1:6379/12",
+                    help="REDIS_URL of the portal (rate limits, jobs), a database the script "
+                         "flushes at the start and the end; '' for the embedded mode (limits "
+                         "in memory, jobs run in the request)")
     args = ap.parse_args(argv)
 
     import stripe
@@ -264,6 +268,9 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     db_url = plain_url(args.pg, args.db)
+    if args.redis:  # the outbox's jobs of every confirm are queued there, never run
+        import redis
+        redis.Redis.from_url(args.redis).flushdb()
     print(f"== database {args.db}: drop, create, alembic upgrade; Stripe sandbox")
     recreate_database(args.pg, args.db)
     failures: list[str] = []
@@ -288,8 +295,8 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             slots = seed(app, direct, args.warmup + args.calls)
             print(f"   seeded {len(slots)} customers, orders and 2x PaymentMethods "
-                  f"in {time.perf_counter() - t0:.1f} s; limiter storage: "
-                  f"{args.redis or 'memory'}; Idempotency-Key header: "
+                  f"in {time.perf_counter() - t0:.1f} s; Redis (limits, jobs): "
+                  f"{args.redis or 'none, embedded mode'}; Idempotency-Key header: "
                   f"{'yes' if args.idempotency_key else 'no'}")
             stripe_timer = StripeTimer()
             client = app.test_client()
@@ -317,6 +324,8 @@ def main(argv=None) -> int:
     finally:
         if not args.keep:
             drop_database(args.pg, args.db)
+        if args.redis:
+            redis.Redis.from_url(args.redis).flushdb()
 
     cpus = os.cpu_count() or 1
     print(f"   {args.calls} timed calls per endpoint (+{args.warmup} warm-up) in {timed_s:.1f} s;"

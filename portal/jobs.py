@@ -53,31 +53,42 @@ def enqueue(func, *args, queue: str = "default", retry: tuple[int, ...] = ()) ->
     ``retry``: seconds to wait before each new attempt after a failure (RQ's Retry; the
     worker runs RQ's scheduler for the delays). In-process jobs are not retried.
     """
+    return enqueue_each(func, [args], queue=queue, retry=retry)
+
+
+def enqueue_each(func, calls: list[tuple], *, queue: str = "default",
+                 retry: tuple[int, ...] = ()) -> bool:
+    """One job per argument tuple in ``calls``, all queued in one round trip to Redis (as
+    ``enqueue``); False when they could not be queued."""
     path = f"{func.__module__}.{func.__name__}"
     if not current_app.config.get("REDIS_URL"):
         # Embedded mode: run now, in this process. A failure is logged and recorded by the
         # job itself (as a worker would); it must not fail the request that enqueued it.
-        try:
-            func(*args)
-        except Exception:
-            log.exception("in-process job %s%r failed", path, args)
+        for args in calls:
+            try:
+                func(*args)
+            except Exception:
+                log.exception("in-process job %s%r failed", path, args)
         return True
     from redis.exceptions import RedisError
     from rq import Retry
 
     try:
         rq_queue = _queue(queue)
-        # One round trip: RQ otherwise sends the queue registration and the job in two
-        # MULTI/EXEC transactions; given a pipeline it adds both to it.
+        # One round trip: RQ otherwise sends the queue registration and each job in MULTI/EXEC
+        # transactions of their own; given a pipeline it adds them to it.
         with rq_queue.connection.pipeline() as pipe:
-            rq_queue.enqueue(
-                run, path, *args, job_timeout=300, result_ttl=3600, failure_ttl=7 * 24 * 3600,
-                retry=Retry(max=len(retry), interval=list(retry)) if retry else None,
-                pipeline=pipe,
-            )
+            for args in calls:
+                rq_queue.enqueue(
+                    run, path, *args, job_timeout=300, result_ttl=3600,
+                    failure_ttl=7 * 24 * 3600,
+                    retry=Retry(max=len(retry), interval=list(retry)) if retry else None,
+                    pipeline=pipe,
+                )
             pipe.execute()
     except RedisError:
-        log.exception("could not enqueue %s%r on %s; it stays for the sweeper", path, args, queue)
+        log.exception("could not enqueue %s%r on %s; it stays for the sweeper", path, calls,
+                      queue)
         return False
     return True
 

@@ -94,8 +94,8 @@ def _committed(session) -> None:
     if not new or not has_app_context():
         return
     if current_app.config.get("REDIS_URL"):
-        for message_id in new:  # only Redis here: no SQL may run in this hook
-            jobs.enqueue(deliver, message_id, queue="outbox")
+        # Only Redis here (no SQL may run in this hook): one job per message, one round trip.
+        jobs.enqueue_each(deliver, [(message_id,) for message_id in new], queue="outbox")
     else:
         session.info.setdefault("outbox_later", []).extend(new)
 

@@ -93,6 +93,22 @@ def test_a_portal_job_finishes_with_rqs_own_records(app, conn):
     assert worker.total_working_time > 0
 
 
+def test_jobs_queued_together_are_separate_jobs_run_in_order(app, conn):
+    with app.app_context():
+        assert jobs.enqueue_each(record, [("a",), ("b",), ("c",)], queue="outbox")
+    assert len(Queue("outbox", connection=conn).job_ids) == 3
+    work(app, conn, "outbox")
+    assert RAN == ["a", "b", "c"]
+
+
+def test_without_redis_jobs_run_at_once_and_a_failure_stops_none(app):
+    RAN.clear()
+    with app.app_context():
+        assert not app.config.get("REDIS_URL")
+        assert jobs.enqueue_each(fail, [("x",), ("y",)])  # each logged, none raised
+    assert RAN == ["x", "y"]
+
+
 def test_a_running_portal_job_is_started_in_rqs_records(app, conn):
     with app.app_context():
         assert jobs.enqueue(look_around, "a")
