@@ -52,9 +52,12 @@ def payment_of_order(order: Order) -> Payment | None:
 
 def _locked(payment_id: uuid.UUID) -> Payment:
     # populate_existing: a row already in the session is re-read under the lock, never stale.
+    # The order comes in the same query (a settled payment marks it paid); only the payment
+    # row is locked.
     return db.session.scalar(
         sa.select(Payment)
         .where(Payment.id == payment_id)
+        .options(orm.joinedload(Payment.order, innerjoin=True))
         .with_for_update(of=Payment)
         .execution_options(populate_existing=True)
     )
