@@ -195,9 +195,11 @@ def retry_payout(admin: User, payout_id: uuid.UUID) -> bool:
 
 
 def execute_payout(payout_id: str) -> None:
-    """The job: one Stripe transfer per payout (transfer_group and idempotency key = the payout
-    id). Timeouts and 5xx raise for RQ's retry; a 4xx ends the payout failed with Stripe's
-    reason; a vendor without a ready account leaves it pending."""
+    """The job: one Stripe transfer per payout (transfer_group = the payout id; idempotency
+    key = the payout id and its attempt number, which moves on only after a 5xx that Stripe
+    keeps under the old key, and only once the group shows no transfer). Timeouts and 5xx
+    raise for RQ's retry; a 4xx ends the payout failed with Stripe's reason; a vendor without
+    a ready account leaves it pending."""
     payout = db.session.scalar(sa.select(Payout).where(Payout.id == uuid.UUID(payout_id))
                                .with_for_update())
     if payout is None or payout.status in ("paid", "open"):  # open: not closed by a run yet
