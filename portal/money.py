@@ -50,6 +50,12 @@ def exponent(currency: str) -> int:
     return 2
 
 
+def amount_step(currency: str) -> int:
+    """The smallest amount Stripe moves in the currency, in minor units: 10 for three-decimal
+    currencies (their amounts must end in 0), 1 otherwise."""
+    return 10 if currency.upper() in THREE_DECIMAL else 1
+
+
 def check_minor(amount: int, currency: str, *, minimum: bool = True) -> int:
     """Validate an amount already in minor units; return it or raise MoneyError."""
     if isinstance(amount, bool) or not isinstance(amount, int):
@@ -58,7 +64,7 @@ def check_minor(amount: int, currency: str, *, minimum: bool = True) -> int:
         raise MoneyError(f"amount exceeds the maximum of {format_minor(MAX_AMOUNT, currency)}")
     if amount < 0:
         raise MoneyError("amount must not be negative")
-    if currency.upper() in THREE_DECIMAL and amount % 10:
+    if amount % amount_step(currency):
         raise MoneyError(f"{currency.upper()} amounts must end in 0 in the third decimal")
     low = MINIMUM_CHARGE.get(currency.upper(), 50) if minimum else 0
     if amount < low:

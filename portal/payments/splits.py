@@ -14,7 +14,11 @@ Rounding rule (integers in the currency's minor unit, never floats):
   exactly allocate(C, gross) of their gross and floor(fee * C / A) of their fee (so a full
   refund returns exactly every line). Each refund (or a refund failing afterwards) adds the
   lines that bring the vendor's refund total to that target, so lines stay exact whatever
-  order the refunds arrive in.
+  order the refunds arrive in;
+- three-decimal currencies (KWD, BHD...): Stripe moves only amounts ending in 0, so all of the
+  above is done in steps of 10 minor units (money.amount_step), and every line, and so every
+  payout's transfer, ends in 0. Amounts that do not (none should) fall back to steps of 1,
+  which keeps the sums exact.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import sqlalchemy as sa
 
 from ..extensions import db
 from ..models_base import utcnow
+from ..money import amount_step
 from ..orders.models import OrderItem
 from ..payouts.models import VendorAccount
 from ..payouts.services import open_payouts
@@ -44,8 +49,10 @@ def allocate(total: int, weights: list[int]) -> list[int]:
     return shares
 
 
-def fee_of(subtotal: int, percent: int | Decimal) -> int:
-    return int((Decimal(subtotal) * Decimal(percent) / 100).quantize(Decimal(1), ROUND_HALF_UP))
+def fee_of(subtotal: int, percent: int | Decimal, step: int = 1) -> int:
+    """``percent`` of ``subtotal``, rounded half up to a multiple of ``step``."""
+    exact = Decimal(subtotal) * Decimal(percent) / 100 / step
+    return int(exact.quantize(Decimal(1), ROUND_HALF_UP)) * step
 
 
 def record_sale(payment: Payment, fee_percent: int) -> None:
@@ -63,7 +70,8 @@ def record_sale(payment: Payment, fee_percent: int) -> None:
     if not rows or payment.amount <= 0:
         return
     rates = [own if own is not None else fee_percent for _, _, own in rows]
-    shares = sale_shares(payment.amount, [int(subtotal) for _, subtotal, _ in rows], rates)
+    shares = sale_shares(payment.amount, [int(subtotal) for _, subtotal, _ in rows], rates,
+                         step=amount_step(payment.currency))
     into = open_payouts(payment.currency, [vendor_id for vendor_id, _, _ in rows])
     db.session.execute(sa.insert(SplitLine), [
         {"id": uuid.uuid4(), "payment_id": payment.id, "vendor_id": vendor_id, "kind": "sale",
@@ -74,24 +82,27 @@ def record_sale(payment: Payment, fee_percent: int) -> None:
     payment.vendor_amount = payment.amount - payment.platform_fee
 
 
-def sale_shares(amount: int, subtotals: list[int],
-                fee_percent: int | list[int]) -> list[tuple[int, int]]:
+def sale_shares(amount: int, subtotals: list[int], fee_percent: int | list[int],
+                step: int = 1) -> list[tuple[int, int]]:
     """(gross, fee) per vendor for a payment of ``amount`` (the module's rounding rule);
-    ``fee_percent``: one rate for all, or each vendor's."""
+    ``fee_percent``: one rate for all, or each vendor's; ``step``: see the module."""
+    step = step if amount % step == 0 else 1
     rates = fee_percent if isinstance(fee_percent, list) else [fee_percent] * len(subtotals)
     weights = [max(v, 0) for v in subtotals]
-    grosses = allocate(amount, weights if sum(weights) else [1] * len(weights))
-    return [(gross, min(fee_of(subtotal, rate), gross))
+    grosses = allocate(amount // step, weights if sum(weights) else [1] * len(weights))
+    return [(gross * step, min(fee_of(subtotal, rate, step), gross * step))
             for subtotal, gross, rate in zip(weights, grosses, rates, strict=True)]
 
 
-def refund_targets(sales: list[tuple[int, int]], refunded: int,
-                   amount: int) -> list[tuple[int, int]]:
+def refund_targets(sales: list[tuple[int, int]], refunded: int, amount: int,
+                   step: int = 1) -> list[tuple[int, int]]:
     """(gross, fee) each vendor has given back once ``refunded`` of ``amount`` is refunded."""
-    grosses = [gross for gross, _ in sales]
-    backs = allocate(refunded, grosses) if sum(grosses) else [0] * len(sales)
-    return [(back, fee * refunded // amount) for back, (_, fee) in zip(backs, sales,
-                                                                       strict=True)]
+    if any(value % step for value in (refunded, amount, *(v for line in sales for v in line))):
+        step = 1
+    grosses = [gross // step for gross, _ in sales]
+    backs = allocate(refunded // step, grosses) if sum(grosses) else [0] * len(sales)
+    return [(back * step, fee // step * (refunded // step) // (amount // step) * step)
+            for back, (_, fee) in zip(backs, sales, strict=True)]
 
 
 def sync_refund_lines(payment: Payment, refund_request_id: uuid.UUID | None = None) -> None:
@@ -104,7 +115,8 @@ def sync_refund_lines(payment: Payment, refund_request_id: uuid.UUID | None = No
     if not sales:
         return
     refunded = min(payment.amount_refunded, payment.amount)
-    targets = refund_targets([(s.gross, s.fee) for s in sales], refunded, payment.amount)
+    targets = refund_targets([(s.gross, s.fee) for s in sales], refunded, payment.amount,
+                             amount_step(payment.currency))
     new = []
     for sale, (gross_back, fee_back) in zip(sales, targets, strict=True):
         given = [line for line in lines if line.kind != "sale" and

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portal.money import exponent
+from portal.money import amount_step, exponent
 from portal.payments.splits import allocate, fee_of, refund_targets, sale_shares
 
 CURRENCIES = ("USD", "JPY", "KWD", "EUR")
@@ -16,6 +16,15 @@ def test_allocate_gives_leftover_units_to_the_largest_remainders():
     assert allocate(100, [1, 1, 1]) == [34, 33, 33]
     assert allocate(10, [2, 3]) == [4, 6]
     assert allocate(0, [5, 7]) == [0, 0]
+
+
+def test_kwd_lines_end_in_0_as_stripe_requires():
+    # 10.010 KWD, items 3.330 and 6.680: a 10 % fee of 0.333 / 0.668 would leave nets that
+    # Stripe cannot transfer; in steps of 0.010 the fees are 0.330 and 0.670.
+    assert sale_shares(10010, [3330, 6680], 10, step=10) == [(3330, 330), (6680, 670)]
+    assert refund_targets([(3330, 330), (6680, 670)], 5000, 10010, step=10) == [
+        (1660, 160), (3340, 330)]
+    assert sale_shares(10015, [3333, 6677], 10, step=10) == sale_shares(10015, [3333, 6677], 10)
 
 
 def test_the_original_descriptions_example():
@@ -38,10 +47,13 @@ def orders(draw):
 
 @given(orders())
 def test_lines_and_fees_sum_exactly_to_the_payment(order):
-    _, subtotals, amount, percent = order
-    shares = sale_shares(amount, subtotals, percent)
+    currency, subtotals, amount, percent = order
+    step = amount_step(currency)
+    shares = sale_shares(amount, subtotals, percent, step)
     assert sum(gross for gross, _ in shares) == amount
     assert all(0 <= fee <= gross for gross, fee in shares)
+    # KWD: every line ends in 0, so every payout is an amount Stripe can transfer.
+    assert all(gross % step == 0 and fee % step == 0 for gross, fee in shares)
     platform = sum(fee for _, fee in shares)
     vendors = sum(gross - fee for gross, fee in shares)
     assert platform + vendors == amount
@@ -49,15 +61,18 @@ def test_lines_and_fees_sum_exactly_to_the_payment(order):
 
 @given(orders(), st.data())
 def test_refunds_take_back_exactly_and_a_full_refund_returns_everything(order, data):
-    _, subtotals, amount, percent = order
-    shares = sale_shares(amount, subtotals, percent)
-    cuts = data.draw(st.lists(st.integers(1, amount), max_size=5)) if amount > 1 else []
+    currency, subtotals, amount, percent = order
+    step = amount_step(currency)
+    shares = sale_shares(amount, subtotals, percent, step)
+    cuts = [cut * step for cut in data.draw(st.lists(st.integers(1, amount // step),
+                                                      max_size=5))] if amount > step else []
     refunded, given_back = 0, [(0, 0)] * len(shares)
     for total in [*sorted(set(cuts)), amount]:  # cumulative refunded after each refund
         if total == refunded:
             continue
         part, refunded = total - refunded, total
-        targets = refund_targets(shares, refunded, amount)
+        targets = refund_targets(shares, refunded, amount, step)
+        assert all(gross % step == 0 and fee % step == 0 for gross, fee in targets)
         # Each refund's lines are the difference to the new target: never giving back more
         # than the vendor had, and the refund's gross lines sum to the refund.
         deltas = [(t[0] - g[0], t[1] - g[1]) for t, g in zip(targets, given_back, strict=True)]
