@@ -80,6 +80,15 @@ def open_payouts(currency: str, vendor_ids: list[uuid.UUID]) -> dict[uuid.UUID, 
     in vendor order, as the run takes them, so the two cannot deadlock."""
     wanted = sorted(set(vendor_ids), key=str)
     dialect = db.session.get_bind().dialect.name
+    if dialect == "sqlite":
+        # SQLite ignores FOR SHARE, and its driver starts a transaction only at the first
+        # write: without this, the SELECT below could read a payout that a run then closes
+        # before the lines go in. A write statement takes SQLite's one write lock now (it
+        # waits for a run in progress to commit), and holds it until our commit.
+        db.session.execute(sa.update(Payout).where(
+            Payout.status == "open", Payout.currency == currency,
+            Payout.vendor_id.in_(wanted)).values(updated_at=Payout.updated_at)
+            .execution_options(synchronize_session=False))
     for _ in range(3):
         found = dict(db.session.execute(
             sa.select(Payout.vendor_id, Payout.id)
@@ -115,8 +124,18 @@ def run_payouts(*, period: str = "weekly", until: datetime | None = None,
     until = min(until or default_until, now)
     # Hold every open payout: writers of new lines hold theirs FOR SHARE (open_payouts), so
     # from here on the totals below see every line in them, and no line can join them.
-    db.session.execute(sa.select(Payout.id).where(Payout.status == "open")
-                       .order_by(Payout.vendor_id, Payout.currency).with_for_update()).all()
+    held = db.session.scalars(sa.select(Payout.id).where(Payout.status == "open")
+                              .order_by(Payout.vendor_id, Payout.currency)
+                              .with_for_update()).all()
+    # Only those: an open payout committed after the SELECT above (a vendor's first sale
+    # since the last run) is not locked, and a line may be on its way into it. On SQLite
+    # the run holds the one write lock from its first write (the flush below) to its commit,
+    # so no line can be on its way; "open" is enough there.
+    if db.session.get_bind().dialect.name == "postgresql":
+        closable = Payout.id == sa.any_(sa.bindparam(
+            "held", held, type_=postgresql.ARRAY(sa.Uuid)))
+    else:
+        closable = Payout.status == "open"
     run = PayoutRun(id=uuid.uuid4(), period=period, period_start=start, until=until,
                     created_at=now, created_by_id=actor.id if actor else None)
     db.session.add(run)
@@ -130,7 +149,8 @@ def run_payouts(*, period: str = "weekly", until: datetime | None = None,
         .label("refunds"),
         sa.func.count(sa.distinct(SplitLine.payment_id)).label("payments"),
         sa.func.count().label("lines"))
-        .where(SplitLine.payout_id.in_(sa.select(Payout.id).where(Payout.status == "open")),
+        .where(SplitLine.payout_id.in_(sa.select(Payout.id).where(Payout.status == "open",
+                                                                   closable)),
                SplitLine.created_at < until)
         .group_by(SplitLine.payout_id).having(sa.func.sum(SplitLine.net) > 0).subquery())
     closed = db.session.execute(
@@ -201,7 +221,7 @@ def execute_payout(payout_id: str) -> None:
     raise for RQ's retry; a 4xx ends the payout failed with Stripe's reason; a vendor without
     a ready account leaves it pending."""
     payout = db.session.scalar(sa.select(Payout).where(Payout.id == uuid.UUID(payout_id))
-                               .with_for_update())
+                               .with_for_update().execution_options(populate_existing=True))
     if payout is None or payout.status in ("paid", "open"):  # open: not closed by a run yet
         db.session.rollback()
         return
@@ -232,6 +252,9 @@ def execute_payout(payout_id: str) -> None:
             raise
         payout = db.session.get(Payout, uuid.UUID(payout_id))
         payout.status, payout.failure_reason = "failed", exc.message[:500]
+        # Stripe keeps a refusal under its key for 24 h: a retry (after a top-up, or once the
+        # account is fixed) needs a new one. The group is listed before any new transfer.
+        payout.transfer_attempt = attempt + 1
         _audit("payout.failed", None, amount, currency, note=f"payout {payout_id}: "
                                                             f"{exc.message}")
         db.session.commit()

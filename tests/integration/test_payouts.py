@@ -189,6 +189,97 @@ def test_a_run_waits_for_a_line_being_written_and_pays_it(app, people, stripe_cl
     assert unpaid_lines() == 0
 
 
+def closed_payouts_not_matching_their_lines() -> list:
+    """Closed payouts whose amount or line count differs from the lines in them."""
+    lines = (sa.select(SplitLine.payout_id, sa.func.sum(SplitLine.net).label("net"),
+                       sa.func.count().label("n")).group_by(SplitLine.payout_id).subquery())
+    return db.session.execute(
+        sa.select(Payout.id, Payout.amount, lines.c.net, Payout.line_count, lines.c.n)
+        .join(lines, lines.c.payout_id == Payout.id)
+        .where(Payout.status != "open",
+               sa.or_(Payout.amount != lines.c.net, Payout.line_count != lines.c.n))).all()
+
+
+@pytest.mark.commits
+def test_a_run_leaves_alone_an_open_payout_created_after_it_took_its_locks(app, people,
+                                                                          stripe_client):
+    """Vendor 2's first sale since the last run opens a payout after the run locked the open
+    payouts, and a second sale is being written into it: the run must not close it (it would
+    take the totals without the line on its way in). Both lines were stamped before the run
+    began (written just before it, committed just after), so `until` does not hold them
+    back."""
+    first = pay(stripe_client, people["customer"], people["vendor"], amounts=(1000,))
+    second = pay(stripe_client, people["customer"], people["vendor2"], amounts=(2000,))
+    v1, v2, currency = people["vendor"].id, people["vendor2"].id, first.currency
+    ids = {"first": first.id, "second": second.id}
+    db.session.execute(sa.delete(SplitLine).where(SplitLine.vendor_id == v2))
+    db.session.execute(sa.delete(Payout).where(Payout.vendor_id == v2))  # no sale yet
+    db.session.commit()
+    steps = {name: threading.Event() for name in ("held", "go", "in", "commit")}
+
+    stamped = utcnow() - timedelta(seconds=1)
+
+    def line(vendor_id, payment, net):
+        into = payouts.open_payouts(currency, [vendor_id])
+        db.session.add(SplitLine(payment_id=ids[payment], vendor_id=vendor_id, kind="sale",
+                                 currency=currency, gross=net, fee=0, net=net,
+                                 payout_id=into[vendor_id], created_at=stamped))
+        db.session.flush()
+
+    def holder():  # holds vendor 1's open payout, so the run waits in its locking SELECT
+        with app.app_context():
+            line(v1, "first", 100)
+            steps["held"].set()
+            steps["go"].wait(10)
+            db.session.commit()
+            db.session.remove()
+
+    def writer():  # a second sale of vendor 2, into the payout opened after the run's lock
+        with app.app_context():
+            line(v2, "second", 300)
+            steps["in"].set()
+            steps["commit"].wait(10)
+            db.session.commit()
+            db.session.remove()
+
+    def runner():
+        with app.app_context():
+            run_now()
+            db.session.remove()
+
+    threads = {"holder": threading.Thread(target=holder), "run": threading.Thread(target=runner),
+               "writer": threading.Thread(target=writer)}
+    threads["holder"].start()
+    assert steps["held"].wait(10)
+    threads["run"].start()
+    waiting = sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                      "AND datname = current_database()")
+    for _ in range(100):  # until the run waits in its locking SELECT (at most 10 s)
+        with db.engine.connect() as conn:
+            if conn.scalar(waiting):
+                break
+        threading.Event().wait(0.1)
+    else:
+        pytest.fail("the run did not wait for the open payout being written")
+    with app.app_context():  # vendor 2's first sale: a new open payout, committed
+        line(v2, "second", 200)
+        db.session.commit()
+        db.session.remove()
+    threads["writer"].start()
+    assert steps["in"].wait(10)
+    steps["go"].set()  # the run gets its locks, and goes on
+    threads["run"].join(5)  # it has nothing to wait for now (the bug: it waits for the writer)
+    steps["commit"].set()
+    for t in threads.values():
+        t.join(10)
+    db.session.remove()
+    assert closed_payouts_not_matching_their_lines() == []
+    theirs = db.session.scalars(sa.select(Payout).where(Payout.vendor_id == v2)).all()
+    assert [p.status for p in theirs] == ["open"]  # both lines wait for the next run
+    assert db.session.scalar(sa.select(sa.func.sum(SplitLine.net)).where(
+        SplitLine.payout_id == theirs[0].id)) == 500
+
+
 # --- execution --------------------------------------------------------------------------------
 
 def test_without_a_ready_account_the_payout_waits_and_says_why(client, people, stripe_client):
@@ -257,6 +348,9 @@ def test_a_refused_transfer_fails_with_stripes_reason_and_can_be_retried(
     db.session.expire_all()
     payout = db.session.get(Payout, run.payouts[0].id)
     assert payout.status == "failed" and "insufficient" in payout.failure_reason.lower()
+    # Stripe keeps a refusal under its idempotency key for 24 h (this sandbox does not): the
+    # retry must send another key, or it would get the same refusal back.
+    assert payout.transfer_attempt == 1
     login(client, people["admin"].email)
     r = client.post(f"/admin/payouts/{payout.id}/retry")
     assert r.status_code == 302

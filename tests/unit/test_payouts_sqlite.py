@@ -3,6 +3,7 @@ go into open payouts, a run closes them, lines after `until` and negative balanc
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -16,7 +17,7 @@ from portal.orders.models import OrderItem
 from portal.payments.models import Payment, SplitLine
 from portal.payments.splits import record_sale, sync_refund_lines
 from portal.payouts.models import Payout
-from portal.payouts.services import run_payouts
+from portal.payouts.services import open_payouts, run_payouts
 from tests.conftest import portal_env
 from tests.helpers import make_order, make_user
 
@@ -79,3 +80,42 @@ def test_a_run_on_sqlite_pays_open_payouts_and_leaves_the_rest_waiting(sqlite_ap
     assert later.vendor_id == vendor.id
     assert (later.amount, later.refunds, later.line_count) == (4500 - 9000 + 5400, -10000, 4)
     assert open_lines() == 2  # the other vendor's -90.00 waits for its next sales
+
+
+def test_a_run_on_sqlite_waits_for_a_line_being_written_and_pays_it(sqlite_app):
+    """SQLite ignores FOR SHARE: the writer takes SQLite's write lock instead, so a run
+    cannot close the payout between the writer finding it and the line going in."""
+    customer, vendor = make_user("c@example.com"), make_user("v@example.com", "vendor")
+    payment = succeeded(customer, vendor, 1000)  # net 9.00 in the vendor's open payout
+    ids = (payment.id, vendor.id)
+    stamped = utcnow() - timedelta(seconds=1)  # before the run begins: not a late line
+    found, release, ran = threading.Event(), threading.Event(), threading.Event()
+
+    def writer():
+        with sqlite_app.app_context():
+            into = open_payouts("USD", [ids[1]])
+            found.set()
+            release.wait(10)
+            db.session.add(SplitLine(payment_id=ids[0], vendor_id=ids[1], kind="sale",
+                                     currency="USD", gross=500, fee=50, net=450,
+                                     payout_id=into[ids[1]], created_at=stamped))
+            db.session.commit()
+            db.session.remove()
+
+    def runner():
+        with sqlite_app.app_context():
+            run_payouts(until=utcnow() + timedelta(seconds=5))
+            ran.set()
+            db.session.remove()
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=runner)]
+    threads[0].start()
+    assert found.wait(10)
+    threads[1].start()
+    assert not ran.wait(1)  # the run waits for the writer (SQLite's busy timeout is 5 s)
+    release.set()
+    for t in threads:
+        t.join(10)
+    db.session.remove()
+    [payout] = db.session.scalars(sa.select(Payout)).all()
+    assert (payout.status, payout.amount, payout.line_count) == ("pending", 900 + 450, 2)
