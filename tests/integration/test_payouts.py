@@ -140,6 +140,18 @@ def test_two_concurrent_runs_put_each_line_in_one_payout(app, people, stripe_cli
     assert unpaid_lines() == 0
 
 
+def wait_for_a_lock_wait(failure: str) -> None:
+    """Until some session of this database waits for a row lock (at most 10 s)."""
+    waiting = sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                      "AND datname = current_database()")
+    for _ in range(100):
+        with db.engine.connect() as conn:
+            if conn.scalar(waiting):
+                return
+        threading.Event().wait(0.1)
+    pytest.fail(failure)
+
+
 @pytest.mark.commits
 def test_a_run_waits_for_a_line_being_written_and_pays_it(app, people, stripe_client):
     """A line written while a run starts is in that run's payout, with its totals: the run
@@ -170,15 +182,7 @@ def test_a_run_waits_for_a_line_being_written_and_pays_it(app, people, stripe_cl
     threads[0].start()
     assert written.wait(10)
     threads[1].start()
-    waiting = sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                      "AND datname = current_database()")
-    for _ in range(100):  # until the run waits for the writer's lock (at most 10 s)
-        with db.engine.connect() as conn:
-            if conn.scalar(waiting):
-                break
-        threading.Event().wait(0.1)
-    else:
-        pytest.fail("the run did not wait for the line being written")
+    wait_for_a_lock_wait("the run did not wait for the line being written")
     release.set()
     for t in threads:
         t.join(10)
@@ -252,15 +256,7 @@ def test_a_run_leaves_alone_an_open_payout_created_after_it_took_its_locks(app, 
     threads["holder"].start()
     assert steps["held"].wait(10)
     threads["run"].start()
-    waiting = sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                      "AND datname = current_database()")
-    for _ in range(100):  # until the run waits in its locking SELECT (at most 10 s)
-        with db.engine.connect() as conn:
-            if conn.scalar(waiting):
-                break
-        threading.Event().wait(0.1)
-    else:
-        pytest.fail("the run did not wait for the open payout being written")
+    wait_for_a_lock_wait("the run did not wait for the open payout being written")
     with app.app_context():  # vendor 2's first sale: a new open payout, committed
         line(v2, "second", 200)
         db.session.commit()
