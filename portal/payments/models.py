@@ -26,6 +26,7 @@ PAYMENT_STATUSES = (
 FINAL_STATUSES = frozenset({"succeeded", "canceled"})
 # Statuses where the customer has to act (enter another card); the status page stops polling.
 SETTLED_FOR_NOW = FINAL_STATUSES | {"failed", "requires_payment_method"}
+NOT_FINAL = sa.text("status NOT IN ('succeeded', 'canceled')")
 
 
 class Payment(IdMixin, TimestampMixin, db.Model):
@@ -35,6 +36,9 @@ class Payment(IdMixin, TimestampMixin, db.Model):
         # History: a user's payments newest first, optionally by status (keyset-friendly).
         sa.Index("ix_payments_user_created", "user_id", "created_at", "id"),
         sa.Index("ix_payments_user_status_created", "user_id", "status", "created_at", "id"),
+        # Reconciliation: the payments not final, next due first (never checked: NULL).
+        sa.Index("ix_payments_reconcile_due", "reconcile_due_at", "updated_at",
+                 postgresql_where=NOT_FINAL, sqlite_where=NOT_FINAL),
     )
 
     user_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id"))
@@ -78,6 +82,8 @@ class Payment(IdMixin, TimestampMixin, db.Model):
     succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Sum of the refunds Stripe reports as succeeded (mirrored by refunds.services).
     amount_refunded: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    # When reconciliation next re-reads a payment that is not final (NULL: not checked yet).
+    reconcile_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     order = relationship("Order")
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,7 +24,7 @@ from .. import stripe_gateway as gateway
 from ..extensions import db
 from ..models_base import utcnow
 from ..outbox import services as outbox
-from ..payments.models import Payment
+from ..payments.models import NOT_FINAL, Payment
 from ..payments.services import refresh_payment
 from ..payouts.models import Payout
 from ..payouts.services import RETRY_DELAYS as PAYOUT_RETRIES
@@ -47,15 +48,39 @@ class Reconciled:
     outbox_queued: int = 0
 
 
-def reconcile(older_than_minutes: int = 10, limit: int = 500) -> Reconciled:
-    """Settle what is stuck; safe to run at any time and as often as wanted."""
+def reconcile(older_than_minutes: int = 10, limit: int = 500,
+              budget_seconds: float = 240) -> Reconciled:
+    """Settle what is stuck; safe to run at any time and as often as wanted.
+
+    Payments not final are re-read from Stripe in turns: each one checked gets a due time
+    (see ``next_check``), and a run takes those never checked first, then those due
+    longest. Abandoned checkouts, which never change, so cannot keep a paid payment whose
+    webhook was lost from being reached. A run stops after ``budget_seconds`` (the rest
+    wait for the next run) so it ends well within its job timeout.
+    """
     out = Reconciled()
-    cutoff = utcnow() - timedelta(minutes=older_than_minutes)
-    ids = db.session.scalars(sa.select(Payment.id).where(
-        Payment.status.not_in(("succeeded", "canceled")),
-        Payment.stripe_payment_intent_id.is_not(None), Payment.updated_at < cutoff)
-        .order_by(Payment.updated_at).limit(limit)).all()
-    for payment_id in ids:
+    now = utcnow()
+    deadline = time.monotonic() + budget_seconds
+    due = db.session.execute(sa.select(Payment.id, Payment.created_at).where(
+        NOT_FINAL, Payment.stripe_payment_intent_id.is_not(None),
+        Payment.updated_at < now - timedelta(minutes=older_than_minutes),
+        sa.or_(Payment.reconcile_due_at.is_(None), Payment.reconcile_due_at <= now))
+        .order_by(Payment.reconcile_due_at.asc().nulls_first(), Payment.updated_at)
+        .limit(limit)).all()
+    if due:
+        # Claimed before Stripe is called: a concurrent run skips them, and one that fails
+        # every time cannot hold up the others.
+        db.session.execute(_SET_DUE, [{"payment_id": pid, "due": next_check(now, created)}
+                                      for pid, created in due])
+    db.session.commit()
+    for payment_id, _ in due:
+        if out.payments_checked and time.monotonic() > deadline:
+            # The rest are due again at once: give them back their turn.
+            db.session.execute(_SET_DUE, [{"payment_id": pid, "due": None}
+                                          for pid, _ in due[out.payments_checked:]])
+            db.session.commit()
+            break
+        out.payments_checked += 1
         payment = db.session.get(Payment, payment_id)
         before = payment.status
         try:
@@ -64,8 +89,8 @@ def reconcile(older_than_minutes: int = 10, limit: int = 500) -> Reconciled:
             db.session.rollback()
             log.exception("reconcile: payment %s", payment_id)
             continue
-        out.payments_checked += 1
         out.payments_changed += after != before
+    cutoff = utcnow() - timedelta(minutes=older_than_minutes)
     stuck = db.session.scalars(sa.select(RefundRequest.id).where(
         RefundRequest.status.in_(IN_FLIGHT), RefundRequest.updated_at < cutoff)).all()
     payouts = db.session.scalars(sa.select(Payout.id).where(
@@ -79,6 +104,19 @@ def reconcile(older_than_minutes: int = 10, limit: int = 500) -> Reconciled:
                                              retry=PAYOUT_RETRIES)
     out.outbox_queued = outbox.sweep()
     return out
+
+
+def next_check(now: datetime, created_at: datetime) -> datetime:
+    """When a payment checked now is looked at again: after a quarter of its age, between
+    5 minutes and a day (a checkout a day old is re-read every 6 hours, a stale one daily)."""
+    return now + min(max((now - created_at) / 4, timedelta(minutes=5)), timedelta(days=1))
+
+
+# Leaves updated_at alone: it says when the payment itself last changed.
+_PAYMENTS = Payment.__table__
+_SET_DUE = (sa.update(_PAYMENTS).where(_PAYMENTS.c.id == sa.bindparam("payment_id"))
+            .values(reconcile_due_at=sa.bindparam("due", type_=_PAYMENTS.c.reconcile_due_at.type),
+                    updated_at=_PAYMENTS.c.updated_at))
 
 
 def backfill(since: datetime) -> tuple[int, int]:

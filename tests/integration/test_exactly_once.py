@@ -180,6 +180,60 @@ def test_a_payment_whose_webhook_never_arrives_is_settled_by_reconciliation(peop
     assert reconcile(older_than_minutes=10).payments_checked == 0  # nothing left
 
 
+def abandoned_checkouts(people, count):
+    """Checkouts the customers never paid: non-final for good, and never changing."""
+    return [start_checkout(make_order(people["customer"], people["vendor"], amounts=(900,)),
+                           source="api").payment for _ in range(count)]
+
+
+def test_abandoned_checkouts_do_not_keep_reconciliation_from_a_paid_payment(people,
+                                                                           stripe_client):
+    """Each run checks a batch and moves on: payments it looked at wait their turn, so a
+    paid payment behind more abandoned checkouts than a run checks is still reached."""
+    abandoned = abandoned_checkouts(people, 6)
+    paid = confirmed_at_stripe(stripe_client, people)
+    # The abandoned ones are older: a run that always took the oldest would never get there.
+    for age, payment in enumerate([*abandoned, paid]):
+        db.session.execute(sa.update(Payment).where(Payment.id == payment.id).values(
+            updated_at=utcnow() - timedelta(minutes=60 - age)))
+    db.session.commit()
+    runs = [reconcile(older_than_minutes=10, limit=3) for _ in range(3)]
+    assert [r.payments_checked for r in runs] == [3, 3, 1]
+    db.session.expire_all()
+    assert db.session.get(Payment, paid.id).status == "succeeded"
+    assert reconcile(older_than_minutes=10, limit=3).payments_checked == 0  # all wait now
+
+
+def test_a_checked_payment_is_checked_again_later_and_less_often_as_it_ages(people,
+                                                                          stripe_client):
+    payment = abandoned_checkouts(people, 1)[0]
+    db.session.execute(sa.update(Payment).where(Payment.id == payment.id).values(
+        created_at=utcnow() - timedelta(hours=8), updated_at=utcnow() - timedelta(hours=8)))
+    db.session.commit()
+    assert reconcile(older_than_minutes=10).payments_checked == 1
+    due = db.session.scalar(sa.select(Payment.reconcile_due_at).where(
+        Payment.id == payment.id))
+    # A quarter of its age (8 h): looked at again in about 2 hours, not every 5 minutes.
+    assert timedelta(minutes=110) < due - utcnow() <= timedelta(hours=2)
+    db.session.execute(sa.update(Payment).where(Payment.id == payment.id).values(
+        reconcile_due_at=utcnow() - timedelta(seconds=1), updated_at=utcnow() - timedelta(hours=8)))
+    db.session.commit()
+    stripe_client.v1.payment_intents.confirm(payment.stripe_payment_intent_id, params={
+        "payment_method": card_pm(stripe_client, "4242424242424242")})
+    assert reconcile(older_than_minutes=10).payments_changed == 1
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).status == "succeeded"
+
+
+def test_a_run_stops_at_its_time_budget_and_the_next_run_goes_on(people, stripe_client):
+    payments = abandoned_checkouts(people, 3)
+    db.session.execute(sa.update(Payment).where(Payment.id.in_([p.id for p in payments]))
+                       .values(updated_at=utcnow() - timedelta(minutes=30)))
+    db.session.commit()
+    assert reconcile(older_than_minutes=10, budget_seconds=0).payments_checked == 1
+    assert reconcile(older_than_minutes=10).payments_checked == 2
+
+
 def test_backfill_stores_and_processes_the_events_we_missed(people, stripe_client):
     payment = confirmed_at_stripe(stripe_client, people)
     listed, new = backfill(utcnow() - timedelta(days=1))
