@@ -32,6 +32,20 @@ def make_order(customer, vendor, *, currency: str = "USD", amounts=(4999,), tax:
     return order
 
 
+def paid_payment(customer, vendor, amount: int, currency: str = "USD"):
+    """A succeeded Payment of a new order, committed, without its sale lines: for tests that
+    write a vendor's line themselves (a payment has one sale line per vendor)."""
+    from portal.models_base import utcnow
+    from portal.payments.models import Payment
+
+    order = make_order(customer, vendor, currency=currency, amounts=(amount,))
+    payment = Payment(user_id=customer.id, order_id=order.id, amount=amount, currency=currency,
+                      status="succeeded", subtotal=amount, succeeded_at=utcnow())
+    db.session.add(payment)
+    db.session.commit()
+    return payment
+
+
 def bearer(user) -> dict:
     return {"Authorization": f"Bearer {issue_token(user)[0]}"}
 

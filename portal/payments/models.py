@@ -100,6 +100,7 @@ class Payment(IdMixin, TimestampMixin, db.Model):
 
 
 SPLIT_KINDS = ("sale", "refund")
+SALE = sa.text("kind = 'sale'")
 
 
 class SplitLine(IdMixin, db.Model):
@@ -111,6 +112,9 @@ class SplitLine(IdMixin, db.Model):
         sa.Index("ix_split_lines_vendor_created", "vendor_id", "created_at"),
         # A payout's lines (drill-down, the run's totals, the lines a run leaves open).
         sa.Index("ix_split_lines_payout_created", "payout_id", "created_at"),
+        # One sale line per vendor of a payment, whatever races the code may have missed.
+        sa.Index("uq_split_lines_sale", "payment_id", "vendor_id", unique=True,
+                 postgresql_where=SALE, sqlite_where=SALE),
     )
 
     payment_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("payments.id"), index=True)

@@ -54,6 +54,14 @@ def _locked(payment_id: uuid.UUID) -> Payment:
     # populate_existing: a row already in the session is re-read under the lock, never stale.
     # The order comes in the same query (a settled payment marks it paid); only the payment
     # row is locked.
+    if db.session.get_bind().dialect.name == "sqlite":
+        # SQLite ignores FOR UPDATE, and its driver begins a transaction only at the first
+        # write: two settles could both read the payment not final and both record the
+        # sale. A write takes SQLite's one write lock now (waiting for a settle in progress
+        # to commit) and holds it until our commit, so the read below is current.
+        db.session.execute(sa.update(Payment).where(Payment.id == payment_id)
+                           .values(updated_at=Payment.updated_at)
+                           .execution_options(synchronize_session=False))
     return db.session.scalar(
         sa.select(Payment)
         .where(Payment.id == payment_id)
@@ -242,8 +250,10 @@ def apply_intent(payment: Payment, intent: gateway.Intent) -> bool:
                   intent.amount, intent.currency, payment.amount, payment.currency)
         return False
     if new == "failed":
-        payment.failure_code = intent.failure_code
-        payment.failure_message = intent.failure_message
+        # Stripe's texts, clipped to their columns (PostgreSQL refuses a longer value, and
+        # the webhook job would then fail on every try).
+        payment.failure_code = (intent.failure_code or "")[:64] or None
+        payment.failure_message = (intent.failure_message or "")[:500] or None
     elif new == "succeeded":
         payment.failure_code = payment.failure_message = None
         payment.receipt_url = intent.receipt_url

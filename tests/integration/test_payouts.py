@@ -20,7 +20,7 @@ from portal.payments.models import SplitLine
 from portal.payouts import services as payouts
 from portal.payouts.models import Payout, PayoutRun, VendorAccount
 from portal.refunds import services as refunds
-from tests.helpers import bearer, login
+from tests.helpers import bearer, login, paid_payment
 from tests.integration.api_support import pay
 
 SOON = timedelta(seconds=5)
@@ -158,7 +158,8 @@ def test_a_run_waits_for_a_line_being_written_and_pays_it(app, people, stripe_cl
     waits for the writer (no line lands in a payout after its totals were taken)."""
     vendor = people["vendor"]
     payment = pay(stripe_client, people["customer"], vendor, amounts=(1000,))  # net 9.00
-    vendor_id, payment_id, currency = vendor.id, payment.id, payment.currency
+    vendor_id, currency = vendor.id, payment.currency
+    payment_id = paid_payment(people["customer"], vendor, 500).id  # its line on its way
     written, release, runs = threading.Event(), threading.Event(), []
 
     def writer():
@@ -215,7 +216,10 @@ def test_a_run_leaves_alone_an_open_payout_created_after_it_took_its_locks(app, 
     first = pay(stripe_client, people["customer"], people["vendor"], amounts=(1000,))
     second = pay(stripe_client, people["customer"], people["vendor2"], amounts=(2000,))
     v1, v2, currency = people["vendor"].id, people["vendor2"].id, first.currency
-    ids = {"first": first.id, "second": second.id}
+    # A payment has one sale line per vendor: the lines written here are other payments'.
+    ids = {"first": paid_payment(people["customer"], people["vendor"], 100).id,
+           "second": second.id,
+           "third": paid_payment(people["customer"], people["vendor2"], 300).id}
     db.session.execute(sa.delete(SplitLine).where(SplitLine.vendor_id == v2))
     db.session.execute(sa.delete(Payout).where(Payout.vendor_id == v2))  # no sale yet
     db.session.commit()
@@ -240,7 +244,7 @@ def test_a_run_leaves_alone_an_open_payout_created_after_it_took_its_locks(app, 
 
     def writer():  # a second sale of vendor 2, into the payout opened after the run's lock
         with app.app_context():
-            line(v2, "second", 300)
+            line(v2, "third", 300)
             steps["in"].set()
             steps["commit"].wait(10)
             db.session.commit()

@@ -19,7 +19,7 @@ from portal.payments.splits import record_sale, sync_refund_lines
 from portal.payouts.models import Payout
 from portal.payouts.services import open_payouts, run_payouts
 from tests.conftest import portal_env
-from tests.helpers import make_order, make_user
+from tests.helpers import make_order, make_user, paid_payment
 
 
 @pytest.fixture
@@ -86,8 +86,8 @@ def test_a_run_on_sqlite_waits_for_a_line_being_written_and_pays_it(sqlite_app):
     """SQLite ignores FOR SHARE: the writer takes SQLite's write lock instead, so a run
     cannot close the payout between the writer finding it and the line going in."""
     customer, vendor = make_user("c@example.com"), make_user("v@example.com", "vendor")
-    payment = succeeded(customer, vendor, 1000)  # net 9.00 in the vendor's open payout
-    ids = (payment.id, vendor.id)
+    succeeded(customer, vendor, 1000)  # net 9.00 in the vendor's open payout
+    ids = (paid_payment(customer, vendor, 500).id, vendor.id)  # succeeding as the run starts
     stamped = utcnow() - timedelta(seconds=1)  # before the run begins: not a late line
     found, release, ran = threading.Event(), threading.Event(), threading.Event()
 

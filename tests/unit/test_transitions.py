@@ -1,5 +1,6 @@
 """apply_intent: the one transition function; final states never move, sums must match."""
 
+import dataclasses
 import uuid
 
 import pytest
@@ -61,6 +62,15 @@ def test_a_failed_attempt_can_be_followed_by_success(payment):
     assert payment.status == "failed" and payment.failure_code == "card_declined"
     apply_intent(payment, intent("succeeded"))
     assert payment.status == "succeeded" and payment.failure_code is None
+
+
+def test_a_long_decline_text_from_stripe_is_clipped_to_its_column(payment):
+    declined = dataclasses.replace(intent("requires_payment_method", failure="c" * 80),
+                                   failure_message="Declined. " * 80)
+    apply_intent(payment, declined)
+    assert payment.status == "failed"
+    assert (len(payment.failure_code), len(payment.failure_message)) == (64, 500)
+    assert payment.failure_message.startswith("Declined. Declined.")
 
 
 @pytest.mark.parametrize("other", [{"amount": 2499}, {"currency": "EUR"}])
