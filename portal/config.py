@@ -230,7 +230,10 @@ class Config:
             # No pre-ping: it costs a round trip at every connection checkout (several per
             # request). A connection broken by a database restart fails one request, and
             # SQLAlchemy then drops the whole pool; recycling bounds connection age.
-            SQLALCHEMY_ENGINE_OPTIONS={"pool_recycle": 1800},
+            # hide_parameters: a database error (logged, or kept as an event's last error)
+            # shows its SQL without the values, which can be customers' e-mails and
+            # addresses.
+            SQLALCHEMY_ENGINE_OPTIONS={"pool_recycle": 1800, "hide_parameters": True},
             SESSION_COOKIE_HTTPONLY=True,
             PERMANENT_SESSION_LIFETIME=timedelta(hours=self.SESSION_HOURS),
             SESSION_COOKIE_SAMESITE="Lax",

@@ -9,6 +9,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from .. import jobs
+from .. import stripe_gateway as gateway
 from ..extensions import db
 from ..models_base import utcnow
 from .handlers import HANDLERS
@@ -54,22 +55,28 @@ _FAILED = (sa.update(_EVENTS).where(_EVENTS.c.id == sa.bindparam("event_id"))
 
 
 def process_event(event_id: str) -> None:
-    """Apply one event exactly once: take it, dispatch, commit both in one transaction."""
+    """Apply one event exactly once: take it, dispatch, commit both in one transaction.
+
+    A failure (of the handler or of the commit) rolls the handler's changes back, records
+    the event as failed and raises, so RQ tries again later; a request Stripe refused (a 4xx:
+    it would be refused again) leaves the event failed at once, for an admin to replay.
+    """
     row = db.session.execute(_TAKE, {"event_id": event_id, "taken_at": utcnow()}).first()
     if row is None:  # unknown, or processed (or ignored) already
         db.session.rollback()
         return
     handler = HANDLERS.get(row.type)
-    if handler is not None:
-        try:
-            handled = handler(row.payload)
-        except Exception:
-            db.session.rollback()
-            _record_failure(event_id, traceback.format_exc())
-            raise
-        if not handled:  # e.g. a PaymentIntent that is not one of ours
+    try:
+        if handler is not None and not handler(row.payload):
+            # e.g. a PaymentIntent that is not one of ours
             db.session.execute(_NOT_OURS, {"event_id": event_id})
-    db.session.commit()
+        db.session.commit()
+    except Exception as exc:
+        db.session.rollback()
+        _record_failure(event_id, traceback.format_exc())
+        if isinstance(exc, gateway.GatewayError) and not exc.retryable:
+            return
+        raise
 
 
 def _record_failure(event_id: str, error: str) -> None:

@@ -6,6 +6,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from portal.auth.models import User
 from portal.extensions import db
 from portal.payments.models import Payment
 from portal.webhooks.models import StripeEvent
@@ -158,6 +159,61 @@ def test_a_failing_event_is_retried_by_the_worker_until_it_succeeds(
     event = db.session.get(StripeEvent, "evt_retry")
     assert (event.status, event.attempts, len(calls)) == ("processed", 2, 2)
     assert db.session.get(Payment, payment.id).status == "succeeded"
+
+
+def test_an_event_stripe_refuses_to_serve_fails_at_once_for_an_admin_to_see(
+        app, client, paid_intent, redis_url, monkeypatch):
+    """A 4xx from Stripe (e.g. the intent is not found with our key) comes back the same
+    on every try: the event is failed after one attempt, not retried for an hour and more."""
+    from redis import Redis
+    from rq import SimpleWorker
+
+    from portal import stripe_gateway
+
+    payment, pi = paid_intent
+    monkeypatch.setitem(app.config, "REDIS_URL", redis_url)
+    monkeypatch.delitem(app.extensions, "redis", raising=False)
+    monkeypatch.setattr("portal.webhooks.jobs.RETRY_DELAYS", (0,))  # no scheduler needed
+    calls = []
+
+    def refused(intent_id):
+        calls.append(intent_id)
+        raise stripe_gateway.GatewayError("No such payment_intent", code="resource_missing",
+                                          status=404)
+
+    monkeypatch.setattr(stripe_gateway, "retrieve_payment_intent", refused)
+    post_event(client, event_body("evt_404", "payment_intent.succeeded", pi.to_dict()))
+    with app.app_context():
+        SimpleWorker(["webhooks"], connection=Redis.from_url(redis_url)).work(burst=True)
+    db.session.expire_all()
+    event = db.session.get(StripeEvent, "evt_404")
+    assert (event.status, event.attempts, len(calls)) == ("failed", 1, 1)
+    assert "No such payment_intent" in event.last_error
+    assert db.session.get(Payment, payment.id).status == "requires_payment_method"
+
+
+def test_an_event_whose_transaction_fails_to_commit_is_recorded_as_failed(client, monkeypatch):
+    """The handler ran, but its changes could not be committed: the event is failed, with
+    the database's error, and nothing of the handler's is kept."""
+    from portal.webhooks import handlers
+
+    def bad_write(payload):
+        db.session.add_all([User(email="handler@example.com", password_hash="x",
+                                 session_token=f"t{n}") for n in range(2)])  # e-mail twice
+        return True
+
+    monkeypatch.setitem(handlers.HANDLERS, "payment_intent.succeeded", bad_write)
+    assert post_event(client, event_body("evt_commit", "payment_intent.succeeded",
+                                         {"id": "pi_1"})).status_code == 200
+    db.session.expire_all()
+    event = db.session.get(StripeEvent, "evt_commit")
+    assert (event.status, event.attempts) == ("failed", 1)
+    assert "IntegrityError" in event.last_error
+    # The statement's values (customers' e-mails, addresses) are not written with it.
+    assert "SQL parameters hidden" in event.last_error
+    assert "handler@example.com', " not in event.last_error
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(User).where(
+        User.email == "handler@example.com")) == 0
 
 
 def test_redelivery_of_a_failed_event_queues_it_again(client, paid_intent, monkeypatch):
