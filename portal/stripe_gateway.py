@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -504,12 +505,16 @@ def verify_webhook(payload: bytes, signature: str | None) -> Event:
     return _event(data)
 
 
-def list_events(since: int):
-    """Every event Stripe still holds created at or after ``since`` (Unix time; Stripe keeps
-    30 days), oldest first: what `flask events backfill` stores when webhooks were missed."""
-    events = [_event(e) for e in _listed(_client().v1.events.list,
-                                         {"created": {"gte": since}, "limit": 100})]
-    return sorted(events, key=lambda e: (e.created, e.id))
+def list_events(since: int) -> Iterator[Event]:
+    """The events Stripe still holds created at or after ``since`` (Unix time; Stripe keeps
+    30 days), newest first as Stripe lists them, fetched a page (100) at a time as they are
+    consumed: what `flask events backfill` stores when webhooks were missed."""
+    try:
+        for item in _client().v1.events.list(
+                params={"created": {"gte": since}, "limit": 100}).auto_paging_iter():
+            yield _event(item.to_dict())
+    except stripe.StripeError as exc:
+        raise _error(exc) from exc
 
 
 def _event(data: dict) -> Event:

@@ -123,7 +123,8 @@ def deliver(message_id: str, *, force: bool = False) -> str | None:
     it twice; a failure is recorded and retried later, until 24 h have passed. Returns the
     message's status."""
     msg = db.session.scalar(sa.select(OutboxMessage).where(
-        OutboxMessage.id == uuid.UUID(message_id)).with_for_update())
+        OutboxMessage.id == uuid.UUID(message_id)).with_for_update()
+        .execution_options(populate_existing=True))  # never a stale copy from the session
     now = utcnow()
     if msg is None or msg.status != "pending" or (not force and msg.next_attempt_at > now):
         db.session.rollback()
@@ -143,6 +144,19 @@ def deliver(message_id: str, *, force: bool = False) -> str | None:
     msg.attempts += 1
     db.session.commit()
     return msg.status
+
+
+def retry_given_up(message_id: uuid.UUID) -> OutboxMessage | None:
+    """Give a given-up message another 24 h of attempts (an admin's "Try again"); the caller
+    commits, then delivers. None when the message is not given up (sent or retried
+    meanwhile, say from another tab): nothing changes, nothing is sent again."""
+    msg = db.session.scalar(sa.select(OutboxMessage).where(
+        OutboxMessage.id == message_id).with_for_update()
+        .execution_options(populate_existing=True))
+    if msg is None or msg.status != "given_up":
+        return None
+    msg.status, msg.created_at, msg.next_attempt_at = "pending", utcnow(), utcnow()
+    return msg
 
 
 def _notify(msg: OutboxMessage) -> str:

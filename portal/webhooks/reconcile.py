@@ -14,6 +14,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import islice
 
 import click
 import sqlalchemy as sa
@@ -37,6 +38,7 @@ from .services import receive_event
 
 log = logging.getLogger(__name__)
 STRIPE_EVENT_WINDOW = timedelta(days=30)
+BACKFILL_PAGE = 100  # events per query (Stripe's page size)
 
 
 @dataclass
@@ -120,14 +122,21 @@ _SET_DUE = (sa.update(_PAYMENTS).where(_PAYMENTS.c.id == sa.bindparam("payment_i
 
 
 def backfill(since: datetime) -> tuple[int, int]:
-    """Store and process the events of Stripe's list that we do not have: (listed, new)."""
+    """Store and process the events of Stripe's list that we do not have: (listed, new).
+
+    Page by page, so the number of events (30 days of them) bounds neither memory nor a
+    query; the order does not matter, as handlers re-read the object from Stripe."""
     since = max(since, utcnow() - STRIPE_EVENT_WINDOW)
+    listed = new = 0
     events = gateway.list_events(int(since.timestamp()))
-    known = set(db.session.scalars(sa.select(StripeEvent.id).where(
-        StripeEvent.id.in_([e.id for e in events])))) if events else set()
-    db.session.rollback()
-    new = sum(receive_event(e) for e in events if e.id not in known)
-    return len(events), new
+    while page := list(islice(events, BACKFILL_PAGE)):
+        known = set(db.session.scalars(sa.select(StripeEvent.id).where(
+            StripeEvent.id.in_([e.id for e in page]))))
+        db.session.rollback()
+        # An event stored meanwhile (a webhook just came in) is skipped by the insert.
+        new += sum(receive_event(e) for e in page if e.id not in known)
+        listed += len(page)
+    return listed, new
 
 
 def scheduled_reconcile() -> None:

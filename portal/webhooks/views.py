@@ -11,7 +11,7 @@ from flask_login import current_user, login_required
 
 from ..extensions import db
 from ..htmx import render
-from ..models_base import utcnow
+from ..models_base import parse_uuid
 from ..outbox.models import STATUSES as OUTBOX_STATUSES
 from ..outbox.models import OutboxMessage
 from ..refunds.models import AuditEntry
@@ -111,14 +111,17 @@ def outbox():
 @bp.route("/outbox/<message_id>/retry", methods=["POST"])
 def outbox_retry(message_id: str):
     """Try a given-up message again (another 24 h of attempts)."""
-    from ..models_base import parse_uuid
-    from ..outbox.services import deliver
+    from ..outbox.services import deliver, retry_given_up
 
-    msg = db.session.get(OutboxMessage, parse_uuid(message_id)) if parse_uuid(message_id) \
-        else None
-    if msg is None:
+    pid = parse_uuid(message_id)
+    if pid is None or db.session.get(OutboxMessage, pid) is None:
         abort(404)
-    msg.status, msg.created_at, msg.next_attempt_at = "pending", utcnow(), utcnow()
+    msg = retry_given_up(pid)
+    if msg is None:
+        db.session.rollback()
+        flash("Only a message that was given up can be tried again; this one was not "
+              "sent again.", "error")
+        return redirect(url_for("events.outbox"))
     db.session.add(AuditEntry(actor_id=current_user.id, action="outbox.retried",
                               payment_id=msg.payment_id, note=f"{msg.kind} {msg.id}"))
     db.session.commit()

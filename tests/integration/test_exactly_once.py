@@ -164,6 +164,22 @@ def test_a_notification_failing_for_24_hours_is_given_up_and_flagged(client, peo
     assert "Given up" in page and "Try again" in page
 
 
+def test_try_again_on_a_message_sent_meanwhile_sends_nothing_twice(client, people,
+                                                                   stripe_client,
+                                                                   order_service):
+    """Two admins had the outbox open on a given-up notification; one's "Try again" sent it.
+    The other's click (or a replayed form) must not send it again."""
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    [msg] = messages(payment, "order_notification")
+    assert [outbox.deliver(str(msg.id), force=True) for _ in range(4)][-1] == "sent"
+    login(client, people["admin"].email)
+    page = client.post(f"/admin/outbox/{msg.id}/retry", follow_redirects=True).text
+    assert "Only a message that was given up can be tried again" in page
+    assert len(order_service.requests) == 4  # 3 failures and the one delivery
+    db.session.expire_all()
+    assert db.session.get(OutboxMessage, msg.id).status == "sent"
+
+
 # --- reconciliation and backfill ----------------------------------------------------------------
 
 def test_a_payment_whose_webhook_never_arrives_is_settled_by_reconciliation(people,
@@ -244,6 +260,43 @@ def test_backfill_stores_and_processes_the_events_we_missed(people, stripe_clien
         StripeEvent.object_id == payment.stripe_payment_intent_id,
         StripeEvent.type == "payment_intent.succeeded")) == 1
     assert backfill(utcnow() - timedelta(days=1))[1] == 0  # twice: nothing new
+
+
+def test_backfill_goes_page_by_page_however_many_events_stripe_lists(monkeypatch):
+    """30 days of events can be hundreds of thousands: they are read from Stripe and
+    looked up in our store a page at a time, never all in one query (PostgreSQL takes at
+    most 65,535 parameters) nor all in memory."""
+    from portal import stripe_gateway
+    from portal.webhooks.services import receive_event
+
+    listed = [stripe_gateway.Event(id=f"evt_page_{n:03}", type="product.updated",
+                                   api_version=None, created=1, object_id=f"cus_{n}",
+                                   payload={"id": f"evt_page_{n:03}"}) for n in range(250)]
+    for known in listed[100:150]:  # delivered by webhook already
+        receive_event(known)
+    taken = []
+
+    def pages(since):
+        for event in listed:
+            taken.append(event.id)
+            yield event
+
+    largest = []
+
+    def count_parameters(conn, cursor, statement, parameters, context, executemany):
+        if "stripe_events" in statement and not executemany:
+            largest.append(len(parameters or ()))
+
+    monkeypatch.setattr(stripe_gateway, "list_events", pages)
+    sa.event.listen(db.engine, "before_cursor_execute", count_parameters)
+    try:
+        assert backfill(utcnow() - timedelta(days=1)) == (250, 200)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count_parameters)
+    assert len(taken) == 250 and max(largest) <= 100
+    stored = db.session.execute(sa.select(StripeEvent.status, sa.func.count()).where(
+        StripeEvent.id.like("evt_page_%")).group_by(StripeEvent.status)).all()
+    assert stored == [("ignored", 250)]  # each stored once and processed (a type we ignore)
 
 
 # --- PostgreSQL unreachable -----------------------------------------------------------------------
