@@ -54,14 +54,6 @@ def _locked(payment_id: uuid.UUID) -> Payment:
     # populate_existing: a row already in the session is re-read under the lock, never stale.
     # The order comes in the same query (a settled payment marks it paid); only the payment
     # row is locked.
-    if db.session.get_bind().dialect.name == "sqlite":
-        # SQLite ignores FOR UPDATE, and its driver begins a transaction only at the first
-        # write: two settles could both read the payment not final and both record the
-        # sale. A write takes SQLite's one write lock now (waiting for a settle in progress
-        # to commit) and holds it until our commit, so the read below is current.
-        db.session.execute(sa.update(Payment).where(Payment.id == payment_id)
-                           .values(updated_at=Payment.updated_at)
-                           .execution_options(synchronize_session=False))
     return db.session.scalar(
         sa.select(Payment)
         .where(Payment.id == payment_id)
@@ -271,6 +263,16 @@ def settle(payment_id: uuid.UUID, intent: gateway.Intent) -> Payment:
 
     Stripe is always called before this, so no row lock is held while waiting on Stripe.
     """
+    if db.session.get_bind().dialect.name == "sqlite":
+        # SQLite ignores FOR UPDATE, and its driver begins a transaction only at the first
+        # write: two settles could both read the payment not final and both record the
+        # sale. A write takes SQLite's one write lock now (waiting for a settle in progress
+        # to commit) and holds it until our commit, so the read below is current. (Not in
+        # _locked: _create_intent holds its lock while calling Stripe, and there the
+        # idempotency key keeps concurrent callers to one PaymentIntent.)
+        db.session.execute(sa.update(Payment).where(Payment.id == payment_id)
+                           .values(updated_at=Payment.updated_at)
+                           .execution_options(synchronize_session=False))
     payment = _locked(payment_id)
     # The changes to the payment and its order are written once, when the caller commits,
     # instead of being flushed by each query of the side effects below (three UPDATEs of
