@@ -1,12 +1,15 @@
 """Flask extensions, created unbound here and initialised in create_app()."""
 
+import re
+
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
 # A fixed naming convention keeps constraint names identical on SQLite and PostgreSQL, so
@@ -32,3 +35,19 @@ migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+
+# Database errors are logged and kept (a failed webhook event's error): without the values
+# they were about. The engines hide their SQL parameters (config.py); PostgreSQL's DETAIL
+# line quotes the row or the key ("Failing row contains (jane@example.com, ...)"), so its
+# text is replaced here, in the driver's exception and in SQLAlchemy's. The error's
+# diagnostics (exc.orig.diag) still hold it for code that needs it.
+_DETAIL = re.compile(r"^DETAIL: .*$", re.M)
+
+
+@event.listens_for(Engine, "handle_error")
+def _hide_detail(context) -> None:
+    for exc in (context.original_exception, context.sqlalchemy_exception):
+        if exc is not None and exc.args and isinstance(exc.args[0], str):
+            exc.args = (_DETAIL.sub("DETAIL:  (not shown: it can quote customers' data)",
+                                    exc.args[0]), *exc.args[1:])
