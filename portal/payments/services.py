@@ -144,6 +144,11 @@ def start_checkout(order: Order, *, ip: str | None = None, user_agent: str | Non
                 "If you already paid this order, the payment will show in your history."
             ) from exc
         payment = settle(payment.id, intent)
+        if not payment.is_final:
+            # The customer is back at the checkout, maybe to pay with Stripe.js: should
+            # neither the return nor the webhook reach us, reconciliation looks again within
+            # minutes, not after a quarter of the checkout's age (webhooks.reconcile).
+            payment.updated_at, payment.reconcile_due_at = utcnow(), None
         db.session.commit()
     if payment.status == "succeeded":
         raise AlreadyPaid(payment)
@@ -263,13 +268,15 @@ def settle(payment_id: uuid.UUID, intent: gateway.Intent) -> Payment:
 
     Stripe is always called before this, so no row lock is held while waiting on Stripe.
     """
-    if db.session.get_bind().dialect.name == "sqlite":
+    if status_from_intent(intent) in FINAL_STATUSES and (
+            db.session.get_bind().dialect.name == "sqlite"):
         # SQLite ignores FOR UPDATE, and its driver begins a transaction only at the first
         # write: two settles could both read the payment not final and both record the
         # sale. A write takes SQLite's one write lock now (waiting for a settle in progress
-        # to commit) and holds it until our commit, so the read below is current. (Not in
-        # _locked: _create_intent holds its lock while calling Stripe, and there the
-        # idempotency key keeps concurrent callers to one PaymentIntent.)
+        # to commit) and holds it until our commit, so the read below is current. Only for
+        # a final state, the one with side effects: status polls of a pending payment stay
+        # reads. (Not in _locked: _create_intent holds its lock while calling Stripe, and
+        # there the idempotency key keeps concurrent callers to one PaymentIntent.)
         db.session.execute(sa.update(Payment).where(Payment.id == payment_id)
                            .values(updated_at=Payment.updated_at)
                            .execution_options(synchronize_session=False))
@@ -289,13 +296,16 @@ def settle(payment_id: uuid.UUID, intent: gateway.Intent) -> Payment:
     return payment
 
 
-def refresh_payment(payment: Payment) -> Payment:
-    """Re-read the payment's intent from Stripe and apply it (commits)."""
+def refresh_payment(payment: Payment, *, quiet: bool = True) -> Payment:
+    """Re-read the payment's intent from Stripe and apply it (commits). If Stripe cannot be
+    reached the payment is returned as it is (``quiet``) or GatewayError raised."""
     if not payment.stripe_payment_intent_id or payment.is_final:
         return payment
     try:
         intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
     except gateway.GatewayError:
+        if not quiet:
+            raise
         # Stripe unreachable: show what we know; the webhook or the next poll settles it.
         log.warning("could not refresh payment %s", payment.id, exc_info=True)
         return payment

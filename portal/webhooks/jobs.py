@@ -58,8 +58,8 @@ def process_event(event_id: str) -> None:
     """Apply one event exactly once: take it, dispatch, commit both in one transaction.
 
     A failure (of the handler or of the commit) rolls the handler's changes back, records
-    the event as failed and raises, so RQ tries again later; a request Stripe refused (a 4xx:
-    it would be refused again) leaves the event failed at once, for an admin to replay.
+    the event as failed and raises, so RQ tries again later; a request Stripe refused (see
+    ``_refused``) leaves the event failed at once, for an admin to replay.
     """
     row = db.session.execute(_TAKE, {"event_id": event_id, "taken_at": utcnow()}).first()
     if row is None:  # unknown, or processed (or ignored) already
@@ -74,9 +74,18 @@ def process_event(event_id: str) -> None:
     except Exception as exc:
         db.session.rollback()
         _record_failure(event_id, traceback.format_exc())
-        if isinstance(exc, gateway.GatewayError) and not exc.retryable:
+        if _refused(exc):
             return
         raise
+
+
+def _refused(exc: Exception) -> bool:
+    """Stripe refused the request itself (e.g. 404, no such object): asking again gets the
+    same answer. Not 401/403, which a fixed key or permission cures, nor an error without
+    a status."""
+    return (isinstance(exc, gateway.GatewayError) and not exc.retryable
+            and exc.status is not None and 400 <= exc.status < 500
+            and exc.status not in (401, 403))
 
 
 def _record_failure(event_id: str, error: str) -> None:

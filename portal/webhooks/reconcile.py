@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
@@ -38,6 +39,8 @@ from .services import receive_event
 
 log = logging.getLogger(__name__)
 STRIPE_EVENT_WINDOW = timedelta(days=30)
+MIN_INTERVAL = timedelta(minutes=5)  # between two checks of a payment
+MAX_IDLE = timedelta(days=30)  # payments unchanged for longer are no longer checked
 BACKFILL_PAGE = 100  # events per query (Stripe's page size)
 
 
@@ -45,52 +48,59 @@ BACKFILL_PAGE = 100  # events per query (Stripe's page size)
 class Reconciled:
     payments_checked: int = 0
     payments_changed: int = 0
+    payments_unread: int = 0  # Stripe could not be asked (they are tried again soon)
     refunds_requeued: int = 0
     payouts_requeued: int = 0
     outbox_queued: int = 0
 
 
-def reconcile(older_than_minutes: int = 10, limit: int = 500,
-              budget_seconds: float = 240) -> Reconciled:
+def reconcile(older_than_minutes: int = 10, limit: int | None = 500,
+              budget_seconds: float = 240,
+              *, every: bool = False) -> Reconciled:
     """Settle what is stuck; safe to run at any time and as often as wanted.
 
     Payments not final are re-read from Stripe in turns: each one checked gets a due time
     (see ``next_check``), and a run takes those never checked first, then those due
-    longest. Abandoned checkouts, which never change, so cannot keep a paid payment whose
-    webhook was lost from being reached. A run stops after ``budget_seconds`` (the rest
-    wait for the next run) so it ends well within its job timeout.
+    longest; abandoned checkouts, which never change, so cannot keep a paid payment whose
+    webhook was lost from being reached. Payments nobody touched for 30 days are left
+    alone (a customer coming back to pay touches theirs: see ``payments.services``).
+    ``every``: all payments not final, due or not (an operator's `reconcile --all`). A run
+    stops after ``budget_seconds`` (the rest wait for the next run) so it ends well within
+    its job timeout.
     """
     out = Reconciled()
     now = utcnow()
     deadline = time.monotonic() + budget_seconds
-    due = db.session.execute(sa.select(Payment.id, Payment.created_at).where(
-        NOT_FINAL, Payment.stripe_payment_intent_id.is_not(None),
-        Payment.updated_at < now - timedelta(minutes=older_than_minutes),
-        sa.or_(Payment.reconcile_due_at.is_(None), Payment.reconcile_due_at <= now))
-        .order_by(Payment.reconcile_due_at.asc().nulls_first(), Payment.updated_at)
-        .limit(limit)).all()
-    if due:
-        # Claimed before Stripe is called: a concurrent run skips them, and one that fails
-        # every time cannot hold up the others.
-        db.session.execute(_SET_DUE, [{"payment_id": pid, "due": next_check(now, created)}
-                                      for pid, created in due])
-    db.session.commit()
-    for payment_id, _ in due:
-        if out.payments_checked and time.monotonic() > deadline:
+    due = _claim(now, now - timedelta(minutes=older_than_minutes), limit, every)
+    for n, (payment_id, _) in enumerate(due):
+        if n and time.monotonic() > deadline:
             # The rest are due again at once: give them back their turn.
             db.session.execute(_SET_DUE, [{"payment_id": pid, "due": None}
-                                          for pid, _ in due[out.payments_checked:]])
+                                          for pid, _ in due[n:]])
             db.session.commit()
             break
-        out.payments_checked += 1
         payment = db.session.get(Payment, payment_id)
         before = payment.status
         try:
-            after = refresh_payment(payment).status  # re-reads the intent, settles, commits
+            # Re-reads the intent, settles, commits.
+            after = refresh_payment(payment, quiet=False).status
+        except gateway.GatewayError:
+            # Stripe unreachable (or refusing): try this one again in 5 minutes, not after
+            # a quarter of its age.
+            db.session.rollback()
+            db.session.execute(_SET_DUE, [{"payment_id": payment_id,
+                                           "due": utcnow() + MIN_INTERVAL}])
+            db.session.commit()
+            out.payments_unread += 1
+            log.warning("reconcile: could not read payment %s from Stripe", payment_id,
+                        exc_info=True)
+            continue
         except Exception:  # one bad payment must not stop the others
             db.session.rollback()
             log.exception("reconcile: payment %s", payment_id)
+            out.payments_unread += 1
             continue
+        out.payments_checked += 1
         out.payments_changed += after != before
     cutoff = utcnow() - timedelta(minutes=older_than_minutes)
     stuck = db.session.scalars(sa.select(RefundRequest.id).where(
@@ -108,10 +118,38 @@ def reconcile(older_than_minutes: int = 10, limit: int = 500,
     return out
 
 
-def next_check(now: datetime, created_at: datetime) -> datetime:
-    """When a payment checked now is looked at again: after a quarter of its age, between
-    5 minutes and a day (a checkout a day old is re-read every 6 hours, a stale one daily)."""
-    return now + min(max((now - created_at) / 4, timedelta(minutes=5)), timedelta(days=1))
+def next_check(now: datetime, last_change: datetime) -> datetime:
+    """When a payment checked now is looked at again: after a quarter of the time since it
+    last changed, between 5 minutes and a day (a checkout left for a day is re-read every
+    6 hours, one left for 4 days or more once a day)."""
+    return now + min(max((now - last_change) / 4, MIN_INTERVAL), timedelta(days=1))
+
+
+def _claim(now: datetime, cutoff: datetime, limit: int | None,
+           every: bool) -> list[tuple[uuid.UUID, datetime]]:
+    """The payments this run checks, (id, updated_at), with their next due time set and
+    committed before Stripe is called: one that fails every time cannot hold up the
+    others. On PostgreSQL a concurrent run skips the rows being claimed (SKIP LOCKED)."""
+    base = sa.select(Payment.id, Payment.updated_at).where(
+        NOT_FINAL, Payment.stripe_payment_intent_id.is_not(None),
+        Payment.updated_at < cutoff, Payment.updated_at > now - MAX_IDLE,
+    ).with_for_update(of=Payment, skip_locked=True).limit(limit)
+    if every:
+        due = db.session.execute(base.order_by(Payment.updated_at)).all()
+    else:
+        # Two queries, each an ordered walk of the partial index (due, updated_at): never
+        # checked, oldest first; then due, longest first.
+        due = db.session.execute(base.where(Payment.reconcile_due_at.is_(None))
+                                 .order_by(Payment.updated_at)).all()
+        if limit is None or len(due) < limit:
+            due += db.session.execute(base.where(Payment.reconcile_due_at <= now)
+                                      .order_by(Payment.reconcile_due_at)
+                                      .limit(limit and limit - len(due))).all()
+    if due:
+        db.session.execute(_SET_DUE, [{"payment_id": pid, "due": next_check(now, changed)}
+                                      for pid, changed in due])
+    db.session.commit()
+    return due
 
 
 # Leaves updated_at alone: it says when the payment itself last changed.
@@ -152,10 +190,16 @@ events_cli = AppGroup("events", help="Stripe events.")
 @click.command("reconcile")
 @click.option("--minutes", default=10, show_default=True,
               help="Settle payments not final after this many minutes.")
-def reconcile_command(minutes: int) -> None:
+@click.option("--all", "every", is_flag=True,
+              help="Check every payment not final now, not only those whose turn it is "
+                   "(and without the 500-payment, 4-minute limits of a scheduled run).")
+def reconcile_command(minutes: int, every: bool) -> None:
     """Settle payments, refunds and payouts that webhooks left unsettled."""
-    r = reconcile(minutes)
-    click.echo(f"payments checked {r.payments_checked}, changed {r.payments_changed}; "
+    r = (reconcile(minutes, limit=None, budget_seconds=float("inf"), every=True) if every
+         else reconcile(minutes))
+    unread = f" ({r.payments_unread} could not be read from Stripe)" if r.payments_unread \
+        else ""
+    click.echo(f"payments checked {r.payments_checked}, changed {r.payments_changed}{unread}; "
                f"refunds queued {r.refunds_requeued}; payouts queued {r.payouts_requeued}; "
                f"outbox messages queued {r.outbox_queued}")
 

@@ -83,8 +83,11 @@ def test_payments_whose_webhooks_never_arrive_are_settled_by_reconciliation(
     again = stack.flask("reconcile", "--minutes", "0")
     assert again.returncode == 0, again.stdout + again.stderr
     # The declined payment is not final (the customer may pay again), but it was just looked
-    # at: its next turn is in 5 minutes.
+    # at: its next turn is in 5 minutes ...
     assert "payments checked 0, changed 0" in again.stdout, again.stdout
+    forced = stack.flask("reconcile", "--minutes", "0", "--all")  # ... unless asked now
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "payments checked 1, changed 0" in forced.stdout, forced.stdout
     assert "outbox messages queued 0" in again.stdout, again.stdout
     assert pg.payment_states() == expected
     assert outbox_problems(pg, expected) == []

@@ -241,6 +241,64 @@ def test_a_checked_payment_is_checked_again_later_and_less_often_as_it_ages(peop
     assert db.session.get(Payment, payment.id).status == "succeeded"
 
 
+def test_a_customer_back_at_the_checkout_gets_the_payment_checked_again_soon(
+        client, people, stripe_client):
+    """A checkout left for 3 days is re-read every 18 hours. Its customer comes back and
+    pays with Stripe.js, but closes the tab before the return and the webhook is lost:
+    reconciliation gets to it within minutes, not 18 hours."""
+    payment = abandoned_checkouts(people, 1)[0]
+    long_ago = utcnow() - timedelta(days=3)
+    db.session.execute(sa.update(Payment).where(Payment.id == payment.id).values(
+        created_at=long_ago, updated_at=long_ago))
+    db.session.commit()
+    assert reconcile(older_than_minutes=10).payments_checked == 1  # not due for 18 h now
+    login(client, people["customer"].email)
+    assert client.get(f"/checkout/{payment.order_id}").status_code == 200  # back to pay
+    stripe_client.v1.payment_intents.confirm(payment.stripe_payment_intent_id, params={
+        "payment_method": card_pm(stripe_client, "4242424242424242")})
+    assert reconcile(older_than_minutes=10).payments_checked == 0  # the payer may be back
+    db.session.execute(sa.update(Payment).where(Payment.id == payment.id).values(
+        updated_at=utcnow() - timedelta(minutes=11)))  # ... but 11 minutes later:
+    db.session.commit()
+    assert reconcile(older_than_minutes=10).payments_changed == 1
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).status == "succeeded"
+
+
+def test_stripe_unreachable_puts_a_payment_back_in_five_minutes(people, stripe_client,
+                                                               monkeypatch):
+    from portal import stripe_gateway
+
+    payment = abandoned_checkouts(people, 1)[0]
+    long_ago = utcnow() - timedelta(days=3)
+    db.session.execute(sa.update(Payment).where(Payment.id == payment.id).values(
+        created_at=long_ago, updated_at=long_ago))
+    db.session.commit()
+
+    def down(intent_id):
+        raise stripe_gateway.GatewayError("timed out", retryable=True)
+
+    monkeypatch.setattr(stripe_gateway, "retrieve_payment_intent", down)
+    result = reconcile(older_than_minutes=10)
+    assert (result.payments_checked, result.payments_unread) == (0, 1)
+    due = db.session.scalar(sa.select(Payment.reconcile_due_at).where(
+        Payment.id == payment.id))
+    assert timedelta(minutes=4) < due - utcnow() <= timedelta(minutes=5)  # not 18 hours
+
+
+def test_payments_nobody_touched_for_30_days_are_left_alone(people, stripe_client):
+    payment = confirmed_at_stripe(stripe_client, people)
+    db.session.execute(sa.update(Payment).where(Payment.id == payment.id).values(
+        updated_at=utcnow() - timedelta(days=31)))
+    db.session.commit()
+    assert reconcile(older_than_minutes=10).payments_checked == 0
+    assert reconcile(older_than_minutes=10, limit=None, every=True).payments_checked == 0
+    db.session.execute(sa.update(Payment).where(Payment.id == payment.id).values(
+        updated_at=utcnow() - timedelta(days=29)))
+    db.session.commit()
+    assert reconcile(older_than_minutes=10).payments_changed == 1
+
+
 def test_a_run_stops_at_its_time_budget_and_the_next_run_goes_on(people, stripe_client):
     payments = abandoned_checkouts(people, 3)
     db.session.execute(sa.update(Payment).where(Payment.id.in_([p.id for p in payments]))

@@ -161,10 +161,12 @@ def test_a_failing_event_is_retried_by_the_worker_until_it_succeeds(
     assert db.session.get(Payment, payment.id).status == "succeeded"
 
 
+@pytest.mark.parametrize(("status", "attempts"), [(404, 1), (400, 1), (401, 2), (403, 2)])
 def test_an_event_stripe_refuses_to_serve_fails_at_once_for_an_admin_to_see(
-        app, client, paid_intent, redis_url, monkeypatch):
+        app, client, paid_intent, redis_url, monkeypatch, status, attempts):
     """A 4xx from Stripe (e.g. the intent is not found with our key) comes back the same
-    on every try: the event is failed after one attempt, not retried for an hour and more."""
+    on every try: the event is failed after one attempt, not retried for an hour and more.
+    401/403 (a revoked or restricted key) are retried: fixing the key cures them."""
     from redis import Redis
     from rq import SimpleWorker
 
@@ -179,7 +181,7 @@ def test_an_event_stripe_refuses_to_serve_fails_at_once_for_an_admin_to_see(
     def refused(intent_id):
         calls.append(intent_id)
         raise stripe_gateway.GatewayError("No such payment_intent", code="resource_missing",
-                                          status=404)
+                                          status=status)
 
     monkeypatch.setattr(stripe_gateway, "retrieve_payment_intent", refused)
     post_event(client, event_body("evt_404", "payment_intent.succeeded", pi.to_dict()))
@@ -187,7 +189,7 @@ def test_an_event_stripe_refuses_to_serve_fails_at_once_for_an_admin_to_see(
         SimpleWorker(["webhooks"], connection=Redis.from_url(redis_url)).work(burst=True)
     db.session.expire_all()
     event = db.session.get(StripeEvent, "evt_404")
-    assert (event.status, event.attempts, len(calls)) == ("failed", 1, 1)
+    assert (event.status, event.attempts, len(calls)) == ("failed", attempts, attempts)
     assert "No such payment_intent" in event.last_error
     assert db.session.get(Payment, payment.id).status == "requires_payment_method"
 

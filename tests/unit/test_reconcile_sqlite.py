@@ -14,9 +14,11 @@ from tests.helpers import make_order, make_user
 from tests.unit.test_payouts_sqlite import sqlite_app  # noqa: F401 - the fixture
 
 
-def test_reconciliation_on_sqlite_takes_its_turns(sqlite_app):  # noqa: F811
-    """Stripe cannot be reached here (the app points at a closed port): each payment is
-    still checked, once, and then waits its turn."""
+def test_reconciliation_on_sqlite_takes_its_turns(sqlite_app, monkeypatch):  # noqa: F811
+    """Each payment is checked once, then waits its turn (a quarter of the 4 hours since it
+    last changed); one Stripe cannot be read for comes back in 5 minutes."""
+    from portal import stripe_gateway
+
     customer, vendor = make_user("c@example.com"), make_user("v@example.com", "vendor")
     old = utcnow() - timedelta(hours=4)
     for n in range(3):
@@ -26,13 +28,20 @@ def test_reconciliation_on_sqlite_takes_its_turns(sqlite_app):  # noqa: F811
                                stripe_payment_intent_id=f"pi_{n}", created_at=old,
                                updated_at=old + timedelta(minutes=n)))
     db.session.commit()
-    assert reconcile(older_than_minutes=10, limit=2).payments_checked == 2
-    assert reconcile(older_than_minutes=10, limit=2).payments_checked == 1
-    assert reconcile(older_than_minutes=10, limit=2).payments_checked == 0
-    due = dict(db.session.execute(sa.select(Payment.stripe_payment_intent_id,
-                                            Payment.reconcile_due_at)).all())
-    # A quarter of their 4 hours: each is looked at again in about an hour.
-    assert all(timedelta(minutes=55) < d - utcnow() <= timedelta(hours=1)
-               for d in due.values()), due
+
+    def read(intent_id):
+        if intent_id == "pi_2":
+            raise stripe_gateway.GatewayError("timed out", retryable=True)
+        return stripe_gateway.Intent(id=intent_id, status="requires_payment_method",
+                                     amount=0, currency="USD", client_secret=None,
+                                     created=1, metadata={})
+
+    monkeypatch.setattr(stripe_gateway, "retrieve_payment_intent", read)
+    runs = [reconcile(older_than_minutes=10, limit=2) for _ in range(3)]
+    assert [(r.payments_checked, r.payments_unread) for r in runs] == [(2, 0), (0, 1), (0, 0)]
+    due = {pi: d - utcnow() for pi, d in db.session.execute(
+        sa.select(Payment.stripe_payment_intent_id, Payment.reconcile_due_at))}
+    assert all(timedelta(minutes=55) < due[pi] <= timedelta(hours=1) for pi in ("pi_0", "pi_1"))
+    assert timedelta(minutes=4) < due["pi_2"] <= timedelta(minutes=5), due
     assert all(p.updated_at < utcnow() - timedelta(hours=3)  # "last changed" kept
                for p in db.session.scalars(sa.select(Payment)))
