@@ -146,17 +146,17 @@ def deliver(message_id: str, *, force: bool = False) -> str | None:
     return msg.status
 
 
-def retry_given_up(message_id: uuid.UUID) -> OutboxMessage | None:
+def retry_given_up(message_id: uuid.UUID) -> bool:
     """Give a given-up message another 24 h of attempts (an admin's "Try again"); the caller
-    commits, then delivers. None when the message is not given up (sent or retried
-    meanwhile, say from another tab): nothing changes, nothing is sent again."""
-    msg = db.session.scalar(sa.select(OutboxMessage).where(
-        OutboxMessage.id == message_id).with_for_update()
-        .execution_options(populate_existing=True))
-    if msg is None or msg.status != "given_up":
-        return None
-    msg.status, msg.created_at, msg.next_attempt_at = "pending", utcnow(), utcnow()
-    return msg
+    commits, then delivers. False when the message is not given up (sent or retried
+    meanwhile, say from another tab or a double click): nothing changes, nothing is sent
+    again. One conditional UPDATE, so two clicks cannot both win, on SQLite too."""
+    now = utcnow()
+    return db.session.execute(
+        sa.update(OutboxMessage)
+        .where(OutboxMessage.id == message_id, OutboxMessage.status == "given_up")
+        .values(status="pending", created_at=now, next_attempt_at=now)
+        .execution_options(synchronize_session=False)).rowcount == 1
 
 
 def _notify(msg: OutboxMessage) -> str:

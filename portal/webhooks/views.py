@@ -114,10 +114,10 @@ def outbox_retry(message_id: str):
     from ..outbox.services import deliver, retry_given_up
 
     pid = parse_uuid(message_id)
-    if pid is None or db.session.get(OutboxMessage, pid) is None:
-        abort(404)
-    msg = retry_given_up(pid)
+    msg = db.session.get(OutboxMessage, pid) if pid else None
     if msg is None:
+        abort(404)
+    if not retry_given_up(pid):
         db.session.rollback()
         flash("Only a message that was given up can be tried again; this one was not "
               "sent again.", "error")
@@ -125,5 +125,7 @@ def outbox_retry(message_id: str):
     db.session.add(AuditEntry(actor_id=current_user.id, action="outbox.retried",
                               payment_id=msg.payment_id, note=f"{msg.kind} {msg.id}"))
     db.session.commit()
-    flash(f"Sent: {deliver(str(msg.id))}.", "info")
+    status = deliver(str(msg.id))
+    flash(f"Tried again: {(status or '').replace('_', ' ')}.",
+          "info" if status in ("sent", "kept") else "error")
     return redirect(url_for("events.outbox"))
