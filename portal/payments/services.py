@@ -260,6 +260,8 @@ def apply_intent(payment: Payment, intent: gateway.Intent) -> bool:
         payment.order.paid_at = payment.succeeded_at
     changed = new != payment.status
     payment.status = new
+    if changed:
+        payment.reconcile_due_at = None  # checked afresh by reconciliation (webhooks.reconcile)
     return changed
 
 
@@ -268,15 +270,14 @@ def settle(payment_id: uuid.UUID, intent: gateway.Intent) -> Payment:
 
     Stripe is always called before this, so no row lock is held while waiting on Stripe.
     """
-    if status_from_intent(intent) in FINAL_STATUSES and (
-            db.session.get_bind().dialect.name == "sqlite"):
+    if db.session.get_bind().dialect.name == "sqlite":
         # SQLite ignores FOR UPDATE, and its driver begins a transaction only at the first
         # write: two settles could both read the payment not final and both record the
-        # sale. A write takes SQLite's one write lock now (waiting for a settle in progress
-        # to commit) and holds it until our commit, so the read below is current. Only for
-        # a final state, the one with side effects: status polls of a pending payment stay
-        # reads. (Not in _locked: _create_intent holds its lock while calling Stripe, and
-        # there the idempotency key keeps concurrent callers to one PaymentIntent.)
+        # sale, or a stale "processing" written after a committed success would undo it. A
+        # write takes SQLite's one write lock now (waiting for a settle in progress to
+        # commit) and holds it until our commit, so the read below is current. (Not in
+        # _locked: _create_intent holds its lock while calling Stripe, and there the
+        # idempotency key keeps concurrent callers to one PaymentIntent.)
         db.session.execute(sa.update(Payment).where(Payment.id == payment_id)
                            .values(updated_at=Payment.updated_at)
                            .execution_options(synchronize_session=False))

@@ -75,6 +75,61 @@ def test_two_settles_of_one_success_on_sqlite_record_the_sale_once(sqlite_app): 
     assert (spending.total_spent, spending.payment_count) == ({"USD": 2500}, 1)
 
 
+def test_a_stale_poll_on_sqlite_cannot_undo_a_success_committed_meanwhile(sqlite_app):  # noqa: F811
+    """The status poll read the intent still processing; before it commits, the webhook
+    settles the success. The poll's write must not put the payment back to processing."""
+    customer, vendor = make_user("c@example.com"), make_user("v@example.com", "vendor")
+    order = make_order(customer, vendor, amounts=(2500,))
+    payment = Payment(user_id=customer.id, order_id=order.id, amount=2500, currency="USD",
+                      status="requires_action", subtotal=2500, stripe_payment_intent_id="pi_1")
+    db.session.add(payment)
+    db.session.commit()
+    payment_id = payment.id
+    intent = {status: Intent(id="pi_1", status=status, amount=2500, currency="USD",
+                             client_secret=None, created=1, metadata={})
+              for status in ("processing", "succeeded")}
+    polled, release, webhook_done = threading.Event(), threading.Event(), threading.Event()
+    errors = []
+
+    def poll():
+        with sqlite_app.app_context():
+            try:
+                settle(payment_id, intent["processing"])
+                polled.set()
+                release.wait(10)
+                db.session.commit()
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+                polled.set()
+            finally:
+                db.session.remove()
+
+    def webhook():
+        with sqlite_app.app_context():
+            try:
+                settle(payment_id, intent["succeeded"])
+                db.session.commit()
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+            finally:
+                webhook_done.set()
+                db.session.remove()
+
+    threads = [threading.Thread(target=poll), threading.Thread(target=webhook)]
+    threads[0].start()
+    assert polled.wait(10)
+    threads[1].start()
+    webhook_done.wait(1)  # it waits for the poll's commit (or, unlocked, commits first)
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert errors == []
+    db.session.remove()
+    settled = db.session.get(Payment, payment_id)
+    assert (settled.status, settled.order.status) == ("succeeded", "paid")
+    assert db.session.scalars(sa.select(SplitLine.net)).all() == [2250]
+
+
 def test_the_database_refuses_a_second_sale_line_for_a_vendor_of_a_payment(sqlite_app):  # noqa: F811
     customer, vendor = make_user("c@example.com"), make_user("v@example.com", "vendor")
     payment = succeeded(customer, vendor, 1000)  # its sale line recorded
