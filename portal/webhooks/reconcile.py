@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 
 import click
@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 STRIPE_EVENT_WINDOW = timedelta(days=30)
 MIN_INTERVAL = timedelta(minutes=5)  # between two checks of a payment
 MAX_IDLE = timedelta(days=30)  # payments unchanged for longer are no longer checked
+# Their due time: out of the way of the index walk of those due (see _claim).
+LEFT_ALONE = datetime(9999, 12, 31, tzinfo=UTC)
 BACKFILL_PAGE = 100  # events per query (Stripe's page size)
 
 
@@ -48,7 +50,8 @@ BACKFILL_PAGE = 100  # events per query (Stripe's page size)
 class Reconciled:
     payments_checked: int = 0
     payments_changed: int = 0
-    payments_unread: int = 0  # Stripe could not be asked (they are tried again soon)
+    payments_unread: int = 0  # Stripe could not be asked, or refused
+    payments_failed: int = 0  # our side failed (logged)
     refunds_requeued: int = 0
     payouts_requeued: int = 0
     outbox_queued: int = 0
@@ -84,13 +87,14 @@ def reconcile(older_than_minutes: int = 10, limit: int | None = 500,
         try:
             # Re-reads the intent, settles, commits.
             after = refresh_payment(payment, quiet=False).status
-        except gateway.GatewayError:
-            # Stripe unreachable (or refusing): try this one again in 5 minutes, not after
-            # a quarter of its age.
+        except gateway.GatewayError as exc:
             db.session.rollback()
-            db.session.execute(_SET_DUE, [{"payment_id": payment_id,
-                                           "due": utcnow() + MIN_INTERVAL}])
-            db.session.commit()
+            if exc.retryable:
+                # Stripe unreachable for now: this one again in 5 minutes, not after a
+                # quarter of its age. (A refusal, e.g. no such intent, keeps its turn.)
+                db.session.execute(_SET_DUE, [{"payment_id": payment_id,
+                                               "due": utcnow() + MIN_INTERVAL}])
+                db.session.commit()
             out.payments_unread += 1
             log.warning("reconcile: could not read payment %s from Stripe", payment_id,
                         exc_info=True)
@@ -98,7 +102,7 @@ def reconcile(older_than_minutes: int = 10, limit: int | None = 500,
         except Exception:  # one bad payment must not stop the others
             db.session.rollback()
             log.exception("reconcile: payment %s", payment_id)
-            out.payments_unread += 1
+            out.payments_failed += 1
             continue
         out.payments_checked += 1
         out.payments_changed += after != before
@@ -116,13 +120,6 @@ def reconcile(older_than_minutes: int = 10, limit: int | None = 500,
                                              retry=PAYOUT_RETRIES)
     out.outbox_queued = outbox.sweep()
     return out
-
-
-def next_check(now: datetime, last_change: datetime) -> datetime:
-    """When a payment checked now is looked at again: after a quarter of the time since it
-    last changed, between 5 minutes and a day (a checkout left for a day is re-read every
-    6 hours, one left for 4 days or more once a day)."""
-    return now + min(max((now - last_change) / 4, MIN_INTERVAL), timedelta(days=1))
 
 
 def _claim(now: datetime, cutoff: datetime, limit: int | None,
@@ -150,6 +147,15 @@ def _claim(now: datetime, cutoff: datetime, limit: int | None,
                                       for pid, changed in due])
     db.session.commit()
     return due
+
+
+def next_check(now: datetime, last_change: datetime) -> datetime:
+    """When a payment checked now is looked at again: after a quarter of the time since it
+    last changed, between 5 minutes and a day (a checkout left for a day is re-read every
+    6 hours, one left for 4 days or more once a day). After 30 days without a change,
+    never (LEFT_ALONE), until it changes or its customer comes back: either clears it."""
+    due = now + min(max((now - last_change) / 4, MIN_INTERVAL), timedelta(days=1))
+    return due if due <= last_change + MAX_IDLE else LEFT_ALONE
 
 
 # Leaves updated_at alone: it says when the payment itself last changed.
@@ -191,15 +197,17 @@ events_cli = AppGroup("events", help="Stripe events.")
 @click.option("--minutes", default=10, show_default=True,
               help="Settle payments not final after this many minutes.")
 @click.option("--all", "every", is_flag=True,
-              help="Check every payment not final now, not only those whose turn it is "
-                   "(and without the 500-payment, 4-minute limits of a scheduled run).")
+              help="Check now every payment not final that changed in the last 30 days "
+                   "(and not in the last --minutes), not only those whose turn it is, "
+                   "without the 500-payment, 4-minute limits of a scheduled run.")
 def reconcile_command(minutes: int, every: bool) -> None:
     """Settle payments, refunds and payouts that webhooks left unsettled."""
     r = (reconcile(minutes, limit=None, budget_seconds=float("inf"), every=True) if every
          else reconcile(minutes))
-    unread = f" ({r.payments_unread} could not be read from Stripe)" if r.payments_unread \
-        else ""
-    click.echo(f"payments checked {r.payments_checked}, changed {r.payments_changed}{unread}; "
+    unread = f", {r.payments_unread} not read from Stripe" if r.payments_unread else ""
+    failed = f", {r.payments_failed} failed (see the log)" if r.payments_failed else ""
+    click.echo(f"payments checked {r.payments_checked}, changed {r.payments_changed}{unread}"
+               f"{failed}; "
                f"refunds queued {r.refunds_requeued}; payouts queued {r.payouts_requeued}; "
                f"outbox messages queued {r.outbox_queued}")
 

@@ -269,8 +269,13 @@ def test_a_customer_back_at_the_checkout_gets_the_payment_checked_again_soon(
     assert db.session.get(Payment, payment.id).status == "succeeded"
 
 
+@pytest.mark.parametrize(("retryable", "next_turn"), [
+    (True, timedelta(minutes=5)),  # unreachable, 5xx, 429: soon
+    (False, timedelta(hours=18)),  # refused (e.g. no such intent): its turn, as checked
+])
 def test_stripe_unreachable_puts_a_payment_back_in_five_minutes(people, stripe_client,
-                                                               monkeypatch):
+                                                               monkeypatch, retryable,
+                                                               next_turn):
     from portal import stripe_gateway
 
     payment = abandoned_checkouts(people, 1)[0]
@@ -280,14 +285,14 @@ def test_stripe_unreachable_puts_a_payment_back_in_five_minutes(people, stripe_c
     db.session.commit()
 
     def down(intent_id):
-        raise stripe_gateway.GatewayError("timed out", retryable=True)
+        raise stripe_gateway.GatewayError("no luck", retryable=retryable)
 
     monkeypatch.setattr(stripe_gateway, "retrieve_payment_intent", down)
     result = reconcile(older_than_minutes=10)
     assert (result.payments_checked, result.payments_unread) == (0, 1)
     due = db.session.scalar(sa.select(Payment.reconcile_due_at).where(
         Payment.id == payment.id))
-    assert timedelta(minutes=4) < due - utcnow() <= timedelta(minutes=5)  # not 18 hours
+    assert next_turn - timedelta(minutes=1) < due - utcnow() <= next_turn
 
 
 def test_payments_nobody_touched_for_30_days_are_left_alone(people, stripe_client):

@@ -1,15 +1,17 @@
-"""Reconciliation on the embedded default, SQLite (its other tests run on PostgreSQL)."""
+"""Reconciliation's turns, and reconciliation on the embedded default, SQLite (its other
+tests run on PostgreSQL)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models_base import utcnow
 from portal.payments.models import Payment
-from portal.webhooks.reconcile import reconcile
+from portal.webhooks.reconcile import LEFT_ALONE, next_check, reconcile
 from tests.helpers import make_order, make_user
 from tests.unit.test_payouts_sqlite import sqlite_app  # noqa: F401 - the fixture
 
@@ -45,3 +47,15 @@ def test_reconciliation_on_sqlite_takes_its_turns(sqlite_app, monkeypatch):  # n
     assert timedelta(minutes=4) < due["pi_2"] <= timedelta(minutes=5), due
     assert all(p.updated_at < utcnow() - timedelta(hours=3)  # "last changed" kept
                for p in db.session.scalars(sa.select(Payment)))
+
+
+@pytest.mark.parametrize(("unchanged_for", "next_turn"), [
+    (timedelta(minutes=11), timedelta(minutes=5)),  # at least 5 minutes apart
+    (timedelta(hours=8), timedelta(hours=2)),  # a quarter of the time since it changed
+    (timedelta(days=10), timedelta(days=1)),  # at most a day
+    (timedelta(days=29, hours=12), None),  # then past 30 days unchanged: left alone
+])
+def test_the_next_turn_of_a_payment_not_final(unchanged_for, next_turn):
+    now = utcnow()
+    due = next_check(now, now - unchanged_for)
+    assert due == (now + next_turn if next_turn else LEFT_ALONE)

@@ -64,6 +64,16 @@ def test_a_failed_attempt_can_be_followed_by_success(payment):
     assert payment.status == "succeeded" and payment.failure_code is None
 
 
+def test_a_change_gives_the_payment_a_fresh_turn_at_reconciliation(payment):
+    from portal.models_base import utcnow
+
+    payment.reconcile_due_at = due = utcnow()
+    apply_intent(payment, intent("requires_payment_method"))  # no change
+    assert payment.reconcile_due_at == due
+    apply_intent(payment, intent("processing"))
+    assert payment.reconcile_due_at is None
+
+
 def test_a_long_decline_text_from_stripe_is_clipped_to_its_column(payment):
     declined = dataclasses.replace(intent("requires_payment_method", failure="c" * 80),
                                    failure_message="Declined. " * 80)
