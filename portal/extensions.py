@@ -1,7 +1,5 @@
 """Flask extensions, created unbound here and initialised in create_app()."""
 
-import re
-
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -39,15 +37,16 @@ limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
 # Database errors are logged and kept (a failed webhook event's error): without the values
 # they were about. The engines hide their SQL parameters (config.py); PostgreSQL's DETAIL
-# line quotes the row or the key ("Failing row contains (jane@example.com, ...)"), so its
-# text is replaced here, in the driver's exception and in SQLAlchemy's. The error's
-# diagnostics (exc.orig.diag) still hold it for code that needs it.
-_DETAIL = re.compile(r"^DETAIL: .*$", re.M)
-
-
+# quotes the row or the key ("Failing row contains (jane@example.com, ...)", values with
+# their newlines), so it is cut out here, in the driver's exception and in SQLAlchemy's.
+# The error's diagnostics (exc.orig.diag) still hold it for code that needs it.
 @event.listens_for(Engine, "handle_error")
 def _hide_detail(context) -> None:
+    detail = getattr(getattr(context.original_exception, "diag", None), "message_detail", None)
+    if not detail:
+        return
     for exc in (context.original_exception, context.sqlalchemy_exception):
-        if exc is not None and exc.args and isinstance(exc.args[0], str):
-            exc.args = (_DETAIL.sub("DETAIL:  (not shown: it can quote customers' data)",
-                                    exc.args[0]), *exc.args[1:])
+        if exc is not None and exc.args and isinstance(exc.args[0], str) and (
+                detail in exc.args[0]):
+            exc.args = (exc.args[0].replace(detail, "(not shown: it can quote customers' data)"),
+                        *exc.args[1:])

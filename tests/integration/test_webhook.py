@@ -194,17 +194,32 @@ def test_an_event_stripe_refuses_to_serve_fails_at_once_for_an_admin_to_see(
     assert db.session.get(Payment, payment.id).status == "requires_payment_method"
 
 
-def test_an_event_whose_transaction_fails_to_commit_is_recorded_as_failed(client, monkeypatch):
+def _same_email_twice():
+    return [User(email="handler@example.com", password_hash="x", session_token=f"t{n}")
+            for n in range(2)]
+
+
+def _negative_amount_with_a_note():  # PostgreSQL quotes the whole row, newlines and all
+    customer = make_user("payer@example.com")
+    order = make_order(customer, make_user("seller@example.com", "vendor"))
+    return [Payment(user_id=customer.id, order_id=order.id, amount=-1, currency="USD",
+                    notes="Leave it at\nhandler@example.com's door")]
+
+
+@pytest.mark.parametrize("bad_write", [_same_email_twice, _negative_amount_with_a_note])
+def test_an_event_whose_transaction_fails_to_commit_is_recorded_as_failed(client, monkeypatch,
+                                                                          bad_write):
     """The handler ran, but its changes could not be committed: the event is failed, with
     the database's error, and nothing of the handler's is kept."""
     from portal.webhooks import handlers
 
-    def bad_write(payload):
-        db.session.add_all([User(email="handler@example.com", password_hash="x",
-                                 session_token=f"t{n}") for n in range(2)])  # e-mail twice
+    rows = bad_write()
+
+    def handler(payload):
+        db.session.add_all(rows)
         return True
 
-    monkeypatch.setitem(handlers.HANDLERS, "payment_intent.succeeded", bad_write)
+    monkeypatch.setitem(handlers.HANDLERS, "payment_intent.succeeded", handler)
     assert post_event(client, event_body("evt_commit", "payment_intent.succeeded",
                                          {"id": "pi_1"})).status_code == 200
     db.session.expire_all()
