@@ -1,6 +1,7 @@
 """`flask db upgrade` from empty and `flask db check` on SQLite and PostgreSQL."""
 
 import os
+import sqlite3
 import subprocess
 import sys
 
@@ -28,3 +29,23 @@ def test_postgresql_schema_from_migrations_has_no_drift(pg_url):
     check = flask("db", "check", database_url=pg_url)
     assert check.returncode == 0, check.stderr
     assert "No new upgrade operations detected" in check.stdout + check.stderr
+
+
+def test_sqlite_upgrade_stops_on_two_sale_lines_for_a_vendor_of_a_payment(tmp_path):
+    """Revision 04aaab5b431f makes one sale line per vendor of a payment unique; a database
+    already holding two is not changed behind the operator's back: the upgrade stops and
+    names the payment."""
+    db_file = tmp_path / "doubled.sqlite"
+    url = f"sqlite:///{db_file}"
+    assert flask("db", "upgrade", "594d8f59ae22", database_url=url).returncode == 0
+    with sqlite3.connect(db_file) as conn:
+        conn.executemany(
+            "INSERT INTO split_lines (id, payment_id, vendor_id, kind, currency, gross, fee, "
+            "net, created_at, payout_id) VALUES (?, 'pay1', 'ven1', ?, 'USD', 1, 0, 1, "
+            "'2026-01-01', 'po1')", [("l1", "sale"), ("l2", "sale"), ("l3", "refund")])
+    up = flask("db", "upgrade", database_url=url)
+    assert up.returncode != 0
+    assert "more than one sale line" in up.stderr and "pay1" in up.stderr
+    with sqlite3.connect(db_file) as conn:
+        conn.execute("DELETE FROM split_lines WHERE id = 'l2'")
+    assert flask("db", "upgrade", database_url=url).returncode == 0

@@ -59,3 +59,32 @@ def test_the_next_turn_of_a_payment_not_final(unchanged_for, next_turn):
     now = utcnow()
     due = next_check(now, now - unchanged_for)
     assert due == (now + next_turn if next_turn else LEFT_ALONE)
+
+
+def test_a_payment_failing_on_our_side_does_not_stop_the_others(sqlite_app, monkeypatch):  # noqa: F811
+    from portal import stripe_gateway
+
+    customer, vendor = make_user("c@example.com"), make_user("v@example.com", "vendor")
+    old = utcnow() - timedelta(hours=1)
+    for n in range(2):
+        order = make_order(customer, vendor, amounts=(1000,))
+        db.session.add(Payment(user_id=customer.id, order_id=order.id, amount=1000,
+                               currency="USD", status="requires_payment_method",
+                               stripe_payment_intent_id=f"pi_{n}", created_at=old,
+                               updated_at=old + timedelta(minutes=n)))
+    db.session.commit()
+
+    def read(intent_id):
+        if intent_id == "pi_0":  # the older one: checked first
+            raise RuntimeError("a bug of ours")
+        return stripe_gateway.Intent(id=intent_id, status="processing", amount=1000,
+                                     currency="USD", client_secret=None, created=1,
+                                     metadata={})
+
+    monkeypatch.setattr(stripe_gateway, "retrieve_payment_intent", read)
+    result = reconcile(older_than_minutes=10)
+    assert (result.payments_checked, result.payments_changed, result.payments_failed) == (
+        1, 1, 1)
+    assert dict(db.session.execute(sa.select(Payment.stripe_payment_intent_id,
+                                             Payment.status)).all()) == {
+        "pi_0": "requires_payment_method", "pi_1": "processing"}

@@ -20,54 +20,69 @@ from tests.helpers import make_order, make_user
 from tests.unit.test_payouts_sqlite import sqlite_app, succeeded  # noqa: F401 - the fixture
 
 
-def test_two_settles_of_one_success_on_sqlite_record_the_sale_once(sqlite_app):  # noqa: F811
+def payment_awaiting_action(with_customer: bool = False):
+    """A $25.00 payment of one vendor's order, its intent pi_1 waiting for 3-D Secure."""
     customer, vendor = make_user("c@example.com"), make_user("v@example.com", "vendor")
     order = make_order(customer, vendor, amounts=(2500,))
     payment = Payment(user_id=customer.id, order_id=order.id, amount=2500, currency="USD",
                       status="requires_action", subtotal=2500, stripe_payment_intent_id="pi_1")
-    db.session.add_all([payment, CustomerMap(user_id=customer.id,
-                                             stripe_customer_id="cus_1")])
+    db.session.add(payment)
+    if with_customer:
+        db.session.add(CustomerMap(user_id=customer.id, stripe_customer_id="cus_1"))
     db.session.commit()
-    payment_id = payment.id
-    paid = Intent(id="pi_1", status="succeeded", amount=2500, currency="USD",
-                  client_secret=None, created=1, metadata={})
+    return payment.id
+
+
+def intent(status: str) -> Intent:
+    return Intent(id="pi_1", status=status, amount=2500, currency="USD", client_secret=None,
+                  created=1, metadata={})
+
+
+def settle_twice(app, payment_id, held: Intent, then: Intent) -> bool:
+    """Settle ``held`` and keep it uncommitted while a second session settles ``then`` and
+    commits; then commit the first. True when the second finished while the first was held
+    (it did not wait for it). Either session's error fails the test."""
     applied, release, second_done = threading.Event(), threading.Event(), threading.Event()
     errors = []
 
-    def first():  # e.g. the webhook job: settled, not committed yet
-        with sqlite_app.app_context():
+    def settle_in_session(intent_, after_settle=None):
+        with app.app_context():
             try:
-                settle(payment_id, paid)
-                applied.set()
-                release.wait(10)
+                settle(payment_id, intent_)
+                if after_settle:
+                    after_settle()
                 db.session.commit()
             except Exception as exc:  # noqa: BLE001 - reported by the assertion below
                 errors.append(exc)
-                applied.set()
             finally:
                 db.session.remove()
 
-    def second():  # e.g. the customer's status poll, a moment later
-        with sqlite_app.app_context():
-            try:
-                settle(payment_id, paid)
-                db.session.commit()
-            except Exception as exc:  # noqa: BLE001
-                errors.append(exc)
-            finally:
-                second_done.set()
-                db.session.remove()
+    def first():
+        settle_in_session(held, lambda: (applied.set(), release.wait(10)))
+        applied.set()  # also when it failed before
+
+    def second():
+        settle_in_session(then)
+        second_done.set()
 
     threads = [threading.Thread(target=first), threading.Thread(target=second)]
     threads[0].start()
     assert applied.wait(10)
     threads[1].start()
-    assert not second_done.wait(1), errors  # it waits for the first to commit (busy timeout 5 s)
+    unheld = second_done.wait(1)  # SQLite's busy timeout is 5 s
     release.set()
     for t in threads:
         t.join(10)
     assert errors == []
     db.session.remove()
+    return unheld
+
+
+def test_two_settles_of_one_success_on_sqlite_record_the_sale_once(sqlite_app):  # noqa: F811
+    """The webhook job settled the success and has not committed yet; the customer's status
+    poll settles it too: it waits, then finds the payment final."""
+    payment_id = payment_awaiting_action(with_customer=True)
+    assert not settle_twice(sqlite_app, payment_id, intent("succeeded"), intent("succeeded"))
     assert db.session.get(Payment, payment_id).status == "succeeded"
     assert db.session.scalars(sa.select(SplitLine.net)).all() == [2250]
     assert db.session.scalar(sa.select(sa.func.count()).select_from(OutboxMessage)) == 2
@@ -78,53 +93,8 @@ def test_two_settles_of_one_success_on_sqlite_record_the_sale_once(sqlite_app): 
 def test_a_stale_poll_on_sqlite_cannot_undo_a_success_committed_meanwhile(sqlite_app):  # noqa: F811
     """The status poll read the intent still processing; before it commits, the webhook
     settles the success. The poll's write must not put the payment back to processing."""
-    customer, vendor = make_user("c@example.com"), make_user("v@example.com", "vendor")
-    order = make_order(customer, vendor, amounts=(2500,))
-    payment = Payment(user_id=customer.id, order_id=order.id, amount=2500, currency="USD",
-                      status="requires_action", subtotal=2500, stripe_payment_intent_id="pi_1")
-    db.session.add(payment)
-    db.session.commit()
-    payment_id = payment.id
-    intent = {status: Intent(id="pi_1", status=status, amount=2500, currency="USD",
-                             client_secret=None, created=1, metadata={})
-              for status in ("processing", "succeeded")}
-    polled, release, webhook_done = threading.Event(), threading.Event(), threading.Event()
-    errors = []
-
-    def poll():
-        with sqlite_app.app_context():
-            try:
-                settle(payment_id, intent["processing"])
-                polled.set()
-                release.wait(10)
-                db.session.commit()
-            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
-                errors.append(exc)
-                polled.set()
-            finally:
-                db.session.remove()
-
-    def webhook():
-        with sqlite_app.app_context():
-            try:
-                settle(payment_id, intent["succeeded"])
-                db.session.commit()
-            except Exception as exc:  # noqa: BLE001
-                errors.append(exc)
-            finally:
-                webhook_done.set()
-                db.session.remove()
-
-    threads = [threading.Thread(target=poll), threading.Thread(target=webhook)]
-    threads[0].start()
-    assert polled.wait(10)
-    threads[1].start()
-    webhook_done.wait(1)  # it waits for the poll's commit (or, unlocked, commits first)
-    release.set()
-    for t in threads:
-        t.join(10)
-    assert errors == []
-    db.session.remove()
+    payment_id = payment_awaiting_action()
+    assert not settle_twice(sqlite_app, payment_id, intent("processing"), intent("succeeded"))
     settled = db.session.get(Payment, payment_id)
     assert (settled.status, settled.order.status) == ("succeeded", "paid")
     assert db.session.scalars(sa.select(SplitLine.net)).all() == [2250]
