@@ -5,7 +5,7 @@ HTMX_VERSION := 2.0.11
 HTMX_SRI := sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg
 export FLASK_APP := wsgi
 
-.PHONY: run test lint unit integration e2e bench install htmx clean
+.PHONY: run test test-live lint unit integration e2e bench install htmx clean
 
 install: .venv/.installed static/vendor/htmx.min.js
 
@@ -33,6 +33,16 @@ lint: install
 
 test: install lint
 	$(PY) -m pytest
+
+# The gateway against real Stripe test mode (network; never in CI). A live key is refused
+# before anything is sent.
+test-live: install
+	@case "$${STRIPE_SECRET_KEY:-}" in \
+	  sk_test_*) ;; \
+	  sk_live_*|rk_live_*) echo "make test-live: STRIPE_SECRET_KEY is a live key; use sk_test_..." >&2; exit 2 ;; \
+	  *) echo "make test-live needs STRIPE_SECRET_KEY=sk_test_... (and the network)" >&2; exit 2 ;; \
+	esac
+	$(PY) -m pytest -m stripe_live tests/live
 
 unit: install
 	$(PY) -m pytest tests/unit

@@ -221,7 +221,7 @@ def direct_calls(stripe_client, slot: Slot, create: Series, confirm: Series) -> 
     t0 = time.perf_counter()
     pi = stripe_client.v1.payment_intents.create(
         params={"amount": round(slot.amount * 100), "currency": "usd",
-                "payment_method_types": ["card"],
+                "allowed_payment_method_types": ["card"],
                 "metadata": {"orderId": slot.order_id, "userId": str(key),
                              "paymentId": str(key)},
                 "description": "ShopSphere order bench", "expand": ["latest_charge",

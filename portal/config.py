@@ -25,6 +25,7 @@ SANDBOX_API_BASE = "http://127.0.0.1:8420"
 SANDBOX_SECRET_KEY = "sk_test_sandbox"
 SANDBOX_PUBLISHABLE_KEY = "pk_test_sandbox"
 SANDBOX_WEBHOOK_SECRET = "whsec_sandbox"
+SANDBOX_CONNECT_WEBHOOK_SECRET = "whsec_sandbox_connect"
 STRIPE_API_BASE_DEFAULT = "https://api.stripe.com"
 STRIPE_JS_URL_DEFAULT = "https://js.stripe.com/v3/"
 
@@ -60,6 +61,9 @@ class Config:
     STRIPE_SECRET_KEY: str = ""
     STRIPE_PUBLISHABLE_KEY: str = ""
     STRIPE_WEBHOOK_SECRET: str = ""
+    # The Connect webhook endpoint's: events of the vendors' connected accounts
+    # (account.updated) come there, signed with it.
+    STRIPE_CONNECT_WEBHOOK_SECRET: str = ""
     STRIPE_API_BASE: str = ""
     STRIPE_JS_URL: str = ""
     HTMX_URL: str = ""
@@ -195,6 +199,8 @@ class Config:
             self.STRIPE_SECRET_KEY = SANDBOX_SECRET_KEY
             self.STRIPE_PUBLISHABLE_KEY = self.STRIPE_PUBLISHABLE_KEY or SANDBOX_PUBLISHABLE_KEY
             self.STRIPE_WEBHOOK_SECRET = self.STRIPE_WEBHOOK_SECRET or SANDBOX_WEBHOOK_SECRET
+            self.STRIPE_CONNECT_WEBHOOK_SECRET = (self.STRIPE_CONNECT_WEBHOOK_SECRET
+                                                  or SANDBOX_CONNECT_WEBHOOK_SECRET)
             self.STRIPE_API_BASE = self.STRIPE_API_BASE or SANDBOX_API_BASE
             self.STRIPE_JS_URL = self.STRIPE_JS_URL or self.STRIPE_API_BASE + "/js.stripe.com/v3/"
         self.STRIPE_API_BASE = (self.STRIPE_API_BASE or STRIPE_API_BASE_DEFAULT).rstrip("/")
@@ -209,6 +215,12 @@ class Config:
             if self.production:
                 raise ConfigError("STRIPE_WEBHOOK_SECRET is required in production")
             self.STRIPE_WEBHOOK_SECRET = SANDBOX_WEBHOOK_SECRET
+        if not self.STRIPE_CONNECT_WEBHOOK_SECRET and self.production:
+            raise ConfigError("STRIPE_CONNECT_WEBHOOK_SECRET is required in production (the "
+                              "Connect endpoint's: vendors' account updates)")
+        for name in ("STRIPE_WEBHOOK_SECRET", "STRIPE_CONNECT_WEBHOOK_SECRET"):
+            if getattr(self, name) and not getattr(self, name).startswith("whsec_"):
+                raise ConfigError(f"{name} must start with whsec_")
         if not self.stripe_test_mode:
             # A live key never reaches a sandbox, and only a production deployment may hold one.
             if self.STRIPE_API_BASE != STRIPE_API_BASE_DEFAULT:

@@ -8,6 +8,7 @@ sandbox (``STRIPE_API_BASE``); nothing else knows the difference.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -68,6 +69,9 @@ class Intent:
     customer: str | None = None
     setup_future_usage: str | None = None
     next_action: str | None = None  # e.g. "use_stripe_sdk" (3-D Secure), "redirect_to_url"
+    # When Stripe makes the charge's funds available to transfer (its balance transaction's
+    # available_on, Unix time); None before the charge is captured.
+    funds_available_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,17 @@ def _get(obj: Any, key: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
+def _options(idempotency_key: str, params: dict) -> dict:
+    """Request options with the caller's idempotency key, made specific to these parameters:
+    a retry of the same request reuses it (Stripe returns the first result), while a request
+    whose parameters changed since a lost attempt (a customer who chose a saved card
+    meanwhile, a vendor's new e-mail) gets a new one instead of Stripe's 400
+    idempotency_error ("Keys for idempotent requests can only be used with the same
+    parameters")."""
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+    return {"idempotency_key": f"{idempotency_key}-{digest.hexdigest()[:12]}"}
+
+
 def _call(method, *args, **kwargs) -> dict:
     """Call the SDK; its errors become GatewayError; the result is plain nested dicts."""
     try:
@@ -182,6 +197,7 @@ def _intent(obj: Any) -> Intent:
     card = _card(card_src)
     billing = _get(charge, "billing_details") or _get(pm, "billing_details")
     err = _get(pi, "last_payment_error")
+    txn = _get(charge, "balance_transaction") if not isinstance(charge, str) else None
     return Intent(
         id=pi["id"],
         status=pi["status"],
@@ -200,21 +216,26 @@ def _intent(obj: Any) -> Intent:
         customer=_get(pi, "customer") if isinstance(_get(pi, "customer"), str) else None,
         setup_future_usage=_get(pi, "setup_future_usage"),
         next_action=_get(_get(pi, "next_action"), "type"),
+        funds_available_at=_get(txn, "available_on") if isinstance(txn, dict) else None,
     )
 
 
-_EXPAND = ["latest_charge", "payment_method"]
+# The charge with its balance transaction (when its funds become available: payouts wait
+# for them) and the card.
+_EXPAND = ["latest_charge.balance_transaction", "payment_method"]
 
 
 def create_payment_intent(*, amount: int, currency: str, idempotency_key: str,
                           metadata: dict[str, str], customer: str | None = None,
                           payment_method: str | None = None,
                           description: str | None = None) -> Intent:
-    """Create a card PaymentIntent; the same idempotency key always returns the same intent."""
+    """Create a card PaymentIntent; the same idempotency key (and parameters) always returns
+    the same intent. Cards only: the portal keeps, shows and refunds cards (brand, last4,
+    3-D Secure); a redirect-based method would settle days later through other states."""
     params: dict[str, Any] = {
         "amount": amount,
         "currency": currency.lower(),
-        "payment_method_types": ["card"],
+        "allowed_payment_method_types": ["card"],
         "metadata": metadata,
         "expand": _EXPAND,
     }
@@ -226,7 +247,7 @@ def create_payment_intent(*, amount: int, currency: str, idempotency_key: str,
         params["payment_method"] = payment_method
     try:
         pi = _client().v1.payment_intents.create(
-            params=params, options={"idempotency_key": idempotency_key}
+            params=params, options=_options(idempotency_key, params)
         )
     except stripe.StripeError as exc:
         raise _error(exc) from exc
@@ -274,9 +295,9 @@ def confirm_payment_intent(intent_id: str, *, payment_method: str, return_url: s
 def create_customer(*, email: str, name: str, metadata: dict[str, str],
                     idempotency_key: str) -> str:
     """A Stripe customer; the same idempotency key (per user) always gives the same one."""
-    return _call(_client().v1.customers.create,
-                 params={"email": email, "name": name, "metadata": metadata},
-                 options={"idempotency_key": idempotency_key})["id"]
+    params = {"email": email, "name": name, "metadata": metadata}
+    return _call(_client().v1.customers.create, params=params,
+                 options=_options(idempotency_key, params))["id"]
 
 
 def set_default_payment_method(customer: str, payment_method: str | None) -> None:
@@ -342,10 +363,10 @@ def _setup(si: dict) -> Setup:
 def create_setup_intent(*, customer: str, metadata: dict[str, str],
                         idempotency_key: str) -> Setup:
     """A SetupIntent to save a card for later payments (the cards page's Payment Element)."""
-    return _setup(_call(_client().v1.setup_intents.create,
-                        params={"customer": customer, "payment_method_types": ["card"],
-                                "usage": "off_session", "metadata": metadata},
-                        options={"idempotency_key": idempotency_key}))
+    params = {"customer": customer, "allowed_payment_method_types": ["card"],
+              "usage": "off_session", "metadata": metadata}
+    return _setup(_call(_client().v1.setup_intents.create, params=params,
+                        options=_options(idempotency_key, params)))
 
 
 def retrieve_setup_intent(setup_intent: str) -> Setup | None:
@@ -389,7 +410,7 @@ def create_refund(*, payment_intent: str, amount: int, reason: str | None,
     if reason:
         params["reason"] = reason
     return _refund(_call(_client().v1.refunds.create, params=params,
-                         options={"idempotency_key": idempotency_key}))
+                         options=_options(idempotency_key, params)))
 
 
 def refunds_of(payment_intent: str) -> list[Refund]:
@@ -410,6 +431,9 @@ class Account:
     details_submitted: bool
     requirements_due: list[str]  # currently due and past due
     disabled_reason: str | None
+    # Stripe sends transfers only to an account whose `transfers` capability is active
+    # (payouts_enabled is about the account's own payouts to its bank).
+    transfers_active: bool = False
 
 
 def _account(acct: dict) -> Account:
@@ -418,15 +442,23 @@ def _account(acct: dict) -> Account:
     return Account(id=acct["id"], charges_enabled=bool(_get(acct, "charges_enabled", False)),
                    payouts_enabled=bool(_get(acct, "payouts_enabled", False)),
                    details_submitted=bool(_get(acct, "details_submitted", False)),
-                   requirements_due=due, disabled_reason=_get(req, "disabled_reason"))
+                   requirements_due=due, disabled_reason=_get(req, "disabled_reason"),
+                   transfers_active=_get(_get(acct, "capabilities"), "transfers") == "active")
+
+
+# What Stripe calls an Express account, in controller properties (the `type` parameter is
+# deprecated): Stripe onboards the vendor and hosts their Express Dashboard; the platform pays
+# Stripe's fees and bears negative balances.
+EXPRESS = {"fees": {"payer": "application"}, "losses": {"payments": "application"},
+           "requirement_collection": "stripe", "stripe_dashboard": {"type": "express"}}
 
 
 def create_account(*, email: str, metadata: dict[str, str], idempotency_key: str) -> Account:
-    """An Express account for a vendor, able to receive transfers."""
-    return _account(_call(_client().v1.accounts.create, params={
-        "type": "express", "email": email, "metadata": metadata,
-        "capabilities": {"transfers": {"requested": True}}},
-        options={"idempotency_key": idempotency_key}))
+    """A connected account for a vendor (Express), able to receive transfers."""
+    params = {"controller": EXPRESS, "email": email, "metadata": metadata,
+              "capabilities": {"transfers": {"requested": True}}}
+    return _account(_call(_client().v1.accounts.create, params=params,
+                          options=_options(idempotency_key, params)))
 
 
 def retrieve_account(account: str) -> Account | None:
@@ -457,11 +489,14 @@ def _transfer(tr: dict) -> Transfer:
 
 def create_transfer(*, amount: int, currency: str, destination: str, transfer_group: str,
                     description: str, idempotency_key: str) -> Transfer:
-    """Send a payout to a connected account; the key (the payout id) makes it happen once."""
-    return _transfer(_call(_client().v1.transfers.create, params={
-        "amount": amount, "currency": currency.lower(), "destination": destination,
-        "transfer_group": transfer_group, "description": description,
-        "metadata": {"payoutId": transfer_group}}, options={"idempotency_key": idempotency_key}))
+    """Send a payout to a connected account; the key (the payout id) makes it happen once.
+    It needs that much available balance in the currency (payout runs wait for the funds of
+    the sales they pay: payouts.services)."""
+    params = {"amount": amount, "currency": currency.lower(), "destination": destination,
+              "transfer_group": transfer_group, "description": description,
+              "metadata": {"payoutId": transfer_group}}
+    return _transfer(_call(_client().v1.transfers.create, params=params,
+                           options=_options(idempotency_key, params)))
 
 
 def transfers_in_group(transfer_group: str) -> list[Transfer]:
@@ -490,9 +525,15 @@ def verify_webhook(payload: bytes, signature: str | None) -> Event:
     # tolerance), then plain json.loads. Not Webhook.construct_event: it also builds a tree of
     # StripeObjects that would only be turned back into dicts here, about 15 % of an intake
     # request's time (bench/webhooks.py, in-process breakdown).
-    stripe.WebhookSignature.verify_header(
-        payload, signature, current_app.config["STRIPE_WEBHOOK_SECRET"], tolerance=300
-    )
+    # Events of connected accounts come to the Connect endpoint, signed with its own secret.
+    connect = current_app.config.get("STRIPE_CONNECT_WEBHOOK_SECRET")
+    try:
+        stripe.WebhookSignature.verify_header(
+            payload, signature, current_app.config["STRIPE_WEBHOOK_SECRET"], tolerance=300)
+    except SignatureError:
+        if not connect:
+            raise
+        stripe.WebhookSignature.verify_header(payload, signature, connect, tolerance=300)
     # The SDK only refuses old timestamps; one from the future is as suspect.
     stamp = dict(p.split("=", 1) for p in (signature or "").split(",") if "=" in p).get("t", "0")
     if not stamp.isdigit() or int(stamp) > time.time() + 300:
@@ -505,13 +546,16 @@ def verify_webhook(payload: bytes, signature: str | None) -> Event:
     return _event(data)
 
 
-def list_events(since: int) -> Iterator[Event]:
+def list_events(since: int, account: str | None = None) -> Iterator[Event]:
     """The events Stripe still holds created at or after ``since`` (Unix time; Stripe keeps
     30 days), newest first as Stripe lists them, fetched a page (100) at a time as they are
-    consumed: what `flask events backfill` stores when webhooks were missed."""
+    consumed: what `flask events backfill` stores when webhooks were missed. ``account``: those
+    of that connected account (Connect events live on it: Stripe-Account)."""
+    options = {"stripe_account": account} if account else {}
     try:
         for item in _client().v1.events.list(
-                params={"created": {"gte": since}, "limit": 100}).auto_paging_iter():
+                params={"created": {"gte": since}, "limit": 100},
+                options=options).auto_paging_iter():
             yield _event(item.to_dict())
     except stripe.StripeError as exc:
         raise _error(exc) from exc

@@ -20,9 +20,13 @@ if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
     export DATABASE_URL="sqlite:///$PWD/instance/sandbox-demo.sqlite"
   fi
   export STRIPE_API_BASE="http://127.0.0.1:${SANDBOX_PORT}"
+  # Connect events (vendors' accounts) go to a Connect endpoint with its own secret, as at
+  # Stripe. A charge's funds become available for payouts after a minute (Stripe: days).
   $PY -m stripe_sandbox --port "$SANDBOX_PORT" \
       --webhook-url "http://127.0.0.1:${PORT}/api/payments/webhook" \
-      --webhook-secret "${STRIPE_WEBHOOK_SECRET:-whsec_sandbox}" &
+      --webhook-secret "${STRIPE_WEBHOOK_SECRET:-whsec_sandbox}" \
+      --connect-webhook-secret "${STRIPE_CONNECT_WEBHOOK_SECRET:-whsec_sandbox_connect}" \
+      --funds-delay "${SANDBOX_FUNDS_DELAY:-60}" &
   pids+=($!)
 fi
 

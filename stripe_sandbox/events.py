@@ -1,38 +1,28 @@
-"""Events and webhook deliveries in the sandbox, as Stripe does them, plus
-test hooks to hold, reorder, duplicate, drop and resend deliveries.
-Routed by `server` (`events_middleware`, `add_routes`); the HTTP surface is
-documented in server's docstring.
+"""Events and webhook deliveries, as Stripe does them, plus test hooks to hold, reorder,
+duplicate, drop and resend deliveries.
 
-localstripe recorded events in its store but listed them oldest first with
-only `type` and `created[...]`, and sent each one once, about 1 s after it
-was created, signed with the event's `created` as timestamp, to the
-endpoints registered at that moment, never retrying. Here:
-
-- every event the sandbox sends is recorded when it is created (in the
-  order it was created), with its payload frozen: the bytes delivered are
-  the bytes listed, for every attempt;
-- `GET /v1/events` and `GET /v1/events/{id}` answer from that record:
-  newest first, the last 30 days only (RETENTION), Connect events
-  (`account` set) only with that account's `Stripe-Account` header, as
-  Stripe keeps them on the connected account;
-- each event goes to the endpoints registered (`/_config/webhooks/{id}`,
-  `--webhook-url`) and subscribed when it is created, WEBHOOK_DELAY
-  seconds later (1 s, as localstripe did); each attempt is signed when it
-  is sent (`Stripe-Signature: t=<now>,v1=...`), redirects are not followed
-  (a 3xx is a failure, as at Stripe), an attempt gives up after
-  WEBHOOK_TIMEOUT seconds;
-- a failed attempt (not 2xx, or no answer) is retried WEBHOOK_RETRIES times
-  (3) after WEBHOOK_RETRY_DELAY seconds (1), doubling each time: Stripe's
-  retries, over seconds instead of three days;
-- every attempt is recorded per (event, endpoint) for the test hooks.
-
-localstripe's `schedule_webhook(event)` runs
-`asyncio.ensure_future(_send_webhook(event))`, and every module bound
-`schedule_webhook` by name, so `_send_webhook` is the one place that sees
-every event: it is replaced by `_record_and_schedule`.
+- `emit(type, obj)` makes an event of an object (frozen: the bytes delivered are the bytes
+  listed, for every attempt), with `data.previous_attributes` for updates, `account` for
+  Connect events, `request` (the API request that caused it: id and Idempotency-Key) and
+  `pending_webhooks`; each event is checked against the contract like any answer.
+- Webhook endpoints (`POST /_config/webhooks/{id}`: url, secret, events[], connect; or
+  `--webhook-url`, `--webhook-secret` and `--connect-webhook-secret` on the command line) are
+  either the account's own or Connect endpoints, as at Stripe: events about a connected
+  account (`account` set, e.g. account.updated) go only to Connect endpoints, every other
+  event only to the others. Each endpoint signs with its own secret.
+- `GET /v1/events` and `GET /v1/events/{id}` answer from the record: newest first, the last
+  30 days only (RETENTION), Connect events only with that account's `Stripe-Account` header.
+- Each event goes to the endpoints registered and subscribed when it is created,
+  WEBHOOK_DELAY seconds later (1 s); each attempt is signed when it is sent
+  (`Stripe-Signature: t=<now>,v1=...`), redirects are not followed (a 3xx is a failure, as
+  at Stripe), an attempt gives up after WEBHOOK_TIMEOUT seconds; a failed attempt (not 2xx,
+  or no answer) is retried WEBHOOK_RETRIES times (3) after WEBHOOK_RETRY_DELAY seconds (1),
+  doubling each time: Stripe's retries, over seconds instead of three days. Every attempt is
+  recorded per (event, endpoint) for the test hooks (the HTTP surface: app's docstring).
 """
 
 import asyncio
+import copy
 import hashlib
 import hmac
 import json
@@ -44,24 +34,9 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
-from aiohttp import web
-from localstripe import webhooks
 
-# isort: off
-from . import patches  # noqa: F401 (must come before localstripe.server: see patches)
-from .patches import (
-    StripeError,
-    boolean_param,
-    created_filter,
-    invalid_request,
-    invalid_value,
-    no_such,
-    reject_unknown,
-)
-from localstripe.resources import try_convert_to_int
-from localstripe.server import get_api_key, get_post_data, json_response, unflatten_data
-from . import connect
-# isort: on
+from . import core
+from .core import invalid_request, invalid_value, no_such, random_id
 
 RETENTION = 30 * 24 * 3600  # seconds: Stripe lists and retrieves 30 days of events
 WEBHOOK_DELAY = 1.0  # seconds between an event and its first delivery attempt
@@ -79,7 +54,7 @@ DELIVERED = "delivered"  # an attempt was answered 2xx
 FAILED = "failed"  # every automatic attempt failed: Stripe gave up
 DROPPED = "dropped"  # the drop hook: never sent automatically
 
-logger = logging.getLogger("aiohttp.access")  # where localstripe logged deliveries
+logger = logging.getLogger("stripe_sandbox.webhooks")
 
 
 @dataclass
@@ -214,41 +189,68 @@ class State:
         task.add_done_callback(self.tasks.discard)
         return task
 
-    def clear(self):
-        """The store was flushed (DELETE /_config/data): forget the events."""
-        for task in list(self.tasks):
-            task.cancel()
-        self.__init__()
-
 
 state = State()
 
 
-# --- Recording and automatic delivery ------------------------------------
+# --- Endpoints, recording and automatic delivery ------------------------------------------------
 
 
-def subscribed(hook, type):
-    return hook.events is None or "*" in hook.events or type in hook.events
+@dataclass
+class Endpoint:
+    url: str
+    secret: str
+    events: list | None  # None or "*": every type
+    connect: bool = False  # a Connect endpoint: events of connected accounts only
 
 
-def _record_and_schedule(event):
-    """Replaces localstripe.webhooks._send_webhook (see the docstring):
-    records the event now and schedules its deliveries."""
-    record(event)
-    return asyncio.sleep(0)  # what schedule_webhook hands to ensure_future
+endpoints = {}  # id -> Endpoint (the command line's: "cli", "cli-connect")
 
 
-def record(event):
-    exported = event._export()
-    body = json.dumps(exported, indent=2, sort_keys=True).encode("utf-8")
-    sent = Sent(len(state.sent), event.id, event.type, event.created, exported.get("account"), body)
+def register(id, url, secret, events=None, connect=False):
+    endpoints[id] = Endpoint(url, secret, events, connect)
+
+
+def subscribed(hook, type, account):
+    return (hook.connect == (account is not None)) and (
+        hook.events is None or "*" in hook.events or type in hook.events
+    )
+
+
+def emit(type, obj, previous_attributes=None, account=None):
+    """Make, record and schedule the event `type` about `obj` (a Resource, exported as it is
+    now), with what an update changed; `account`: a Connect event about that account."""
+    request = core.current()
+    event = {
+        "id": "evt_" + random_id(24),
+        "object": "event",
+        "api_version": core.API_VERSION,
+        "created": core.now(),
+        "data": {"object": obj.export()},
+        "livemode": False,
+        "pending_webhooks": 0,
+        "request": {"id": request.request_id, "idempotency_key": request.idempotency_key},
+        "type": type,
+    }
+    if previous_attributes:
+        event["data"]["previous_attributes"] = copy.deepcopy(previous_attributes)
+    if account is not None:
+        event["account"] = account
+    hooks = [e for e, hook in endpoints.items() if subscribed(hook, type, account)]
+    event["pending_webhooks"] = len(hooks)
+    core.check_answer(event, f"event {type}")
+    return record(event, hooks)
+
+
+def record(event, hooks):
+    body = json.dumps(event, indent=2, sort_keys=True).encode("utf-8")
+    sent = Sent(len(state.sent), event["id"], event["type"], event["created"],
+                event.get("account"), body)
     state.sent[sent.id] = sent
     drop_everywhere = state.drop_all_next > 0
     if drop_everywhere:
         state.drop_all_next -= 1
-    for endpoint, hook in list(webhooks._webhooks.items()):
-        if not subscribed(hook, sent.type):
-            continue
+    for endpoint in hooks:
         delivery = sent.deliveries[endpoint] = Delivery(sent, endpoint)
         if drop_everywhere or state.take_drop(endpoint):
             delivery.status, delivery.dropped = DROPPED, True
@@ -307,7 +309,7 @@ def signature_header(secret, body, timestamp):
 async def attempt(delivery, kind):
     """One POST of the event to the endpoint, signed now; True if 2xx."""
     sent = delivery.sent
-    hook = webhooks._webhooks.get(delivery.endpoint)
+    hook = endpoints.get(delivery.endpoint)
     now = time.time()
     result = Attempt(now, kind)
     if hook is None:
@@ -343,11 +345,7 @@ async def attempt(delivery, kind):
     return result.succeeded
 
 
-# Every module bound schedule_webhook by name; it calls this at each event.
-webhooks._send_webhook = _record_and_schedule
-
-
-# --- GET /v1/events -------------------------------------------------------
+# --- GET /v1/events ----------------------------------------------------------------------------
 
 
 def type_filter(type, types):
@@ -356,14 +354,12 @@ def type_filter(type, types):
             "You may only specify one of these parameters: type, types.", param="types"
         )
     if type is not None:
-        if not isinstance(type, str) or not type:
+        if not type:
             raise invalid_request("Invalid string", code="parameter_invalid_string", param="type")
         # `*` is Stripe's wildcard ("payment_intent.*", "*.updated").
         pattern = re.compile(".*".join(re.escape(part) for part in type.split("*")))
         return lambda name: pattern.fullmatch(name) is not None
     if types is not None:
-        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
-            raise invalid_request("Invalid array", code="parameter_invalid_array", param="types")
         if len(types) > MAX_TYPES:
             raise invalid_request(
                 f"Invalid array: types may contain at most {MAX_TYPES} items",
@@ -374,20 +370,9 @@ def type_filter(type, types):
     return lambda name: True
 
 
-def limit_param(limit):
-    limit = 10 if limit is None else try_convert_to_int(limit)
-    if not isinstance(limit, int) or not 1 <= limit <= 100:
-        raise invalid_request(
-            "Invalid integer: limit must be between 1 and 100",
-            code="parameter_invalid_integer",
-            param="limit",
-        )
-    return limit
-
-
 def visible(events_state, account, now=None):
-    """The events an API key (with `Stripe-Account`: that account's) can
-    see: the last 30 days, newest first."""
+    """The events an API key (with `Stripe-Account`: that account's) can see: the last 30
+    days, newest first."""
     cutoff = (time.time() if now is None else now) - RETENTION
     return [
         sent
@@ -407,19 +392,21 @@ def list_events(
     type=None,
     types=None,
     delivery_success=None,
-    **params,
 ):
     """GET /v1/events: newest first, Stripe's filters and cursors."""
-    reject_unknown(params)
-    limit = limit_param(limit)
+    limit = 10 if limit is None else limit
+    if not 1 <= limit <= 100:
+        raise invalid_request(
+            "Invalid integer: limit must be between 1 and 100",
+            code="parameter_invalid_integer",
+            param="limit",
+        )
     if starting_after is not None and ending_before is not None:
         raise invalid_request(
             "You may only specify one of these parameters: ending_before, starting_after."
         )
-    in_period = created_filter(created)
+    in_period = core.created_filter(created)
     of_type = type_filter(type, types)
-    if delivery_success is not None:
-        delivery_success = boolean_param(delivery_success, "delivery_success")
 
     def keep(sent):
         return (
@@ -453,70 +440,48 @@ def list_events(
     }
 
 
-def retrieve_event(events_state, id, account=None, now=None, **params):
+def retrieve_event(events_state, id, account=None, now=None):
     """GET /v1/events/{id}: only the last 30 days, like Stripe."""
-    reject_unknown(params)
     for sent in visible(events_state, account, now):
         if sent.id == id:
             return sent.payload()
-    raise StripeError(
-        404, "invalid_request_error", f"No such event: '{id}'", code="resource_missing", param="id"
-    )
+    raise no_such("event", id, status=404)
 
 
-EVENTS_PATH = re.compile(r"/v1/events(?:/(?P<id>[^/]+))?/?")
+def connected_account():
+    """The Stripe-Account of the request (checked: a live connected account), or None."""
+    account = core.current().account
+    if account is not None and not core.is_account(account):
+        raise core.account_invalid(account)
+    return account
 
 
-@web.middleware
-async def events_middleware(request, handler):
-    """Answers GET /v1/events[/{id}] (localstripe's routes cannot be
-    replaced); after server's authentication, inside its error handling."""
-    match = EVENTS_PATH.fullmatch(request.path)
-    if request.method == "DELETE" and request.path == "/_config/data":
-        response = await handler(request)
-        state.clear()
-        return response
-    if request.method != "GET" or not match:
-        return await handler(request)
-    params = unflatten_data(request.query)
-    params.pop("expand", None)  # nothing to expand in events
-    account = request.headers.get("Stripe-Account") or None
-    if account is not None:
-        try:
-            connect.retrieve_account(account)
-        except connect.UnknownAccount:
-            raise connect.account_invalid(account, get_api_key(request)) from None
-    if match["id"] is not None:
-        return json_response(retrieve_event(state, match["id"], account, **params))
-    return json_response(list_events(state, account, **params))
+def get_events(**params):
+    return list_events(state, connected_account(), **params)
 
 
-# --- Test hooks: /_sandbox/deliveries... ----------------------------------
+def get_event(id):
+    return retrieve_event(state, id, connected_account())
 
 
-async def hook_params(request):
-    params = unflatten_data(request.query)
-    if request.method == "POST":
-        params.update(await get_post_data(request) or {})
-    return params
+# --- Test hooks: /_sandbox/deliveries... -----------------------------------------------------
 
 
 def endpoint_param(endpoint):
     if endpoint is None:
         return None
-    if not isinstance(endpoint, str) or endpoint not in webhooks._webhooks:
+    if not isinstance(endpoint, str) or endpoint not in endpoints:
         raise invalid_request(
             f"No such webhook endpoint: '{endpoint}'", code="resource_missing", param="endpoint"
         )
     return endpoint
 
 
-def int_param(params, name, default, low, high):
-    value = params.pop(name, None)
+def int_param(value, name, default, low, high):
     if value is None:
         return default
-    converted = try_convert_to_int(value)
-    if not isinstance(converted, int) or not low <= converted <= high:
+    converted = int(value) if isinstance(value, str) and re.fullmatch(r"-?\d+", value) else None
+    if converted is None or not low <= converted <= high:
         raise invalid_request(
             f"Invalid integer: {name} must be between {low} and {high}",
             code="parameter_invalid_integer",
@@ -525,10 +490,18 @@ def int_param(params, name, default, low, high):
     return converted
 
 
+def bool_param(value, name):
+    if value is None:
+        return None
+    if value not in ("true", "false"):
+        raise invalid_request("Invalid boolean", code="parameter_invalid_boolean", param=name)
+    return value == "true"
+
+
 def hold_state():
     return {
         "hold_all": state.hold_all,
-        "held": sorted(e for e in set(webhooks._webhooks) | state.held if state.is_held(e)),
+        "held": sorted(e for e in set(endpoints) | state.held if state.is_held(e)),
         "queued": {e: len(q) for e, q in sorted(state.queues.items()) if q},
         "drop_next": {
             **({"*": state.drop_all_next} if state.drop_all_next else {}),
@@ -537,11 +510,8 @@ def hold_state():
     }
 
 
-async def get_deliveries(request):
+def get_deliveries(endpoint=None, event=None):
     """GET /_sandbox/deliveries[?endpoint=][&event=]."""
-    params = await hook_params(request)
-    endpoint, event = params.pop("endpoint", None), params.pop("event", None)
-    reject_unknown(params)
     if event is not None and event not in state.sent:
         raise no_such("event", event, "event")
     rows = [
@@ -551,38 +521,34 @@ async def get_deliveries(request):
         for delivery in sent.deliveries.values()
         if endpoint in (None, delivery.endpoint)
     ]
-    endpoints = {
-        id: {"url": hook.url, "events": hook.events, "held": state.is_held(id)}
-        for id, hook in sorted(webhooks._webhooks.items())
+    hooks = {
+        id: {"url": hook.url, "events": hook.events, "connect": hook.connect,
+             "held": state.is_held(id)}
+        for id, hook in sorted(endpoints.items())
     }
-    return json_response({"object": "list", "data": rows, "endpoints": endpoints, **hold_state()})
+    return {"object": "list", "data": rows, "endpoints": hooks, **hold_state()}
 
 
-async def hold(request):
+def hold(endpoint=None):
     """POST /_sandbox/deliveries/hold [endpoint]."""
-    params = await hook_params(request)
-    endpoint = endpoint_param(params.pop("endpoint", None))
-    reject_unknown(params)
-    state.hold(endpoint)
-    return json_response(hold_state())
+    state.hold(endpoint_param(endpoint))
+    return hold_state()
 
 
-async def drop(request):
+def drop(endpoint=None, count=None):
     """POST /_sandbox/deliveries/drop [count=1] [endpoint]."""
-    params = await hook_params(request)
-    endpoint = endpoint_param(params.pop("endpoint", None))
-    count = int_param(params, "count", 1, 0, 1000)
-    reject_unknown(params)
+    endpoint = endpoint_param(endpoint)
+    count = int_param(count, "count", 1, 0, 1000)
     if endpoint is None:
         state.drop_all_next = count
     else:
         state.drop_next[endpoint] = count
-    return json_response(hold_state())
+    return hold_state()
 
 
 async def send_all(sequence, concurrency=1, delay_ms=0, kinds=None):
-    """Attempt each delivery of `sequence` once, in order, `concurrency` at
-    once, `delay_ms` between starts; the attempts' results in order."""
+    """Attempt each delivery of `sequence` once, in order, `concurrency` at once, `delay_ms`
+    between starts; the attempts' results in order."""
     semaphore = asyncio.Semaphore(concurrency)
     results = [None] * len(sequence)
 
@@ -620,23 +586,21 @@ def sending_report(sequence, results, **more):
     }
 
 
-async def release(request):
-    """POST /_sandbox/deliveries/release [endpoint] [order=sent|reverse|
-    shuffle] [seed] [duplicates=0] [concurrency=1] [delay_ms=0]."""
-    params = await hook_params(request)
-    endpoint = endpoint_param(params.pop("endpoint", None))
-    order = params.pop("order", "sent")
+async def release(endpoint=None, order=None, seed=None, duplicates=None, concurrency=None,
+                  delay_ms=None):
+    """POST /_sandbox/deliveries/release [endpoint] [order=sent|reverse|shuffle] [seed]
+    [duplicates=0] [concurrency=1] [delay_ms=0]."""
+    endpoint = endpoint_param(endpoint)
+    order = "sent" if order is None else order
     if order not in ORDERS:
         raise invalid_value("order", order, ORDERS)
-    seed = params.pop("seed", None)
     if seed is not None and order != "shuffle":
         raise invalid_request("seed goes with order=shuffle", param="seed")
-    if seed is not None and (not isinstance(seed, str | int) or seed == ""):
+    if seed is not None and (not isinstance(seed, str) or seed == ""):
         raise invalid_request("Invalid string", code="parameter_invalid_string", param="seed")
-    duplicates = int_param(params, "duplicates", 0, 0, 10)
-    concurrency = int_param(params, "concurrency", 1, 1, 100)
-    delay_ms = int_param(params, "delay_ms", 0, 0, 60_000)
-    reject_unknown(params)
+    duplicates = int_param(duplicates, "duplicates", 0, 0, 10)
+    concurrency = int_param(concurrency, "concurrency", 1, 1, 100)
+    delay_ms = int_param(delay_ms, "delay_ms", 0, 0, 60_000)
 
     released = sorted(state.release(endpoint), key=lambda d: (d.sent.index, d.endpoint))
     if order == "reverse":
@@ -657,20 +621,14 @@ async def release(request):
     for delivery in released:
         if delivery.status != DELIVERED:  # every copy failed: Stripe's retries
             retry_later(delivery)
-    return json_response(
-        sending_report(sequence, results, released=len(released), **more, **hold_state())
-    )
+    return sending_report(sequence, results, released=len(released), **more, **hold_state())
 
 
-async def redeliver(request):
-    """POST /_sandbox/deliveries/redeliver (event | all_failed=true)
-    [endpoint]: one attempt each, now, like the Dashboard's "Resend"."""
-    params = await hook_params(request)
-    endpoint = endpoint_param(params.pop("endpoint", None))
-    event = params.pop("event", None)
-    all_failed = params.pop("all_failed", None)
-    all_failed = None if all_failed is None else boolean_param(all_failed, "all_failed")
-    reject_unknown(params)
+async def redeliver(endpoint=None, event=None, all_failed=None):
+    """POST /_sandbox/deliveries/redeliver (event | all_failed=true) [endpoint]: one attempt
+    each, now, like the Dashboard's "Resend"."""
+    endpoint = endpoint_param(endpoint)
+    all_failed = bool_param(all_failed, "all_failed")
     if (event is None) == (not all_failed):
         raise invalid_request("Give either event or all_failed=true.", param="event")
     if event is not None:
@@ -699,13 +657,29 @@ async def redeliver(request):
     for delivery, ok in zip(sequence, results, strict=True):
         if ok:
             state.unqueue(delivery)
-    return json_response(sending_report(sequence, results))
+    return sending_report(sequence, results)
 
 
-def add_routes(app):
-    router = app.router
-    router.add_get("/_sandbox/deliveries", get_deliveries)
-    router.add_post("/_sandbox/deliveries/hold", hold)
-    router.add_post("/_sandbox/deliveries/release", release)
-    router.add_post("/_sandbox/deliveries/drop", drop)
-    router.add_post("/_sandbox/deliveries/redeliver", redeliver)
+def configure_endpoint(id, url=None, secret=None, events=None, connect=None):
+    """POST /_config/webhooks/{id}: url, secret, events[] (or every type), connect=true for
+    a Connect endpoint. Registering an id again replaces that endpoint."""
+    if not url or not secret or not re.match(r"https?://", url):
+        raise invalid_request("url (http or https) and secret are required.", param="url")
+    if events is not None and not isinstance(events, list):
+        raise invalid_request("Invalid array", code="parameter_invalid_array", param="events")
+    register(id, url, secret, events, bool_param(connect, "connect") or False)
+    return {"id": id, "url": url, "events": events, "connect": endpoints[id].connect}
+
+
+ROUTES = [
+    ("GET", "/v1/events", get_events),
+    ("GET", "/v1/events/{id}", get_event),
+]
+HOOKS = [
+    ("POST", "/_config/webhooks/{id}", configure_endpoint),
+    ("GET", "/_sandbox/deliveries", get_deliveries),
+    ("POST", "/_sandbox/deliveries/hold", hold),
+    ("POST", "/_sandbox/deliveries/release", release),
+    ("POST", "/_sandbox/deliveries/drop", drop),
+    ("POST", "/_sandbox/deliveries/redeliver", redeliver),
+]

@@ -61,6 +61,8 @@ class Sandbox:
         webhook_retries=None,
         webhook_retry_delay=None,
         secret_key=HOOK_KEY,
+        funds_delay=None,
+        connect_webhook_secret=None,
     ):
         self.host = host
         # Webhook timing (None: the server's defaults, 1 s, 3 retries, 1 s
@@ -73,6 +75,11 @@ class Sandbox:
         # Seconds the asynchronous refund test cards take (None: the
         # server's default); see `python -m stripe_sandbox --help`.
         self.refund_delay = refund_delay
+        # Seconds a charge's funds stay pending (None: the server's default, two days);
+        # 0 makes them available for transfers at once.
+        self.funds_delay = funds_delay
+        # With webhook_url: a Connect endpoint there too, for events of connected accounts.
+        self.connect_webhook_secret = connect_webhook_secret
         self.port = port
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
@@ -104,8 +111,11 @@ class Sandbox:
         ]
         if self.webhook_url:
             command += ["--webhook-url", self.webhook_url, "--webhook-secret", self.webhook_secret]
+        if self.connect_webhook_secret:
+            command += ["--connect-webhook-secret", self.connect_webhook_secret]
         for option, value in (
             ("--refund-delay", self.refund_delay),
+            ("--funds-delay", self.funds_delay),
             ("--webhook-delay", self.webhook_delay),
             ("--webhook-retries", self.webhook_retries),
             ("--webhook-retry-delay", self.webhook_retry_delay),
@@ -167,10 +177,11 @@ class Sandbox:
             self._log.close()
             self._log = None
 
-    def register_webhook(self, url, secret, id="default", events=None):
+    def register_webhook(self, url, secret, id="default", events=None, connect=False):
         """Send the sandbox's signed events to `url` too (`events`: only
-        these types). Registering an `id` again replaces that endpoint."""
-        params = [("url", url), ("secret", secret)]
+        these types; `connect`: a Connect endpoint, for the events of connected
+        accounts only). Registering an `id` again replaces that endpoint."""
+        params = [("url", url), ("secret", secret), ("connect", "true" if connect else "false")]
         params += [("events[]", event) for event in events or ()]
         request = urllib.request.Request(  # noqa: S310 (our http URL)
             f"{self.url}/_config/webhooks/{urllib.parse.quote(id)}",
@@ -229,6 +240,10 @@ class Sandbox:
             all_failed=all_failed,
             endpoint=endpoint,
         )
+
+    def make_funds_available(self):
+        """Every pending charge's funds become available now (the days Stripe waits)."""
+        return self.test_hook("POST", "/_sandbox/balance/available")
 
     def __enter__(self):
         return self.start()

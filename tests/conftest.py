@@ -6,7 +6,11 @@ green CI run always means the whole suite ran against real services.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +25,86 @@ def need(service: str, problem: Exception | str) -> None:
     if CI:
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
+
+
+# --- The Stripe contract (tests/stripe_contract.py) ----------------------------------------------
+
+def pytest_configure(config):
+    """One directory for the session's contract findings, inherited by every process the
+    tests start (sandboxes, servers, workers); the check installed in this process."""
+    from tests import stripe_contract
+
+    directory = tempfile.mkdtemp(prefix="stripe-contract-")
+    os.environ["STRIPE_CONTRACT_DIR"] = directory
+    config.stash[_CONTRACT_DIR] = Path(directory)
+    stripe_contract.install(raise_violations=True)
+
+
+_CONTRACT_DIR = pytest.StashKey[Path]()
+
+
+def _violations(directory: Path) -> list[str]:
+    found = []
+    for path in sorted(directory.glob("violations-*.jsonl")):
+        found += [json.loads(line)["message"] for line in path.read_text().splitlines()]
+    return found
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """A test during which any process wrote a contract violation fails with it."""
+    directory = item.config.stash[_CONTRACT_DIR]
+    before = len(_violations(directory))
+    try:
+        return (yield)
+    finally:
+        new = _violations(directory)[before:]
+        if new:
+            from tests.stripe_contract import ContractViolation
+
+            raise ContractViolation("\n".join(dict.fromkeys(new)))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """How many distinct requests and response objects the contract checked."""
+    directory = config.stash.get(_CONTRACT_DIR, None)
+    if directory is None:
+        return
+    from stripe_sandbox.contract import API_VERSION
+
+    def records(kind):
+        rows = []
+        for path in directory.glob(f"{kind}-*.jsonl"):
+            rows += [json.loads(line) for line in path.read_text().splitlines()]
+        return rows
+
+    requests = records("requests")
+    portal = {tuple(map(str, r["signature"])) for r in requests if r.get("caller")}
+    received = {tuple(map(str, r["signature"])) for r in requests if not r.get("caller")}
+    objects = {(r["object"], r["shape"]) for r in records("objects")}
+    endpoints = {s[:2] for s in portal | received}
+    violations = _violations(directory)
+    terminalreporter.write_sep("-", f"Stripe contract (API {API_VERSION})")
+    terminalreporter.write_line(
+        f"{len(portal)} distinct requests of the portal's gateway and {len(received)} received "
+        f"by the sandboxes, over {len(endpoints)} endpoints, checked against their parameter "
+        f"classes; {len(objects)} distinct response objects of "
+        f"{len({o for o, _ in objects})} types checked against their resource classes; "
+        f"{len(violations)} violations")
+    for message in dict.fromkeys(violations):
+        terminalreporter.write_line(f"  {message}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    directory = session.config.stash.get(_CONTRACT_DIR, None)
+    if directory is not None and _violations(directory) and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config):
+    directory = config.stash.get(_CONTRACT_DIR, None)
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +160,7 @@ def portal_env(database_url: str, stripe_base: str, **more) -> dict:
         "STRIPE_SECRET_KEY": "sk_test_portal",
         "STRIPE_PUBLISHABLE_KEY": "pk_test_portal",
         "STRIPE_WEBHOOK_SECRET": "whsec_portal_tests",
+        "STRIPE_CONNECT_WEBHOOK_SECRET": "whsec_portal_tests_connect",
         "SECRET_KEY": "test-secret-key-that-is-long-enough-0123",
         "LOG_LEVEL": "WARNING",
         **more,

@@ -80,6 +80,9 @@ class Payment(IdMixin, TimestampMixin, db.Model):
     source: Mapped[str | None] = mapped_column(sa.String(16))
     notes: Mapped[str | None] = mapped_column(sa.String(500))
     succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When Stripe makes the charge's funds available (its balance transaction's available_on):
+    # until then the vendors' shares cannot be transferred.
+    funds_available_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Sum of the refunds Stripe reports as succeeded (mirrored by refunds.services).
     amount_refunded: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
     # When reconciliation next re-reads a payment that is not final (NULL: not checked yet).
@@ -128,6 +131,10 @@ class SplitLine(IdMixin, db.Model):
     fee: Mapped[int] = mapped_column(sa.BigInteger)
     net: Mapped[int] = mapped_column(sa.BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A sale line: when Stripe makes the payment's funds available (payouts wait for it: a
+    # transfer needs available balance). None: a refund line, or a line from before this
+    # was recorded; both can be paid at once.
+    available_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The payout that pays (or takes back) this line: set when the line is written, to the
     # vendor's open payout in its currency; a line is in exactly one payout.
     payout_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("payouts.id"))

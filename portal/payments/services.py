@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from flask import current_app
@@ -256,6 +257,8 @@ def apply_intent(payment: Payment, intent: gateway.Intent) -> bool:
         payment.receipt_url = intent.receipt_url
         payment.receipt_number = payment.receipt_number or _receipt_number(payment)
         payment.succeeded_at = utcnow()
+        if intent.funds_available_at is not None:
+            payment.funds_available_at = datetime.fromtimestamp(intent.funds_available_at, UTC)
         payment.order.status = "paid"
         payment.order.paid_at = payment.succeeded_at
     changed = new != payment.status

@@ -76,7 +76,8 @@ def record_sale(payment: Payment, fee_percent: int) -> None:
     db.session.execute(sa.insert(SplitLine), [
         {"id": uuid.uuid4(), "payment_id": payment.id, "vendor_id": vendor_id, "kind": "sale",
          "currency": payment.currency, "gross": gross, "fee": fee, "net": gross - fee,
-         "created_at": utcnow(), "payout_id": into[vendor_id]}
+         "created_at": utcnow(), "available_at": payment.funds_available_at,
+         "payout_id": into[vendor_id]}
         for (vendor_id, _, _), (gross, fee) in zip(rows, shares, strict=True)])
     payment.platform_fee = sum(fee for _, fee in shares)
     payment.vendor_amount = payment.amount - payment.platform_fee

@@ -22,12 +22,14 @@ payouts_cli = AppGroup("payouts", help="Vendor payouts.")
 @click.option("--execute", is_flag=True, help="Approve the run and send the transfers now.")
 def run_command(period: str | None, until: datetime | None, execute: bool) -> None:
     """Group every unpaid split line per vendor and currency into a payout."""
-    from .services import approve_run, run_payouts, schedule_period
+    from .services import approve_run, run_payouts, schedule_period, waiting_note
 
     run = run_payouts(period=period or schedule_period(),
                       until=until.replace(tzinfo=UTC) if until else None)
+    if waiting_note():
+        click.echo(waiting_note())
     if run is None:
-        click.echo("Nothing to pay: no unpaid lines with a positive total.")
+        click.echo("Nothing to pay: no payable lines with a positive total.")
         return
     for p in run.payouts:
         click.echo(f"  {p.vendor.email:<40} {format_minor(p.amount, p.currency):>14} "

@@ -29,6 +29,9 @@ class VendorAccount(IdMixin, TimestampMixin, db.Model):
     stripe_account_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
     charges_enabled: Mapped[bool] = mapped_column(default=False)
     payouts_enabled: Mapped[bool] = mapped_column(default=False)
+    # The account's `transfers` capability is active: what Stripe requires to send it a
+    # transfer (payouts_enabled is about the account's own payouts to its bank).
+    transfers_active: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     details_submitted: Mapped[bool] = mapped_column(default=False)
     requirements_due: Mapped[list] = mapped_column(sa.JSON, default=list)
     disabled_reason: Mapped[str | None] = mapped_column(sa.String(64))
@@ -37,7 +40,7 @@ class VendorAccount(IdMixin, TimestampMixin, db.Model):
     @property
     def ready(self) -> bool:
         """Transfers can be sent to it."""
-        return bool(self.stripe_account_id and self.payouts_enabled)
+        return bool(self.stripe_account_id and self.transfers_active)
 
 
 class PayoutRun(IdMixin, db.Model):

@@ -110,13 +110,21 @@ def open_payouts(currency: str, vendor_ids: list[uuid.UUID]) -> dict[uuid.UUID, 
     raise RuntimeError(f"no open payout for {missing} in {currency}")
 
 
+def payable(until: datetime, now: datetime):
+    """The lines a run pays: created before ``until``, and (sale lines) whose funds Stripe
+    has made available by ``now``: a transfer needs available balance, and a card payment's
+    funds stay pending for days (its balance transaction's available_on)."""
+    return sa.and_(SplitLine.created_at < until,
+                   sa.or_(SplitLine.available_at.is_(None), SplitLine.available_at <= now))
+
+
 def run_payouts(*, period: str = "weekly", until: datetime | None = None,
                 actor: User | None = None) -> PayoutRun | None:
-    """Close every open payout whose lines created before ``until`` (default: the end of the
-    last complete period) sum to more than zero: it becomes pending, with its totals. Lines
-    created at or after ``until`` move to a new open payout; an open payout whose total is
-    zero or less stays open (refunds after a payout wait for the next sales). None when
-    there is nothing to pay. Commits."""
+    """Close every open payout whose payable lines (created before ``until``, default: the
+    end of the last complete period, with their funds available at Stripe) sum to more than
+    zero: it becomes pending, with their totals. Its other lines move to a new open payout;
+    an open payout whose total is zero or less stays open (refunds after a payout wait for
+    the next sales). None when there is nothing to pay. Commits."""
     if period not in PERIODS:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}")
     now = utcnow()
@@ -151,7 +159,7 @@ def run_payouts(*, period: str = "weekly", until: datetime | None = None,
         sa.func.count().label("lines"))
         .where(SplitLine.payout_id.in_(sa.select(Payout.id).where(Payout.status == "open",
                                                                    closable)),
-               SplitLine.created_at < until)
+               payable(until, now))
         .group_by(SplitLine.payout_id).having(sa.func.sum(SplitLine.net) > 0).subquery())
     closed = db.session.execute(
         sa.update(Payout).where(Payout.id == sums.c.pid)
@@ -162,10 +170,11 @@ def run_payouts(*, period: str = "weekly", until: datetime | None = None,
     if not closed:
         db.session.rollback()
         return None
-    # Lines created at or after `until` in the payouts just closed go on waiting, in a new
-    # open payout of their vendor and currency (few: those written since the period ended).
+    # The other lines of the payouts just closed go on waiting, in a new open payout of
+    # their vendor and currency (few: those written since the period ended, and the sales of
+    # the last days, whose funds are still pending at Stripe).
     in_run = sa.select(Payout.id).where(Payout.run_id == run.id)
-    late = sa.and_(SplitLine.payout_id.in_(in_run), SplitLine.created_at >= until)
+    late = sa.and_(SplitLine.payout_id.in_(in_run), sa.not_(payable(until, now)))
     for currency, vendors in _by_currency(db.session.execute(
             sa.select(SplitLine.currency, SplitLine.vendor_id).where(late).distinct())).items():
         open_payouts(currency, vendors)
@@ -182,6 +191,37 @@ def run_payouts(*, period: str = "weekly", until: datetime | None = None,
     if current_app.extensions["portal_config"].PAYOUT_AUTO_EXECUTE:
         approve_run(None, run.id)
     return run
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Sale lines not paid yet because Stripe has not made their funds available."""
+
+    lines: int
+    first: datetime | None  # when the first of them becomes payable
+
+
+def waiting_for_funds(now: datetime | None = None, vendor: User | None = None) -> Waiting:
+    """What the next runs will pay once Stripe makes the funds available (of ``vendor``, or
+    of every vendor)."""
+    now = now or utcnow()
+    query = (sa.select(sa.func.count(), sa.func.min(SplitLine.available_at))
+             .join(Payout, Payout.id == SplitLine.payout_id)
+             .where(Payout.status == "open", SplitLine.available_at > now))
+    if vendor is not None:
+        query = query.where(SplitLine.vendor_id == vendor.id)
+    count, first = db.session.execute(query).one()
+    return Waiting(int(count or 0), first)
+
+
+def waiting_note(now: datetime | None = None) -> str:
+    """"3 sales wait for ...", for the run's message; "" when none does."""
+    waiting = waiting_for_funds(now)
+    if not waiting.lines:
+        return ""
+    sales = "1 sale waits" if waiting.lines == 1 else f"{waiting.lines} sales wait"
+    return (f"{sales} for Stripe to make their funds available (the first on "
+            f"{waiting.first:%d %b %Y, %H:%M} UTC): a later run pays them.")
 
 
 def _by_currency(rows) -> dict[str, list[uuid.UUID]]:
@@ -277,6 +317,7 @@ def account_of(vendor: User) -> VendorAccount | None:
 def _mirror_account(row: VendorAccount, account: gateway.Account) -> None:
     row.stripe_account_id = account.id
     row.charges_enabled, row.payouts_enabled = account.charges_enabled, account.payouts_enabled
+    row.transfers_active = account.transfers_active
     row.details_submitted = account.details_submitted
     row.requirements_due, row.disabled_reason = account.requirements_due, account.disabled_reason
 

@@ -56,6 +56,7 @@ def dashboard():
         totals=payouts.totals(current_user), payouts=items, payout_total=total,
         next_date=payouts.next_payout_date(payouts.schedule_period(), now),
         series=series, days=days, chart_currency=chart_currency,
+        waiting=payouts.waiting_for_funds(now, current_user),
         peak=max([abs(per.get(chart_currency, 0)) for _, per in series] + [1]),
         not_connected=payouts.NOT_CONNECTED)
 
@@ -180,7 +181,8 @@ def admin_run():
     run = payouts.run_payouts(
         period=request.form.get("period") or payouts.schedule_period(),
         until=_day(until, utcnow()) if until else utcnow(), actor=current_user)
-    flash(f"Created {len(run.payouts)} payouts." if run else "Nothing to pay.", "info")
+    done = f"Created {len(run.payouts)} payouts." if run else "Nothing to pay."
+    flash(f"{done} {payouts.waiting_note()}".strip(), "info")
     return redirect(url_for("payouts.admin_index"))
 
 

@@ -5,7 +5,8 @@
   in flight are queued again (their idempotency keys make that safe); due outbox messages
   are queued.
 - ``backfill`` (`flask --app wsgi events backfill --since DATE`): lists Stripe's events (it
-  keeps 30 days) and stores and processes those we never received.
+  keeps 30 days), the platform's and each vendor's connected account's, and stores and
+  processes those we never received.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ..models_base import utcnow
 from ..outbox import services as outbox
 from ..payments.models import NOT_FINAL, Payment
 from ..payments.services import refresh_payment
-from ..payouts.models import Payout
+from ..payouts.models import Payout, VendorAccount
 from ..payouts.services import RETRY_DELAYS as PAYOUT_RETRIES
 from ..payouts.services import execute_payout
 from ..refunds.models import IN_FLIGHT, RefundRequest
@@ -168,18 +169,32 @@ _SET_DUE = (sa.update(_PAYMENTS).where(_PAYMENTS.c.id == sa.bindparam("payment_i
 def backfill(since: datetime) -> tuple[int, int]:
     """Store and process the events of Stripe's list that we do not have: (listed, new).
 
-    Page by page, so the number of events (30 days of them) bounds neither memory nor a
-    query; the order does not matter, as handlers re-read the object from Stripe."""
+    The platform's events, then those of each vendor's connected account (Stripe keeps a
+    Connect event, such as account.updated, on the connected account: it is listed with
+    Stripe-Account). Page by page, so the number of events (30 days of them) bounds neither
+    memory nor a query; the order does not matter, as handlers re-read the object from
+    Stripe. An account Stripe no longer lets us read (deleted, disconnected) is skipped."""
     since = max(since, utcnow() - STRIPE_EVENT_WINDOW)
+    accounts = list(db.session.scalars(
+        sa.select(VendorAccount.stripe_account_id)
+        .where(VendorAccount.stripe_account_id.is_not(None))
+        .order_by(VendorAccount.stripe_account_id)))
+    db.session.rollback()
     listed = new = 0
-    events = gateway.list_events(int(since.timestamp()))
-    while page := list(islice(events, BACKFILL_PAGE)):
-        known = set(db.session.scalars(sa.select(StripeEvent.id).where(
-            StripeEvent.id.in_([e.id for e in page]))))
-        db.session.rollback()
-        # An event stored meanwhile (a webhook just came in) is skipped by the insert.
-        new += sum(receive_event(e) for e in page if e.id not in known)
-        listed += len(page)
+    for account in [None, *accounts]:
+        events = gateway.list_events(int(since.timestamp()), account)
+        try:
+            while page := list(islice(events, BACKFILL_PAGE)):
+                known = set(db.session.scalars(sa.select(StripeEvent.id).where(
+                    StripeEvent.id.in_([e.id for e in page]))))
+                db.session.rollback()
+                # An event stored meanwhile (a webhook just came in) is skipped by the insert.
+                new += sum(receive_event(e) for e in page if e.id not in known)
+                listed += len(page)
+        except gateway.GatewayError as exc:
+            if account is None or exc.status not in (401, 403, 404):
+                raise
+            log.warning("events of %s not listed: %s", account, exc.message)
     return listed, new
 
 

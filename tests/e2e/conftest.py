@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from portal.extensions import db
 from stripe_sandbox.testing import Sandbox, free_port
 from tests.conftest import need, portal_env
 from tests.helpers import truncate_all
+from tests.stripe_contract import command as contract_command
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
@@ -52,19 +52,20 @@ def live(pg_url, redis_url, tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     env_vars = portal_env(pg_url, "http://placeholder", REDIS_URL=redis_url, LOG_LEVEL="INFO")
     with Sandbox(webhook_url=f"{url}/api/payments/webhook",
-                 webhook_secret=env_vars["STRIPE_WEBHOOK_SECRET"]) as sandbox:
+                 webhook_secret=env_vars["STRIPE_WEBHOOK_SECRET"],
+                 connect_webhook_secret=env_vars["STRIPE_CONNECT_WEBHOOK_SECRET"]) as sandbox:
         env_vars.update(STRIPE_API_BASE=sandbox.url, STRIPE_JS_URL=sandbox.js_url)
         env = {**os.environ, **env_vars}
         logs = tmp_path_factory.mktemp("live")
         web_log, worker_log = logs / "web.log", logs / "worker.log"
-        bin_dir = Path(sys.executable).parent
+        # Both check every request they send to Stripe against the contract.
         web = subprocess.Popen(
-            [str(bin_dir / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",
-             "--threads", "4", "wsgi:app"],
+            contract_command("gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                             "--threads", "4", "wsgi:app"),
             cwd=ROOT, env=env, stdout=web_log.open("w"), stderr=subprocess.STDOUT,
         )
         worker = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "worker"],
+            contract_command("flask", "--app", "wsgi", "worker"),
             cwd=ROOT, env=env, stdout=worker_log.open("w"), stderr=subprocess.STDOUT,
         )
         try:

@@ -20,7 +20,15 @@ from portal.config import Config
 from portal.extensions import db
 from stripe_sandbox.testing import Sandbox, free_port
 from tests.conftest import PG_URL, need, portal_env
-from tests.faults.support import SECRET, WEBHOOK_PATH, Db, OrderService, RedisServer, Stack
+from tests.faults.support import (
+    CONNECT_SECRET,
+    SECRET,
+    WEBHOOK_PATH,
+    Db,
+    OrderService,
+    RedisServer,
+    Stack,
+)
 
 
 def _url(database: str) -> str:
@@ -87,7 +95,8 @@ def make_stack(faults_db, tmp_path):
         workdir = tmp_path / f"stack{len(stacks)}"
         workdir.mkdir()
         sandbox = Sandbox(webhook_url=f"http://127.0.0.1:{web_port}{WEBHOOK_PATH}",
-                          webhook_secret=SECRET) if webhooks else Sandbox()
+                          webhook_secret=SECRET, connect_webhook_secret=CONNECT_SECRET,
+                          ) if webhooks else Sandbox()
         stack = Stack(db_url=faults_db, workdir=workdir, redis=RedisServer(workdir),
                       sandbox=sandbox, env_vars={}, web_port=web_port)
         stacks.append(stack)

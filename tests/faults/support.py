@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -30,10 +29,11 @@ from portal.extensions import db
 from stripe_sandbox.testing import Sandbox, free_port
 from tests.conftest import portal_env
 from tests.helpers import event_body, sign
+from tests.stripe_contract import command as contract_command
 
 SECRET = portal_env("", "")["STRIPE_WEBHOOK_SECRET"]
+CONNECT_SECRET = portal_env("", "")["STRIPE_CONNECT_WEBHOOK_SECRET"]
 WEBHOOK_PATH = "/api/payments/webhook"
-BIN = Path(sys.executable).parent
 VISA = "4242424242424242"
 DECLINED = "4000000000000341"  # attaches, then is declined when charged
 
@@ -196,8 +196,9 @@ class Stack:
 
     def start_web(self, **env_more) -> Proc:
         """gunicorn with 2 workers (4 threads each), as deployed; waits for /healthz."""
-        web = self._spawn("web", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.web_port}",
-                                  "--workers", "2", "--threads", "4", "wsgi:app"], **env_more)
+        web = self._spawn("web", contract_command(
+            "gunicorn", "--bind", f"127.0.0.1:{self.web_port}", "--workers", "2",
+            "--threads", "4", "wsgi:app"), **env_more)
 
         def up():
             if not web.alive():
@@ -214,12 +215,12 @@ class Stack:
 
     def start_worker(self, **env_more) -> Proc:
         """`flask --app wsgi worker` (RQ SimpleWorker; sweeps `received` events at start)."""
-        return self._spawn("worker", [sys.executable, "-m", "flask", "--app", "wsgi", "worker"],
+        return self._spawn("worker", contract_command("flask", "--app", "wsgi", "worker"),
                            **env_more)
 
     def flask(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run a `flask --app wsgi ...` command with the stack's settings."""
-        return subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT,
+        return subprocess.run(contract_command("flask", "--app", "wsgi", *args), cwd=ROOT,
                               env=self._env(), capture_output=True, text=True, timeout=timeout)
 
     def diagnostics(self) -> str:

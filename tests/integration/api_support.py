@@ -173,8 +173,10 @@ def paid(api, stripe_client, user, order) -> dict:
     return r.json["payment"]
 
 
-def pay(stripe_client, customer, vendor, amounts=(10000,), vendor2=None, **order_kw):
-    """A succeeded payment of ``customer`` (items of ``vendor``, and of ``vendor2``)."""
+def pay(stripe_client, customer, vendor, amounts=(10000,), vendor2=None, number=VISA,
+        **order_kw):
+    """A succeeded payment of ``customer`` (items of ``vendor``, and of ``vendor2``) with the
+    test card ``number``."""
     order = make_order(customer, vendor, amounts=amounts, **order_kw)
     if vendor2 is not None:
         from portal.orders.models import OrderItem
@@ -185,6 +187,6 @@ def pay(stripe_client, customer, vendor, amounts=(10000,), vendor2=None, **order
         order.total += 3333
         db.session.commit()
     payment = start_checkout(order, source="api").payment
-    payment, _ = confirm_with_card(customer, payment, card_pm(stripe_client))
+    payment, _ = confirm_with_card(customer, payment, card_pm(stripe_client, number))
     assert payment.status == "succeeded"
     return payment

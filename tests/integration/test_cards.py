@@ -115,7 +115,7 @@ def test_finishing_a_setup_saves_its_card_once(client, alice, stripe_client):
     pm = card_pm(stripe_client)
     seti = stripe_client.v1.setup_intents.create(params={
         "customer": customer, "payment_method": pm, "confirm": True,
-        "payment_method_types": ["card"]})
+        "allowed_payment_method_types": ["card"]})
     assert seti.status == "succeeded"
     r = client.post("/cards", data={"setup_intent": seti.id}, headers=HX)
     assert "Visa •••• 4242 was saved." in r.text
@@ -124,7 +124,7 @@ def test_finishing_a_setup_saves_its_card_once(client, alice, stripe_client):
     again = card_pm(stripe_client)
     seti2 = stripe_client.v1.setup_intents.create(params={
         "customer": customer, "payment_method": again, "confirm": True,
-        "payment_method_types": ["card"]})
+        "allowed_payment_method_types": ["card"]})
     r = client.post("/cards", data={"setup_intent": seti2.id}, headers=HX)
     assert "This card is already saved." in r.text
     assert saved_ids(alice) == [pm]
@@ -136,7 +136,7 @@ def test_someone_elses_setup_intent_saves_nothing(client, alice, stripe_client):
     bob_customer = cards.ensure_customer(bob).stripe_customer_id
     seti = stripe_client.v1.setup_intents.create(params={
         "customer": bob_customer, "payment_method": card_pm(stripe_client), "confirm": True,
-        "payment_method_types": ["card"]})
+        "allowed_payment_method_types": ["card"]})
     login(client, alice.email)
     cards.ensure_customer(alice)
     r = client.post("/cards", data={"setup_intent": seti.id}, headers=HX)
@@ -227,7 +227,7 @@ def test_setup_intent_succeeded_saves_the_card(client, alice, stripe_client):
     pm = card_pm(stripe_client)
     seti = stripe_client.v1.setup_intents.create(params={
         "customer": customer, "payment_method": pm, "confirm": True,
-        "payment_method_types": ["card"]})
+        "allowed_payment_method_types": ["card"]})
     obj = json.loads(json.dumps(seti.to_dict()))
     assert post_event(client, "setup_intent.succeeded", obj, "evt_seti") == "processed"
     assert saved_ids(alice) == [pm]

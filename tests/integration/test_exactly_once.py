@@ -329,6 +329,30 @@ def test_backfill_stores_and_processes_the_events_we_missed(people, stripe_clien
     assert backfill(utcnow() - timedelta(days=1))[1] == 0  # twice: nothing new
 
 
+def test_backfill_reads_the_events_of_each_vendors_connected_account(people, stripe_client,
+                                                                     sandbox):
+    """Stripe keeps a Connect event on the connected account: listed only with its
+    Stripe-Account. A vendor finished onboarding and the account.updated never arrived."""
+    from portal.payouts.models import VendorAccount
+
+    account = stripe_client.v1.accounts.create(params={
+        "controller": {"stripe_dashboard": {"type": "express"}},
+        "capabilities": {"transfers": {"requested": True}}})
+    row = VendorAccount(vendor_id=people["vendor"].id, stripe_account_id=account.id)
+    gone = VendorAccount(vendor_id=people["vendor2"].id, stripe_account_id="acct_deleted")
+    db.session.add_all([row, gone])
+    db.session.commit()
+    sandbox.test_hook("POST", f"/_sandbox/accounts/{account.id}/requirements", past_due="",
+                      currently_due="", eventually_due="", payouts_enabled="true",
+                      **{"capabilities[transfers]": "active"})
+    listed, new = backfill(utcnow() - timedelta(days=1))
+    assert new >= 1
+    event = db.session.scalar(sa.select(StripeEvent).where(StripeEvent.object_id == account.id))
+    assert (event.type, event.payload["account"]) == ("account.updated", account.id)
+    db.session.expire_all()
+    assert db.session.get(VendorAccount, row.id).transfers_active is True  # processed
+
+
 def test_backfill_goes_page_by_page_however_many_events_stripe_lists(monkeypatch):
     """30 days of events can be hundreds of thousands: they are read from Stripe and
     looked up in our store a page at a time, never all in one query (PostgreSQL takes at
@@ -343,8 +367,8 @@ def test_backfill_goes_page_by_page_however_many_events_stripe_lists(monkeypatch
         receive_event(known)
     taken = []
 
-    def pages(since):
-        for event in listed:
+    def pages(since, account=None):
+        for event in listed if account is None else ():
             taken.append(event.id)
             yield event
 

@@ -21,9 +21,16 @@ from portal.payouts import services as payouts
 from portal.payouts.models import Payout, PayoutRun, VendorAccount
 from portal.refunds import services as refunds
 from tests.helpers import bearer, login, paid_payment
-from tests.integration.api_support import pay
+from tests.integration import api_support
 
 SOON = timedelta(seconds=5)
+# Stripe's test card whose funds are available at once: these tests are about grouping and
+# sending; waiting for pending funds has tests of its own below.
+AVAILABLE_AT_ONCE = "4000000000000077"
+
+
+def pay(*args, **kwargs):
+    return api_support.pay(*args, **{"number": AVAILABLE_AT_ONCE, **kwargs})
 
 
 def run_now():
@@ -357,6 +364,94 @@ def test_a_refused_transfer_fails_with_stripes_reason_and_can_be_retried(
     db.session.expire_all()
     assert db.session.get(Payout, payout.id).status == "paid"
     assert len(transfers_to(stripe_client, account.stripe_account_id)) == 1
+
+
+# --- funds: Stripe sends transfers out of available funds ------------------------------------
+
+def make_available(line_payment, sandbox) -> None:
+    """Days pass: Stripe makes the funds available (the sandbox's hook), on the date it gave
+    for the payment's charge (here: now)."""
+    sandbox.make_funds_available()
+    db.session.execute(sa.update(SplitLine).where(SplitLine.payment_id == line_payment.id)
+                       .values(available_at=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+
+
+def test_a_card_sale_waits_for_its_funds_before_it_is_paid_out(app, client, people,
+                                                                stripe_client, sandbox):
+    account = ready_account(stripe_client, sandbox, people["vendor"])
+    pending = api_support.pay(stripe_client, people["customer"], people["vendor"])  # 4242
+    available = pay(stripe_client, people["customer"], people["vendor"], amounts=(2000,))
+    # Stripe said when the card payment's funds become available: in two days (the sandbox
+    # follows Stripe's standard US schedule).
+    assert pending.funds_available_at > utcnow() + timedelta(days=1, hours=23)
+    assert available.funds_available_at <= utcnow()
+
+    login(client, people["admin"].email)
+    r = client.post("/admin/payouts/run", data={"period": "weekly"}, follow_redirects=True)
+    assert "Created 1 payouts. 1 sale waits for Stripe to make their funds available" in r.text
+    [payout] = db.session.scalars(sa.select(Payout).where(Payout.status == "pending")).all()
+    assert (payout.amount, payout.payment_count) == (1800, 1)  # the available sale only
+    assert payouts.waiting_for_funds().lines == 1
+    vendor = app.test_client()
+    login(vendor, people["vendor"].email)
+    assert "1 sale waits for Stripe to make the payment's funds available" in vendor.get(
+        "/vendor").text
+    payouts.approve_run(people["admin"], payout.run_id)
+    db.session.expire_all()
+    assert db.session.get(Payout, payout.id).status == "paid"
+
+    make_available(pending, sandbox)
+    assert payouts.waiting_for_funds().lines == 0
+    later = run_now()
+    assert [(p.amount, p.payment_count) for p in later.payouts] == [(9000, 1)]
+    payouts.approve_run(people["admin"], later.id)
+    db.session.expire_all()
+    assert db.session.get(Payout, later.payouts[0].id).status == "paid"
+    assert sorted(t.amount for t in transfers_to(stripe_client, account.stripe_account_id)) == [
+        1800, 9000]
+
+
+def test_a_transfer_stripe_cannot_fund_fails_with_stripes_reason(people, stripe_client,
+                                                                  sandbox):
+    """The portal believes the funds available, Stripe does not (the platform paid them out
+    to its bank, say): Stripe's balance_insufficient, said as Stripe says it."""
+    ready_account(stripe_client, sandbox, people["vendor"])
+    # 999,999.99 AUD: pending at Stripe, and more than this session's sandbox ever holds.
+    payment = api_support.pay(stripe_client, people["customer"], people["vendor"],
+                              amounts=(99_999_999,), currency="AUD")
+    db.session.execute(sa.update(SplitLine).where(SplitLine.payment_id == payment.id)
+                       .values(available_at=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+    run = run_now()
+    payouts.approve_run(people["admin"], run.id)
+    db.session.expire_all()
+    payout = db.session.get(Payout, run.payouts[0].id)
+    assert payout.status == "failed"
+    assert payout.failure_reason.startswith("You have insufficient available funds")
+
+
+def test_only_an_account_with_the_transfers_capability_is_paid(people, stripe_client, sandbox):
+    account = ready_account(stripe_client, sandbox, people["vendor"])
+    # Stripe turns the capability off (a requirement past due) but leaves payouts on.
+    request = urllib.request.Request(
+        f"{sandbox.url}/_sandbox/accounts/{account.stripe_account_id}/requirements",
+        data=urllib.parse.urlencode({"capabilities[transfers]": "inactive",
+                                     "payouts_enabled": "true"}).encode(),
+        headers={"Authorization": "Bearer sk_test_portal"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - loopback
+        pass
+    payouts.sync_account(account.stripe_account_id)
+    db.session.commit()
+    assert (account.payouts_enabled, account.transfers_active, account.ready) == (
+        True, False, False)
+    pay(stripe_client, people["customer"], people["vendor"])
+    run = run_now()
+    payouts.approve_run(people["admin"], run.id)
+    db.session.expire_all()
+    payout = db.session.get(Payout, run.payouts[0].id)
+    assert (payout.status, payout.failure_reason) == ("pending", payouts.NOT_CONNECTED)
+    assert transfers_to(stripe_client, account.stripe_account_id) == []
 
 
 # --- what vendors see -------------------------------------------------------------------------

@@ -52,6 +52,26 @@ def test_bad_signature_is_400_and_stores_nothing(client, how):
     assert events() == 0
 
 
+def test_events_of_connected_accounts_are_signed_with_the_connect_endpoints_secret(
+        client, stripe_client, people):
+    """Stripe sends a connected account's events (account.updated) to the platform's Connect
+    endpoint, which has its own signing secret: both secrets are accepted, no other."""
+    from portal.payouts.models import VendorAccount
+
+    account = stripe_client.v1.accounts.create(params={
+        "controller": {"stripe_dashboard": {"type": "express"}},
+        "capabilities": {"transfers": {"requested": True}}})
+    row = VendorAccount(vendor_id=people["vendor"].id, stripe_account_id=account.id)
+    db.session.add(row)
+    db.session.commit()
+    body = json.dumps({"id": "evt_connect_1", "object": "event", "type": "account.updated",
+                       "account": account.id, "created": int(time.time()),
+                       "data": {"object": account.to_dict()}}).encode()
+    assert post_event(client, body, "whsec_other").status_code == 400
+    assert post_event(client, body, "whsec_portal_tests_connect").status_code == 200
+    assert db.session.get(StripeEvent, "evt_connect_1").status == "processed"
+
+
 @pytest.fixture
 def paid_intent(client, stripe_client):
     """An order checked out by its customer and paid with 4242 directly at the sandbox."""

@@ -6,7 +6,7 @@ import stripe
 
 from stripe_sandbox.testing import Sandbox
 
-from .sandbox_helpers import SECRET_KEY, WEBHOOK_SECRET, WebhookReceiver
+from .sandbox_helpers import CONNECT_WEBHOOK_SECRET, SECRET_KEY, WEBHOOK_SECRET, WebhookReceiver
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +18,9 @@ def webhook_receiver():
 
 @pytest.fixture(scope="module")
 def sandbox(webhook_receiver):
-    # Registered at startup, from the command line.
-    with Sandbox(webhook_url=webhook_receiver.url, webhook_secret=WEBHOOK_SECRET) as sandbox:
+    # Registered at startup, from the command line: the account's endpoint and a Connect one.
+    with Sandbox(webhook_url=webhook_receiver.url, webhook_secret=WEBHOOK_SECRET,
+                 connect_webhook_secret=CONNECT_WEBHOOK_SECRET) as sandbox:
         yield sandbox
 
 

@@ -13,6 +13,8 @@ import stripe
 SECRET_KEY = "sk_test_sandbox_tests"
 PUBLISHABLE_KEY = "pk_test_sandbox_tests"
 WEBHOOK_SECRET = "whsec_sandbox_tests"
+# The Connect endpoint's (the same receiver): events of connected accounts are signed with it.
+CONNECT_WEBHOOK_SECRET = "whsec_sandbox_tests_connect"
 
 
 class WebhookReceiver:

@@ -41,7 +41,8 @@ def saved_card(client, cus, number=VISA, **params):
 def setup_intent(client, cus=None, **params):
     if cus is not None:
         params["customer"] = cus.id
-    return client.v1.setup_intents.create(params={"payment_method_types": ["card"], **params})
+    return client.v1.setup_intents.create(
+        params={"allowed_payment_method_types": ["card"], **params})
 
 
 def payment_intent(client, **params):

@@ -16,6 +16,7 @@ import stripe
 from stripe_sandbox.testing import Sandbox
 
 from .sandbox_helpers import (
+    CONNECT_WEBHOOK_SECRET,
     PUBLISHABLE_KEY,
     SECRET_KEY,
     WEBHOOK_SECRET,
@@ -81,8 +82,11 @@ def rows_of(sandbox, endpoint):
 
 
 def verified(receiver, secret=WEBHOOK_SECRET):
-    """Every request received, its signature checked like the portal does."""
-    return [stripe.Webhook.construct_event(body, sig, secret) for sig, body in receiver.received]
+    """Every request received, its signature checked like the portal does (the events of
+    connected accounts with the Connect endpoint's secret)."""
+    return [stripe.Webhook.construct_event(
+        body, sig, CONNECT_WEBHOOK_SECRET if json.loads(body).get("account") else secret)
+        for sig, body in receiver.received]
 
 
 def get(sandbox, path, params=None, headers=AUTH):
@@ -196,12 +200,11 @@ def test_events_are_listed_newest_first_with_stripe_filters_and_cursors(quiet_sa
         client.v1.events.list(params={"limit": 101})
 
 
-# Importing the sandbox here imports localstripe's app, whose handlers aiohttp deprecates.
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_only_the_last_30_days_are_listed_and_retrieved():
     # The sandbox's own record, with a clock: an event created 30 days and
     # a second ago is gone, one created exactly 30 days ago is not yet.
     from stripe_sandbox import events
+    from stripe_sandbox.core import StripeError
 
     record = events.State()
     now = 2_000_000_000
@@ -211,13 +214,13 @@ def test_only_the_last_30_days_are_listed_and_retrieved():
         body = json.dumps({"id": id, "object": "event", "type": "customer.created"}).encode()
         record.sent[id] = events.Sent(index, id, "customer.created", now - age, None, body)
 
-    listed = events.list_events(record, now=now, limit="100")
+    listed = events.list_events(record, now=now, limit=100)
     assert [e["id"] for e in listed["data"]] == ["evt_new", "evt_edge"]
     assert events.retrieve_event(record, "evt_edge", now=now)["id"] == "evt_edge"
-    with pytest.raises(events.StripeError) as raised:
+    with pytest.raises(StripeError) as raised:
         events.retrieve_event(record, "evt_old", now=now)
-    assert raised.value.code == 404
-    with pytest.raises(events.StripeError):
+    assert raised.value.status == 404
+    with pytest.raises(StripeError):
         events.list_events(record, now=now, starting_after="evt_old")
     assert [e["id"] for e in events.list_events(record, now=now + 1)["data"]] == ["evt_new"]
 
@@ -237,7 +240,8 @@ def test_the_events_listed_are_those_delivered_with_the_same_payloads():
     receiver = WebhookReceiver()
     try:
         with Sandbox(
-            webhook_url=receiver.url, webhook_secret=WEBHOOK_SECRET, webhook_delay=0
+            webhook_url=receiver.url, webhook_secret=WEBHOOK_SECRET, webhook_delay=0,
+            connect_webhook_secret=CONNECT_WEBHOOK_SECRET,
         ) as sandbox:
             client = stripe.StripeClient(SECRET_KEY, base_addresses={"api": sandbox.url})
             since = int(time.time())
@@ -263,6 +267,9 @@ def test_the_events_listed_are_those_delivered_with_the_same_payloads():
             assert hook.status == 200
             rows = wait_delivered(sandbox)
             assert len(rows) == 8  # recorded when created: all there already
+            # account.updated went to the Connect endpoint only, the others to the other.
+            assert {(r["type"] == "account.updated", r["endpoint"]) for r in rows} == {
+                (True, "cli-connect"), (False, "cli")}
 
             delivered = {}
             for event in verified(receiver):

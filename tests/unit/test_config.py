@@ -32,10 +32,12 @@ def test_postgres_urls_use_psycopg3():
         ({"PLATFORM_FEE_PERCENT": "ten"}, "PLATFORM_FEE_PERCENT='ten' is not a whole number"),
         ({"PORT": "0"}, "PORT=0"),
         ({**LIVE, "STRIPE_API_BASE": "http://127.0.0.1:8420", "PORTAL_ENV": "production",
-          "SECRET_KEY": "x" * 32, "STRIPE_WEBHOOK_SECRET": "whsec_x", "JWT_SECRET": "y" * 32},
+          "SECRET_KEY": "x" * 32, "STRIPE_WEBHOOK_SECRET": "whsec_x", "JWT_SECRET": "y" * 32,
+          "STRIPE_CONNECT_WEBHOOK_SECRET": "whsec_c"},
          "STRIPE_API_BASE must be https://api.stripe.com with a live key"),
         ({**LIVE, "STRIPE_JS_URL": "https://evil.example/v3/", "PORTAL_ENV": "production",
-          "SECRET_KEY": "x" * 32, "STRIPE_WEBHOOK_SECRET": "whsec_x", "JWT_SECRET": "y" * 32},
+          "SECRET_KEY": "x" * 32, "STRIPE_WEBHOOK_SECRET": "whsec_x", "JWT_SECRET": "y" * 32,
+          "STRIPE_CONNECT_WEBHOOK_SECRET": "whsec_c"},
          "STRIPE_JS_URL must be https://js.stripe.com/v3/ with a live key"),
         ({"PORTAL_ENV": "production", "SECRET_KEY": "x" * 40, "JWT_SECRET": "short"},
          "JWT_SECRET must be at least 32"),
@@ -58,7 +60,8 @@ def test_bad_values_name_the_variable(env, message):
 
 def test_production_with_live_keys_and_https_is_accepted():
     c = Config.from_env({**LIVE, "PORTAL_ENV": "production", "SECRET_KEY": "s" * 40,
-                         "JWT_SECRET": "j" * 40, "STRIPE_WEBHOOK_SECRET": "whsec_live"})
+                         "JWT_SECRET": "j" * 40, "STRIPE_WEBHOOK_SECRET": "whsec_live",
+                         "STRIPE_CONNECT_WEBHOOK_SECRET": "whsec_live_connect"})
     assert not c.stripe_test_mode
     assert c.STRIPE_API_BASE == "https://api.stripe.com"
     assert c.HTMX_URL.startswith("https://") and c.HTMX_SRI.startswith("sha384-")
