@@ -161,7 +161,10 @@ def _options(idempotency_key: str, params: dict) -> dict:
     whose parameters changed since a lost attempt (a customer who chose a saved card
     meanwhile, a vendor's new e-mail) gets a new one instead of Stripe's 400
     idempotency_error ("Keys for idempotent requests can only be used with the same
-    parameters")."""
+    parameters"). For creations that move no money (customers, accounts, unconfirmed intents
+    and setup intents: at worst an unused object); refunds and transfers keep the caller's
+    exact key, their parameters being fixed by the request or payout they carry out, so
+    Stripe's protection against a concurrent or repeated attempt stays whole."""
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
     return {"idempotency_key": f"{idempotency_key}-{digest.hexdigest()[:12]}"}
 
@@ -231,11 +234,15 @@ def create_payment_intent(*, amount: int, currency: str, idempotency_key: str,
                           description: str | None = None) -> Intent:
     """Create a card PaymentIntent; the same idempotency key (and parameters) always returns
     the same intent. Cards only: the portal keeps, shows and refunds cards (brand, last4,
-    3-D Secure); a redirect-based method would settle days later through other states."""
+    3-D Secure); a redirect-based method would settle days later through other states.
+    Captured synchronously ("automatic"; Stripe's default, automatic_async, leaves the
+    charge's balance transaction null when the payment succeeds): the payment then says at
+    once when its funds become available, which payouts wait for."""
     params: dict[str, Any] = {
         "amount": amount,
         "currency": currency.lower(),
         "allowed_payment_method_types": ["card"],
+        "capture_method": "automatic",
         "metadata": metadata,
         "expand": _EXPAND,
     }
@@ -295,7 +302,9 @@ def confirm_payment_intent(intent_id: str, *, payment_method: str, return_url: s
 def create_customer(*, email: str, name: str, metadata: dict[str, str],
                     idempotency_key: str) -> str:
     """A Stripe customer; the same idempotency key (per user) always gives the same one."""
-    params = {"email": email, "name": name, "metadata": metadata}
+    # Stripe refuses "" for a field it cannot unset (a user without a name).
+    params = {k: v for k, v in (("email", email), ("name", name)) if v}
+    params["metadata"] = metadata
     return _call(_client().v1.customers.create, params=params,
                  options=_options(idempotency_key, params))["id"]
 
@@ -410,7 +419,7 @@ def create_refund(*, payment_intent: str, amount: int, reason: str | None,
     if reason:
         params["reason"] = reason
     return _refund(_call(_client().v1.refunds.create, params=params,
-                         options=_options(idempotency_key, params)))
+                         options={"idempotency_key": idempotency_key}))
 
 
 def refunds_of(payment_intent: str) -> list[Refund]:
@@ -496,7 +505,7 @@ def create_transfer(*, amount: int, currency: str, destination: str, transfer_gr
               "transfer_group": transfer_group, "description": description,
               "metadata": {"payoutId": transfer_group}}
     return _transfer(_call(_client().v1.transfers.create, params=params,
-                           options=_options(idempotency_key, params)))
+                           options={"idempotency_key": idempotency_key}))
 
 
 def transfers_in_group(transfer_group: str) -> list[Transfer]:

@@ -8,7 +8,9 @@ from starting. Around the routes:
 - idempotency: `Idempotency-Key` on POSTs replays the first response
   (`Idempotent-Replayed: true`), or answers 400 `idempotency_error` when the key comes back
   with another endpoint or other parameters, 409 while the first request runs; kept 24 h,
-  per API key. Refusals before the endpoint runs (400, 401, 404...) are not kept, 5xx are.
+  per API key and Stripe-Account. What the endpoint answered once it ran is kept, a refusal
+  such as balance_insufficient included; refusals of the request itself (its parameters,
+  authentication, 404s), conflicts and rate limits are not.
 - authentication: a secret key (`sk_...`) for the API and the test hooks; Stripe.js's calls
   with the publishable key (`pk_...`: stripe_js.PUBLISHABLE_KEY_ROUTES) and the intents'
   client_secret; 401 otherwise, as Stripe answers.
@@ -94,17 +96,25 @@ class SavedResponse:
     headers: dict | None = None
 
 
-saved_responses: dict[tuple[str, str], SavedResponse] = {}  # (key, Idempotency-Key), oldest 1st
+# (API key, Stripe-Account, Idempotency-Key) -> the first response, oldest first.
+saved_responses: dict[tuple, SavedResponse] = {}
 
 
 def idempotency_error(status, message):
     return StripeError(status, "idempotency_error", message).response()
 
 
-def endpoint_ran(status):
-    # Stripe saves a result once the endpoint starts executing: not for requests refused
-    # by validation (400, 404), authentication or conflicts.
-    return status < 400 or status == 402 or status >= 500
+def endpoint_ran(request, response):
+    """Stripe saves a result once the endpoint starts executing, a refusal included (a
+    transfer refused for lack of funds is refused again under that key for 24 h): not for
+    requests refused by validation of their parameters, authentication or conflicts."""
+    status = response.status
+    if status in (409, 429):  # a conflict, a rate limit: the endpoint did not run
+        return False
+    return status < 400 or status == 402 or status >= 500 or request.get(KEEP, False)
+
+
+KEEP = web.RequestKey("keep_refusal", bool)
 
 
 @web.middleware
@@ -126,7 +136,7 @@ async def idempotency_middleware(request, handler):
             break
         del saved_responses[oldest_slot]
 
-    slot = (key, idempotency_key)
+    slot = (key, request.headers.get("Stripe-Account"), idempotency_key)
     saved = saved_responses.get(slot)
     try_other_key = (f"Try using a key other than '{idempotency_key}' if you meant to "
                      "execute a different request.")
@@ -155,7 +165,7 @@ async def idempotency_middleware(request, handler):
     except BaseException:
         del saved_responses[slot]
         raise
-    if isinstance(response, web.Response) and endpoint_ran(response.status):
+    if isinstance(response, web.Response) and endpoint_ran(request, response):
         saved.status, saved.body = response.status, response.body
         saved.headers = {k: v for k, v in response.headers.items()
                          if k.lower() == "stripe-should-retry"}
@@ -173,7 +183,8 @@ async def error_middleware(request, handler):
         return await handler(request)
     except StripeError as error:
         core.check_answer({"error": error.body}, f"error answer to {request.method} "
-                          f"{request.path}")
+                          f"{request.path}", error=True)
+        request[KEEP] = request.get(core.RAN, False) and not error.validation
         return error.response()
 
 

@@ -5,8 +5,8 @@ available, per currency, as at Stripe.
   seconds (`--funds-delay`, default two days as Stripe's standard US schedule; the test card
   4000000000000077 is available at once, as at Stripe). Stripe's processing fees are not
   modelled (fee 0).
-- A refund takes its amount from the available balance at once (it may go negative, as at
-  Stripe, which then draws on pending funds); a failed refund gives it back.
+- A refund takes its amount from the available balance when it covers it, else from the
+  pending balance, as Stripe does; a failed refund gives it back.
 - A transfer to a connected account needs that much *available* balance in its currency
   (400 balance_insufficient otherwise, Stripe's message), unless it names the charge it pays
   out of (`source_transaction`): then it may run ahead of that charge's funds, up to the
@@ -87,6 +87,19 @@ ledger: dict[tuple[str | None, str], Entry] = {}  # (account or None, currency) 
 
 def record(amount, currency, type, reporting_category, source, **fields) -> BalanceTransaction:
     return BalanceTransaction(amount, currency, type, reporting_category, source, **fields)
+
+
+def debit(amount: int, currency: str, type: str, reporting_category: str, source: str,
+          description: str | None = None) -> BalanceTransaction:
+    """A refund of ``amount``: from the available balance when it covers it, else, as at
+    Stripe, from the pending balance (it then leaves the balance when the pending funds would
+    have become available)."""
+    entry = ledger.get((None, currency))
+    available_on = None
+    if entry is not None and entry.amounts()[0] < amount and entry.pending:
+        available_on = max(t.available_on for t in entry.pending)
+    return record(-amount, currency, type, reporting_category, source,
+                  available_on=available_on, description=description)
 
 
 def charge_funds(charge_id: str, amount: int, currency: str, at_once: bool) -> str:

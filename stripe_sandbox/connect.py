@@ -98,8 +98,9 @@ Sandbox-only test hooks (secret key):
   (rate_limit, not saved: a retry with the same key runs), or a 400 error
   code (balance_insufficient and
   insufficient_capabilities_for_transfer come with Stripe's messages; any
-  other code needs `message`). The next `count` POST /v1/transfers answer
-  that error before anything else is checked, and create nothing.
+  other code needs `message`; kept under the key, as Stripe keeps a
+  refusal). The next `count` POST /v1/transfers answer that error, once
+  their parameters pass the contract, and create nothing.
 
 Wording found in no public source, so the sandbox's own: the partial
 over-reversal message above, refusing `type` with `controller`, an unknown

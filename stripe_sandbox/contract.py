@@ -32,11 +32,15 @@ import decimal
 import functools
 import importlib
 import inspect
+import json
+import os
 import re
+import threading
 import types
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import stripe
@@ -64,6 +68,20 @@ class Endpoint:
     @property
     def params_class(self) -> type:
         return getattr(stripe_params, self.params)
+
+    @property
+    def returns(self) -> Any:
+        """What the SDK method answers (ListObject[Refund]...), None without an SDK method."""
+        return _returns(self.sdk) if self.sdk else None
+
+
+@functools.cache
+def _returns(sdk: str) -> Any:
+    method = stripe.StripeClient("sk_test_contract").v1
+    for name in sdk.split("."):
+        method = getattr(method, name)
+    func = method.__func__
+    return typing.get_type_hints(func, globalns=_namespace(func.__module__))["return"]
 
 
 def _e(method: str, path: str, sdk: str, params: str) -> Endpoint:
@@ -174,6 +192,30 @@ def endpoint_for(method: str, path: str) -> Endpoint | None:
         if endpoint.method == method and endpoint.pattern.fullmatch(path):
             return endpoint
     return None
+
+
+class Recorder:
+    """Findings of one process, written to $STRIPE_CONTRACT_DIR when the test suite set it:
+    each distinct request signature and answer shape once (``key``), every violation.
+    The sandbox and the suite's check of the gateway (tests/stripe_contract.py) both write
+    here; the suite reads the files (tests/conftest.py)."""
+
+    def __init__(self) -> None:
+        directory = os.environ.get("STRIPE_CONTRACT_DIR")
+        self.directory = Path(directory) if directory else None
+        self.seen: set = set()
+        self.lock = threading.Lock()
+
+    def write(self, kind: str, record: dict, key: Any = None) -> None:
+        if self.directory is None:
+            return
+        with self.lock:
+            if key is not None:
+                if key in self.seen:
+                    return
+                self.seen.add(key)
+            with (self.directory / f"{kind}-{os.getpid()}.jsonl").open("a") as out:
+                out.write(json.dumps(record) + "\n")
 
 
 # --- Violations -------------------------------------------------------------------------------
@@ -313,6 +355,7 @@ class _Checker:
     def __init__(self, walk: _Walk):
         self.walk = walk
         self.join = _bracket if walk.kind == "request" else _dot
+        self.in_hash = False  # checking a free-form hash's values (metadata: "" deletes a key)
 
     def value(self, tp: Any, value: Any, where: str) -> Any:
         """Check `value` against `tp`; the value coerced (form strings to ints...)."""
@@ -321,6 +364,8 @@ class _Checker:
             # A free-form hash (an event's object, an error body): the objects in it are
             # checked against their own classes.
             if isinstance(value, dict):
+                if value.get("object") == "list":
+                    return self.list_object(Any, value, where)
                 cls = resource_class(str(value.get("object")))
                 if cls is not None:
                     return self.resource(cls, value, where)
@@ -337,13 +382,17 @@ class _Checker:
                 if value == option or (walk.form and isinstance(value, str)
                                        and value == _form_text(option)):
                     return option
-            walk.fail(where, f"must be {describe(tp)} (got {value!r})",
+            walk.fail(where, f"must be {describe(tp)} (got {_shown(where, value)})",
                       "parameter_invalid_empty" if value == "" else "parameter_invalid_string")
             return value
         if origin in (list, typing.List):  # noqa: UP006
             (item,) = typing.get_args(tp) or (Any,)
+            if walk.form and isinstance(value, dict) and value \
+                    and all(re.fullmatch(r"\d+", k) for k in value):
+                value = [value[k] for k in sorted(value, key=int)]  # items[0][price]=...
             if not isinstance(value, list):
-                walk.fail(where, f"must be an array (got {value!r})", "parameter_invalid_array")
+                walk.fail(where, f"must be an array (got {_shown(where, value)})",
+                          "parameter_invalid_array")
                 return value
             return [self.value(item, v, self.join(where, i)) for i, v in enumerate(value)]
         if origin in (dict, typing.Dict, typing.Mapping) or origin is UntypedStripeObject:  # noqa: UP006
@@ -383,18 +432,32 @@ class _Checker:
         same_kind = [a for a in candidates if _kind(a) == _kind_of(value)]
         if same_kind and _kind_of(value) != "scalar":
             return self.value(same_kind[0], value, where)
-        self.walk.fail(where, f"must be {describe(tp)} (got {value!r})", _invalid_code(candidates))
+        self.walk.fail(where, f"must be {describe(tp)} (got {_shown(where, value)})",
+                       _invalid_code(candidates))
         return value
 
     def hash(self, item: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
-            self.walk.fail(where, f"must be a hash (got {value!r})", "parameter_invalid_object")
+            self.walk.fail(where, f"must be a hash (got {_shown(where, value)})",
+                           "parameter_invalid_object")
             return value
-        return {k: self.value(item, v, self.join(where, k)) for k, v in value.items()}
+        outer, self.in_hash = self.in_hash, True
+        try:
+            return {k: self.value(item, v, self.join(where, k)) for k, v in value.items()}
+        finally:
+            self.in_hash = outer
 
     def typed_dict(self, cls: type, value: Any, where: str) -> Any:
+        outer, self.in_hash = self.in_hash, False
+        try:
+            return self._typed_dict(cls, value, where)
+        finally:
+            self.in_hash = outer
+
+    def _typed_dict(self, cls: type, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
-            self.walk.fail(where, f"must be a hash (got {value!r})", "parameter_invalid_object")
+            self.walk.fail(where, f"must be a hash (got {_shown(where, value)})",
+                           "parameter_invalid_object")
             return value
         hints, required = _fields(cls)
         if not where and self.walk.form:
@@ -416,11 +479,14 @@ class _Checker:
 
     def resource(self, cls: type, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
-            self.walk.fail(where, f"must be a {cls.__name__} object (got {value!r})")
+            self.walk.fail(where, f"must be a {cls.__name__} object (got {_shown(where, value)})")
             return value
         if value.get("deleted") is True:  # a deleted object: id, object, deleted
             for key in sorted(set(value) - {"id", "object", "deleted"}):
                 self.walk.fail(self.join(where, key), "unknown field of a deleted object")
+            for key in ("id", "object"):
+                if not isinstance(value.get(key), str):
+                    self.walk.fail(self.join(where, key), "must be a string")
             return value
         hints, required = _fields(cls)
         name = getattr(cls, "OBJECT_NAME", None)
@@ -437,7 +503,7 @@ class _Checker:
 
     def list_object(self, item: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict) or value.get("object") != "list":
-            self.walk.fail(where, f"must be a list object (got {value!r})")
+            self.walk.fail(where, f"must be a list object (got {_shown(where, value)})")
             return value
         for key in sorted(set(value) - {"object", "data", "has_more", "url", "total_count"}):
             self.walk.fail(self.join(where, key), "unknown field of a list")
@@ -451,6 +517,11 @@ class _Checker:
 
     def scalar(self, tp: type, value: Any, where: str) -> Any:
         walk = self.walk
+        if tp is str and value == "" and walk.kind == "request" and not self.in_hash:
+            # Stripe reads "" as "unset", which only `Literal['']` parameters allow.
+            walk.fail(where, "an empty string, but it cannot be unset",
+                      "parameter_invalid_empty")
+            return value
         if walk.form and isinstance(value, str):
             coerced = _from_form(tp, value)
             if coerced is not _NO:
@@ -459,7 +530,7 @@ class _Checker:
             return value
         code = {int: "parameter_invalid_integer", bool: "parameter_invalid_boolean",
                 float: "parameter_invalid_number"}.get(tp, "parameter_invalid_string")
-        walk.fail(where, f"must be {describe(tp)} (got {value!r})", code)
+        walk.fail(where, f"must be {describe(tp)} (got {_shown(where, value)})", code)
         return value
 
 
@@ -491,8 +562,16 @@ def _is_python(tp: type, value: Any) -> bool:
     if tp is float:
         return isinstance(value, int | float)
     if tp is decimal.Decimal:
-        return isinstance(value, str | int | float)
+        return isinstance(value, str | int | float | decimal.Decimal)
     return tp is str and isinstance(value, str)
+
+
+_SECRET = re.compile(r"(number|cvc|client_secret|token|secret|password)\]?$")
+
+
+def _shown(where: str, value: Any) -> str:
+    """A value for a message, unless it is card data or a secret (messages are logged)."""
+    return "(redacted)" if _SECRET.search(where) else repr(value)[:80]
 
 
 def _untyped(tp: Any) -> bool:
@@ -592,19 +671,27 @@ class ObjectCheck:
     objects: list[tuple] = field(default_factory=list)  # (object type, shape)
 
 
-def check_object(value: Any) -> ObjectCheck:
-    """Check every Stripe object in a response body (objects nest: an expanded charge in a
-    PaymentIntent, the object of an event, a list's data) against its resource class."""
+def check_object(value: Any, endpoint: Endpoint | None = None, *,
+                 error: bool = False) -> ObjectCheck:
+    """Check a response body: every Stripe object in it (objects nest: an expanded charge in
+    a PaymentIntent, the object of an event, a list's data) against its resource class, and
+    the whole against what ``endpoint``'s SDK method answers (a list of refunds must hold
+    refunds). ``error``: an error body, whose objects (a PaymentIntent) are checked."""
     walk = _Walk(form=False, kind="response")
     checker = _Checker(walk)
-    if isinstance(value, dict) and "object" in value:
-        cls = resource_class(str(value["object"]))
-        if value["object"] == "list":
-            checker.list_object(Any, value, "list")
-        elif cls is None:
-            walk.fail(str(value["object"]), "is not an object type of this API version")
-        else:
-            checker.resource(cls, value, str(value["object"]))
-    else:  # an error body: the objects it carries
+    named = isinstance(value, dict) and isinstance(value.get("object"), str)
+    where = value["object"] if named else "answer"
+    returns = endpoint.returns if endpoint is not None else None
+    if error:
         checker.value(Any, value, "")
+    elif not named:
+        walk.fail(where, "has no `object`: not a Stripe object")
+    elif returns is not None:
+        checker.value(returns, value, where)
+    elif value["object"] == "list":
+        checker.list_object(Any, value, where)
+    elif resource_class(value["object"]) is None:
+        walk.fail(where, "is not an object type of this API version")
+    else:
+        checker.resource(resource_class(value["object"]), value, where)
     return ObjectCheck(walk.violations, walk.objects)

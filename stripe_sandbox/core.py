@@ -17,6 +17,7 @@ with a message saying the sandbox does not model it: nothing is silently ignored
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextvars
 import copy
@@ -25,14 +26,11 @@ import html
 import inspect
 import json
 import logging
-import os
 import re
 import secrets
 import string
-import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
@@ -55,6 +53,11 @@ CURRENCY_SYMBOLS = {"eur": "€", "gbp": "£", "inr": "₹", "jpy": "¥", "usd":
 
 def now() -> int:
     return int(time.time())
+
+
+def later(seconds: float, callback, *args) -> None:
+    """Run callback(*args) in ``seconds``, in the server's loop (what Stripe does later)."""
+    asyncio.get_running_loop().call_later(seconds, callback, *args)
 
 
 def random_id(n: int) -> str:
@@ -89,9 +92,13 @@ def format_amount(amount: int, currency: str) -> str:
 class StripeError(Exception):
     """An error as Stripe answers it: {"error": {type, message, code, doc_url, param...}}."""
 
-    def __init__(self, status: int, type: str, message: str, **fields: Any):
+    def __init__(self, status: int, type: str, message: str, validation: bool = False,
+                 **fields: Any):
         super().__init__(message)
         self.status = status
+        # A refusal of the request's parameters, before the endpoint runs: Stripe keeps no
+        # result under its Idempotency-Key (it keeps a refusal of what the endpoint did).
+        self.validation = validation
         self.body = {"type": type, "message": message}
         if fields.get("code"):
             fields["doc_url"] = doc_url(fields["code"])
@@ -116,12 +123,12 @@ def invalid_request(message: str, **fields: Any) -> StripeError:
 
 def missing_parameter(param: str) -> StripeError:
     return invalid_request(f"Missing required param: {param}.", code="parameter_missing",
-                           param=param)
+                           param=param, validation=True)
 
 
 def no_such(kind: str, id: Any, param: str = "id", status: int = 400) -> StripeError:
     return StripeError(status, "invalid_request_error", f"No such {kind}: '{id}'",
-                       code="resource_missing", param=param)
+                       code="resource_missing", param=param, validation=True)
 
 
 def invalid_value(param: str, value: Any, allowed: tuple) -> StripeError:
@@ -136,14 +143,15 @@ def positive(amount: int, param: str = "amount") -> int:
     if amount < 1:
         raise invalid_request(
             "This value must be greater than or equal to 1." if amount == 0
-            else "Invalid positive integer", code="parameter_invalid_integer", param=param)
+            else "Invalid positive integer", code="parameter_invalid_integer", param=param,
+            validation=True)
     return amount
 
 
 def not_modelled(param: str) -> StripeError:
     return invalid_request(
         f"The Stripe sandbox does not model `{param}` on this endpoint (Stripe takes it).",
-        param=param)
+        param=param, validation=True)
 
 
 def violation_error(violation: contract.Violation) -> StripeError:
@@ -162,7 +170,7 @@ def violation_error(violation: contract.Violation) -> StripeError:
         allowed = re.match(r"must be one of: (.*) \(got", problem)
         message = f"Invalid {name}: must be one of {allowed[1]}" if allowed \
             else f"Invalid {name}: {problem}"
-    return invalid_request(message, code=code, param=name)
+    return invalid_request(message, code=code, param=name, validation=True)
 
 
 # --- The request being served ------------------------------------------------------------------
@@ -260,6 +268,7 @@ def _arrays(node: Any) -> Any:
 
 
 PARAMS = web.RequestKey("stripe_params", dict)
+RAN = web.RequestKey("endpoint_ran", bool)  # the endpoint's handler started
 
 
 async def request_params(request: web.Request) -> dict:
@@ -358,6 +367,17 @@ class Resource:
         return obj if isinstance(obj, cls) else None
 
     @classmethod
+    def named(cls, id: Any, param: str, kind: str | None = None) -> Any:
+        """The object a parameter (or the path's id: param "id") names, or Stripe's refusal:
+        parameter_missing, or resource_missing (404 for the path's id, else 400)."""
+        if not id:
+            raise missing_parameter(param)
+        obj = cls.get(id)
+        if obj is None:
+            raise no_such(kind or cls.object, id, param, status=404 if param == "id" else 400)
+        return obj
+
+    @classmethod
     def retrieve(cls, id: Any, param: str = "id", status: int = 404) -> Any:
         """The object, or Stripe's resource_missing ("No such payment_intent: 'pi_x'")."""
         obj = cls.get(id)
@@ -432,36 +452,15 @@ class Page:
 # --- Answers and the contract ------------------------------------------------------------------
 
 
-class Recorder:
-    """The contract's findings, written to $STRIPE_CONTRACT_DIR when the test suite set it
-    (tests/stripe_contract.py reads them): each distinct request signature and response
-    object shape once, and every violation."""
-
-    def __init__(self) -> None:
-        directory = os.environ.get("STRIPE_CONTRACT_DIR")
-        self.directory = Path(directory) if directory else None
-        self.seen: set = set()
-        self.lock = threading.Lock()
-
-    def write(self, kind: str, record: dict, key: Any = None) -> None:
-        if self.directory is None:
-            return
-        with self.lock:
-            if key is not None:
-                if key in self.seen:
-                    return
-                self.seen.add(key)
-            with (self.directory / f"{kind}-{os.getpid()}.jsonl").open("a") as out:
-                out.write(json.dumps(record) + "\n")
+recorder = contract.Recorder()
 
 
-recorder = Recorder()
-
-
-def check_answer(body: Any, what: str) -> list[contract.Violation]:
-    """Check every object in an answer (or an event) against the contract; record what was
-    checked and any violation (logged too: a violation is a bug of the sandbox)."""
-    checked = contract.check_object(body)
+def check_answer(body: Any, what: str, endpoint: contract.Endpoint | None = None,
+                 error: bool = False) -> list[contract.Violation]:
+    """Check an answer (of ``endpoint``), an error body or an event against the contract;
+    record what was checked and any violation (logged too: a violation is a bug of the
+    sandbox)."""
+    checked = contract.check_object(body, endpoint, error=error)
     for name, shape in checked.objects:
         recorder.write("objects", {"object": name, "shape": repr(shape)}, key=(name, shape))
     if checked.violations:
@@ -513,6 +512,7 @@ def api(handler, *, route: str | None = None):
                         raise not_modelled(name) if route else invalid_request(
                             f"Received unknown parameter: {name}", code="parameter_unknown",
                             param=name)
+            request[RAN] = True  # from here on Stripe keeps even a refusal under the key
             result = handler(**request.match_info, **params)
             if inspect.isawaitable(result):
                 result = await result
@@ -521,7 +521,8 @@ def api(handler, *, route: str | None = None):
         if isinstance(result, web.StreamResponse):
             return result
         body = result.export(expand) if hasattr(result, "export") else result
-        if route is not None and check_answer(body, f"answer to {route}"):
+        if route is not None and check_answer(body, f"answer to {route}",
+                                              contract.ENDPOINT_BY_ROUTE[method, path]):
             return StripeError(500, "api_error", "The Stripe sandbox's answer broke the "
                                f"contract of API {API_VERSION} (its log says how).").response()
         return respond(body, headers={"Request-Id": request_id})

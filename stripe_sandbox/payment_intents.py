@@ -23,6 +23,9 @@ charge.failed before the PaymentIntent's own event; charge.captured.
 Charges (`ch_`): made by PaymentIntents (or by `POST /v1/charges` with a card `source`), with
 the pinned version's fields (outcome, payment_method_details, billing_details, receipt_url,
 `disputed`...); `refunds` only when expanded; captured funds enter the balance (balance.py).
+With capture_method `automatic_async` (Stripe's default) a charge gets its balance
+transaction a moment after it succeeds (charge.updated), as at Stripe; with `automatic` at
+once.
 `GET /v1/charges/{id}`, `GET /v1/charges` (payment_intent, customer, created), and a receipt
 page at `receipt_url`.
 """
@@ -32,7 +35,7 @@ from __future__ import annotations
 import html
 
 from . import balance, cards, core, events, payment_methods
-from .core import Page, Resource, StripeError, invalid_request, newest_first, no_such
+from .core import Page, Resource, StripeError, invalid_request, newest_first
 from .payment_methods import PaymentMethod, check_usable, retrieve_customer
 
 AUTHENTICATION_FAILURE = (
@@ -48,6 +51,8 @@ SUCCESSFUL = ("succeeded", "processing", "requires_capture")
 ALWAYS_UPDATABLE = ("description", "metadata")
 # Statuses in which a refund counts in its charge's amount_refunded (refunds.py).
 REFUND_COUNTED = ("pending", "requires_action", "succeeded")
+# Seconds until an asynchronously captured charge has its balance transaction.
+ASYNC_CAPTURE_DELAY = 0.5
 
 
 # --- Charges -------------------------------------------------------------------------------------
@@ -59,8 +64,9 @@ class Charge(Resource):
     expandable_only = {"refunds": "refunds_list"}
 
     def __init__(self, amount, currency, pm: PaymentMethod, *, customer=None,
-                 payment_intent=None, capture=True, description=None, metadata=None,
-                 receipt_email=None, statement_descriptor=None, transfer_group=None):
+                 payment_intent=None, capture=True, asynchronous=False, description=None,
+                 metadata=None, receipt_email=None, statement_descriptor=None,
+                 transfer_group=None):
         super().__init__()
         self.amount = amount
         self.currency = currency
@@ -87,12 +93,25 @@ class Charge(Resource):
             self.status = "succeeded"
             self.failure_code = self.decline_code = self.failure_message = None
             if capture:
-                self.capture(amount)
+                self.capture(amount, asynchronous)
 
-    def capture(self, amount: int) -> None:
+    def capture(self, amount: int, asynchronous: bool = False) -> None:
+        """Captured now; its funds (balance transaction) now, or, captured asynchronously
+        (capture_method automatic_async, Stripe's default), a moment later, announced by
+        charge.updated: until then `balance_transaction` is null, as at Stripe."""
         self.captured, self.amount_captured = True, amount
+        if asynchronous:
+            core.later(ASYNC_CAPTURE_DELAY, self.record_funds)
+        else:
+            self.record_funds(announce=False)
+
+    def record_funds(self, announce: bool = True) -> None:
         self.balance_transaction = balance.charge_funds(
-            self.id, amount, self.currency, self.number == cards.AVAILABLE_AT_ONCE)
+            self.id, self.amount_captured, self.currency,
+            self.number == cards.AVAILABLE_AT_ONCE)
+        if announce:
+            events.emit("charge.updated", self,
+                        previous_attributes={"balance_transaction": None})
 
     @property
     def amount_refunded(self) -> int:
@@ -156,12 +175,7 @@ class Charge(Resource):
 
 
 def retrieve_charge(id, param="charge") -> Charge:
-    if not id:
-        raise core.missing_parameter(param)
-    charge = Charge.get(id)
-    if charge is None:
-        raise no_such("charge", id, param, status=404 if param == "id" else 400)
-    return charge
+    return Charge.named(id, param)
 
 
 def get_charge(charge):
@@ -305,12 +319,7 @@ class PaymentIntent(Resource):
 
 
 def retrieve_payment_intent(id, param="payment_intent") -> PaymentIntent:
-    if not id:
-        raise core.missing_parameter(param)
-    pi = PaymentIntent.get(id)
-    if pi is None:
-        raise no_such("payment_intent", id, param, status=404 if param == "id" else 400)
-    return pi
+    return PaymentIntent.named(id, param)
 
 
 def card_types(allowed, automatic) -> None:
@@ -430,6 +439,7 @@ def charge(pi: PaymentIntent) -> None:
     capture = pi.capture_method != "manual"
     pi.latest_charge = Charge(pi.amount, pi.currency, pm, customer=pi.customer,
                               payment_intent=pi.id, capture=capture,
+                              asynchronous=pi.capture_method == "automatic_async",
                               description=pi.description, receipt_email=pi.receipt_email,
                               statement_descriptor=pi.statement_descriptor,
                               transfer_group=pi.transfer_group)

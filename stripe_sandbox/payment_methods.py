@@ -129,12 +129,7 @@ class Customer(Resource):
 
 
 def retrieve_customer(id, param="customer") -> Customer:
-    if not id:
-        raise missing_parameter(param)
-    customer = Customer.get(id)
-    if customer is None:
-        raise no_such("customer", id, param)
-    return customer
+    return Customer.named(id, param)
 
 
 def default_payment_method(customer_id, pm_id, param) -> str | None:
@@ -275,14 +270,9 @@ def create_payment_method(type=None, card=None, billing_details=None, metadata=N
 
 def retrieve_payment_method(id, param="payment_method") -> PaymentMethod:
     """A PaymentMethod named in a parameter (test ids like pm_card_visa become a new one)."""
-    if not id:
-        raise missing_parameter(param)
     if id in cards.TEST_PAYMENT_METHODS:
         return new_card(cards.TEST_PAYMENT_METHODS[id], 12, time.gmtime().tm_year + 3)
-    pm = PaymentMethod.get(id)
-    if pm is None:
-        raise no_such("PaymentMethod", id, param, status=404 if param == "id" else 400)
-    return pm
+    return PaymentMethod.named(id, param, "PaymentMethod")
 
 
 def get_payment_method(payment_method):

@@ -28,8 +28,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from . import balance, cards, core, events
 from .core import Page, Resource, invalid_request, newest_first
 from .payment_intents import Charge, PaymentIntent, retrieve_charge, retrieve_payment_intent
@@ -71,8 +69,8 @@ class Refund(Resource):
         self.failure_balance_transaction = None
         self.balance_transaction = None
         if charge.captured:  # refunding an uncaptured charge only releases it
-            self.balance_transaction = balance.record(
-                -amount, self.currency, "refund", "refund", self.id,
+            self.balance_transaction = balance.debit(
+                amount, self.currency, "refund", "refund", self.id,
                 description="REFUND FOR CHARGE").id
         charge.refunds.append(self)
 
@@ -160,15 +158,10 @@ def create_refund(amount=None, charge=None, payment_intent=None, metadata=None, 
         k: v for k, v in before.items() if getattr(charge, k) != v})
     events.emit("refund.created", refund)
     if pending:
-        later(refund_processed, refund.id)
+        core.later(REFUND_DELAY, refund_processed, refund.id)
     elif charge.number == cards.REFUND_FAILS and charge.captured:
-        later(refund_failed, refund.id, "expired_or_canceled_card")
+        core.later(REFUND_DELAY, refund_failed, refund.id, "expired_or_canceled_card")
     return refund
-
-
-def later(callback, *args) -> None:
-    """Run callback(*args) in REFUND_DELAY seconds, in the server's loop."""
-    asyncio.get_running_loop().call_later(REFUND_DELAY, callback, *args)
 
 
 def refund_updated(refund: Refund, changes: dict) -> None:

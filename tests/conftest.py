@@ -50,9 +50,8 @@ def _violations(directory: Path) -> list[str]:
     return found
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item):
-    """A test during which any process wrote a contract violation fails with it."""
+def _checked(item):
+    """Run a phase of a test; a contract violation any process wrote meanwhile fails it."""
     directory = item.config.stash[_CONTRACT_DIR]
     before = len(_violations(directory))
     try:
@@ -63,6 +62,12 @@ def pytest_runtest_call(item):
             from tests.stripe_contract import ContractViolation
 
             raise ContractViolation("\n".join(dict.fromkeys(new)))
+
+
+# Setup, call and teardown: a fixture's requests (a sandbox seeded, a server started) count.
+pytest_runtest_setup = pytest.hookimpl(wrapper=True)(_checked)
+pytest_runtest_call = pytest.hookimpl(wrapper=True)(_checked)
+pytest_runtest_teardown = pytest.hookimpl(wrapper=True)(_checked)
 
 
 def pytest_terminal_summary(terminalreporter, config):

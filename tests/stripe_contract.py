@@ -20,11 +20,9 @@ and prints the totals at the end of the session.
 
 from __future__ import annotations
 
-import json
 import os
 import runpy
 import sys
-import threading
 import traceback
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -38,27 +36,6 @@ VENV = str(ROOT / ".venv")
 
 class ContractViolation(AssertionError):
     """A request of the portal that the pinned Stripe API version would refuse."""
-
-
-class Recorder:
-    """Appends findings of this process to the session's directory (one file per kind)."""
-
-    def __init__(self, directory: str | os.PathLike | None):
-        self.directory = Path(directory) if directory else None
-        self.seen: set = set()
-        self.lock = threading.Lock()
-
-    def write(self, kind: str, record: dict, key=None) -> None:
-        if self.directory is None:
-            return
-        with self.lock:
-            if key is not None:
-                if key in self.seen:
-                    return
-                self.seen.add(key)
-            path = self.directory / f"{kind}-{os.getpid()}.jsonl"
-            with path.open("a", encoding="utf-8") as out:
-                out.write(json.dumps(record) + "\n")
 
 
 def _callers() -> tuple[str, str] | None:
@@ -83,11 +60,11 @@ def _rel(path: str) -> str:
     return os.path.relpath(path, ROOT)
 
 
-def install(*, raise_violations: bool) -> Recorder:
+def install(*, raise_violations: bool) -> contract.Recorder:
     """Check every request the portal's gateway sends, from now on, in this process."""
     from stripe._api_requestor import _APIRequestor
 
-    recorder = Recorder(os.environ.get("STRIPE_CONTRACT_DIR"))
+    recorder = contract.Recorder()
     original = getattr(_APIRequestor.request, "__wrapped__", _APIRequestor.request)
 
     def request(self, method, url, params=None, options=None, **kwargs):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
@@ -202,6 +202,10 @@ def offer_to_save_card(user: User, payment: Payment, save: bool) -> None:
     db.session.commit()
 
 
+# How long a sale waits for its funds when Stripe has not said (see apply_intent).
+UNKNOWN_FUNDS_DELAY = timedelta(days=7)
+
+
 def status_from_intent(intent: gateway.Intent) -> str:
     """Our status for a PaymentIntent status (a declined attempt is "failed")."""
     if intent.status == "requires_payment_method" and intent.failure_code:
@@ -259,6 +263,13 @@ def apply_intent(payment: Payment, intent: gateway.Intent) -> bool:
         payment.succeeded_at = utcnow()
         if intent.funds_available_at is not None:
             payment.funds_available_at = datetime.fromtimestamp(intent.funds_available_at, UTC)
+        else:
+            # Stripe did not say (its charge has no balance transaction yet): the vendors'
+            # shares wait Stripe's longest standard delay rather than being paid out of funds
+            # that may still be pending.
+            log.warning("payment %s: intent %s succeeded without its funds' date", payment.id,
+                        intent.id)
+            payment.funds_available_at = payment.succeeded_at + UNKNOWN_FUNDS_DELAY
         payment.order.status = "paid"
         payment.order.paid_at = payment.succeeded_at
     changed = new != payment.status

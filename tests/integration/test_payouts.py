@@ -355,7 +355,7 @@ def test_a_refused_transfer_fails_with_stripes_reason_and_can_be_retried(
     db.session.expire_all()
     payout = db.session.get(Payout, run.payouts[0].id)
     assert payout.status == "failed" and "insufficient" in payout.failure_reason.lower()
-    # Stripe keeps a refusal under its idempotency key for 24 h (this sandbox does not): the
+    # Stripe keeps a refusal under its idempotency key for 24 h (so does the sandbox): the
     # retry must send another key, or it would get the same refusal back.
     assert payout.transfer_attempt == 1
     login(client, people["admin"].email)

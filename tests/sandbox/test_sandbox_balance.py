@@ -30,7 +30,7 @@ def paid(client, amount, number=VISA, currency="gbp"):
         "number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"}})
     return client.v1.payment_intents.create(params={
         "amount": amount, "currency": currency, "payment_method": pm.id, "confirm": True,
-        "allowed_payment_method_types": ["card"],
+        "allowed_payment_method_types": ["card"], "capture_method": "automatic",
         "expand": ["latest_charge.balance_transaction"]})
 
 
@@ -101,3 +101,27 @@ def test_a_transfer_may_run_ahead_of_the_charge_it_names(client, sandbox):
             "amount": 1000, "currency": "sek", "destination": account.id,
             "source_transaction": pi.latest_charge.id})
     assert raised.value.param == "amount"
+
+
+def test_an_asynchronous_capture_has_its_funds_a_moment_later(sandbox):
+    """capture_method automatic_async (Stripe's default): the charge succeeds without a
+    balance transaction; charge.updated brings it."""
+    from .sandbox_helpers import WEBHOOK_SECRET, WebhookReceiver
+
+    receiver = WebhookReceiver()
+    sandbox.register_webhook(receiver.url, WEBHOOK_SECRET, id="async", events=["*"])
+    try:
+        client = stripe.StripeClient(SECRET_KEY, base_addresses={"api": sandbox.url})
+        pi = client.v1.payment_intents.create(params={
+            "amount": 1000, "currency": "nok", "payment_method": "pm_card_visa",
+            "confirm": True, "expand": ["latest_charge"]})
+        assert (pi.status, pi.capture_method) == ("succeeded", "automatic_async")
+        assert pi.latest_charge.balance_transaction is None
+        updated = receiver.wait_for_event(WEBHOOK_SECRET, "charge.updated",
+                                          pi.latest_charge.id)
+        assert updated.data.previous_attributes.balance_transaction is None
+        assert updated.data.object.balance_transaction.startswith("txn_")
+    finally:
+        sandbox.register_webhook(receiver.url, WEBHOOK_SECRET, id="async",
+                                 events=["sandbox.never_sent"])
+        receiver.close()

@@ -107,7 +107,8 @@ def test_events_are_listed_newest_first_with_stripe_filters_and_cursors(quiet_sa
     sandbox, client = quiet_sandbox
     made = customers(client, 5)
     client.v1.customers.update(made[0].id, params={"metadata": {"n": "1"}})
-    paid = {"amount": 2599, "currency": "eur", "payment_method": "pm_card_visa", "confirm": True}
+    paid = {"amount": 2599, "currency": "eur", "payment_method": "pm_card_visa", "confirm": True,
+            "capture_method": "automatic"}
     pi = client.v1.payment_intents.create(params=paid)
     expected_types = [
         "payment_intent.succeeded",
@@ -252,6 +253,7 @@ def test_the_events_listed_are_those_delivered_with_the_same_payloads():
                     "currency": "eur",
                     "customer": customer.id,
                     "payment_method": "pm_card_visa",
+                    "capture_method": "automatic",
                     "setup_future_usage": "off_session",
                     "confirm": True,
                 }
@@ -332,9 +334,9 @@ def test_each_flow_sends_the_events_stripe_sends(client, sandbox):
         listed = client.v1.events.list(params={"limit": 100}).auto_paging_iter()
         return [e.type for e in listed if e.id not in before][::-1]
 
-    def intent(**params):
+    def intent(**params):  # captured as the portal captures them (its funds known at once)
         return client.v1.payment_intents.create(
-            params={"amount": 2599, "currency": "eur", **params}
+            params={"amount": 2599, "currency": "eur", "capture_method": "automatic", **params}
         )
 
     def pay(number):

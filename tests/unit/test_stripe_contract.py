@@ -59,9 +59,15 @@ def test_a_form_body_is_read_as_stripe_reads_it():
     check = contract.check_request("POST", "/v1/payment_intents", {
         "amount": "2599", "currency": "eur", "confirm": "true", "expand": ["latest_charge"],
         "payment_method_options": {"card": {"request_three_d_secure": "any"}},
-        "receipt_email": ""}, form=True)
+        "metadata": {"gone": ""}}, form=True)
     assert check.violations == []
     assert (check.params["amount"], check.params["confirm"]) == (2599, True)
+    # "" unsets: only where the SDK types it Literal[''] (and a metadata key).
+    unset = contract.check_request("POST", "/v1/payment_intents/pi_1/confirm",
+                                   {"receipt_email": ""}, form=True)
+    assert unset.violations == []
+    empty = contract.check_request("POST", "/v1/customers", {"name": ""}, form=True)
+    assert where(empty) == [("name", "parameter_invalid_empty")]
     bad = contract.check_request("POST", "/v1/payment_intents",
                                  {"amount": "25.99", "currency": "eur", "confirm": "yes"},
                                  form=True)
@@ -121,8 +127,19 @@ def test_objects_inside_objects_lists_events_and_errors_are_checked():
     assert [v.where for v in contract.check_object(event).violations] == [
         "event.data.object.status"]
     error = {"error": {"type": "card_error", "payment_intent": intent(status="paid")}}
-    assert [v.where for v in contract.check_object(error).violations] == [
+    assert [v.where for v in contract.check_object(error, error=True).violations] == [
         "error.payment_intent.status"]
+    assert [v.where for v in contract.check_object({"id": "pi_1"}).violations] == ["answer"]
+
+
+def test_an_answer_is_what_its_endpoint_answers():
+    refunds = contract.ENDPOINT_BY_ROUTE["GET", "/v1/refunds"]
+    listed = {"object": "list", "data": [intent()], "has_more": False, "url": "/v1/refunds"}
+    assert "list.data.0.object" in {
+        v.where for v in contract.check_object(listed, refunds).violations}
+    card_number = contract.check_request("POST", "/v1/payment_methods", {
+        "type": "card", "card": {"number": 4242424242424242}})
+    assert "4242" not in str(card_number.violations)  # card data is never echoed
 
 
 # --- the table -----------------------------------------------------------------------------------
