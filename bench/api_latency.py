@@ -19,8 +19,9 @@ What it does (see bench/README.md, section "api_latency.py"):
    and confirm through Flask's test client in-process (WSGI: routing, JWT, validation, SQL,
    the gateway, the Stripe SDK and its HTTP round trips to the sandbox; no gunicorn, no
    network in front of the portal), and the same two Stripe calls made directly with
-   stripe-python (the gateway's parameters: payment_method_types, metadata, description,
-   expand, idempotency key; confirm with payment_method and return_url);
+   stripe-python (the gateway's parameters: allowed_payment_method_types, capture_method,
+   metadata, description, expand, idempotency key; confirm with payment_method and
+   return_url);
 4. reports p50/p95/max of each and the portal's own share two ways:
    - *p95(portal) - p95(direct)*, the difference of the two distributions;
    - *own time per request*: the portal's wall time minus the time its request spent inside
@@ -221,18 +222,18 @@ def direct_calls(stripe_client, slot: Slot, create: Series, confirm: Series) -> 
     t0 = time.perf_counter()
     pi = stripe_client.v1.payment_intents.create(
         params={"amount": round(slot.amount * 100), "currency": "usd",
-                "allowed_payment_method_types": ["card"],
+                "allowed_payment_method_types": ["card"], "capture_method": "automatic",
                 "metadata": {"orderId": slot.order_id, "userId": str(key),
                              "paymentId": str(key)},
-                "description": "ShopSphere order bench", "expand": ["latest_charge",
-                                                                    "payment_method"]},
+                "description": "ShopSphere order bench",
+                "expand": ["latest_charge.balance_transaction", "payment_method"]},
         options={"idempotency_key": f"payment-{key}-intent"})
     create.total_ms.append((time.perf_counter() - t0) * 1000)
     t0 = time.perf_counter()
     pi = stripe_client.v1.payment_intents.confirm(
         pi.id, params={"payment_method": slot.direct_pm,
                        "return_url": f"http://localhost/checkout/{slot.order_id}/complete",
-                       "expand": ["latest_charge", "payment_method"]},
+                       "expand": ["latest_charge.balance_transaction", "payment_method"]},
         options={"idempotency_key": f"payment-{key}-confirm-{uuid.uuid4()}"})
     confirm.total_ms.append((time.perf_counter() - t0) * 1000)
     if pi.status != "succeeded":

@@ -252,7 +252,8 @@ def build_dataset(tables, *, customers: int, vendors: int, payments: int, target
             "user_agent": USER_AGENTS[(bits >> 8) % len(USER_AGENTS)],
             "source": sources[i], "notes": None,
             "succeeded_at": done if succeeded else None,
-            "created_at": at, "updated_at": done,
+            "funds_available_at": done if succeeded else None, "amount_refunded": 0,
+            "reconcile_due_at": None, "created_at": at, "updated_at": done,
         }
         data.payments.append(payment_row(payment))
     return data
@@ -539,11 +540,12 @@ def main(argv=None) -> int:
               f"shared_buffers {shared}")
 
         pages = math.ceil(target_total / 20)
+        deep = min(400, max(pages // 2, 1))  # 400 at the real size; the middle of a small one
         failed = counts.get("failed", 0)
         cases = [
             Case("page 1", "/payments", expect=f"Page 1 of {pages} ({target_total} payments)"),
-            Case("page 400 (deep)", "/payments?page=400",
-                 expect=f"Page 400 of {pages} ({target_total} payments)"),
+            Case(f"page {deep} (deep)", f"/payments?page={deep}",
+                 expect=f"Page {deep} of {pages} ({target_total} payments)"),
             Case(f"page {pages} (last)", f"/payments?page={pages}",
                  expect=f"Page {pages} of {pages} ({target_total} payments)"),
             Case("status=failed", "/payments?status=failed", status="failed",

@@ -859,8 +859,8 @@ def main(argv=None) -> int:  # noqa: PLR0915 - one linear script
                 "SECRET_KEY": "bench-secret-key-that-is-long-enough-0123456789",
                 "JWT_SECRET": "bench-jwt-secret-that-is-long-enough-0123456789",
                 "STRIPE_SECRET_KEY": "sk_test_bench", "STRIPE_PUBLISHABLE_KEY": "pk_test_bench",
-                "STRIPE_WEBHOOK_SECRET": WHSEC, "STRIPE_API_BASE": sandbox.url,
-                "STRIPE_JS_URL": sandbox.js_url,
+                "STRIPE_WEBHOOK_SECRET": WHSEC, "STRIPE_CONNECT_WEBHOOK_SECRET": WHSEC + "_connect",
+                "STRIPE_API_BASE": sandbox.url, "STRIPE_JS_URL": sandbox.js_url,
             }
             floor_env = {**base_env, "FLOOR_DATABASE_URL": floor_url,
                          "FLOOR_WEBHOOK_SECRET": WHSEC}

@@ -1,0 +1,34 @@
+"""Each benchmark, at a tiny size: it still runs against today's schema and sandbox to its
+verdict. Its figures mean nothing at this size (the verdict may be FAIL); a crash fails.
+The real runs and their targets are in bench/README.md."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+SMOKE = {
+    "api_latency.py": ["--calls", "5", "--warmup", "1"],
+    "history.py": ["--payments", "3000", "--target-payments", "1000", "--customers", "50",
+                   "--vendors", "5", "--requests", "5", "--warmup", "1", "--case-seconds", "1"],
+    "payouts.py": ["--lines", "3000", "--vendors", "60", "--customers", "100"],
+    "webhooks.py": ["--events", "40", "--fork-events", "10", "--stripe-events", "20",
+                    "--inproc", "20", "--seconds", "1", "--max-seconds", "1", "--rate", "20"],
+}
+
+
+@pytest.mark.parametrize("script", sorted(SMOKE))
+def test_the_benchmark_runs_to_its_verdict(script, pg_url, redis_url):
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / script), *SMOKE[script]],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output, output[-4000:]
+    verdicts = [line for line in output.splitlines()
+                if line.startswith(("PASS", "FAIL"))]
+    assert done.returncode in (0, 1) and verdicts, output[-4000:]
