@@ -26,8 +26,9 @@ def run_command(period: str | None, until: datetime | None, execute: bool) -> No
 
     run = run_payouts(period=period or schedule_period(),
                       until=until.replace(tzinfo=UTC) if until else None)
-    if waiting_note():
-        click.echo(waiting_note())
+    waiting = waiting_note()
+    if waiting:
+        click.echo(waiting)
     if run is None:
         click.echo("Nothing to pay: no payable lines with a positive total.")
         return

@@ -401,6 +401,10 @@ def test_a_card_sale_waits_for_its_funds_before_it_is_paid_out(app, client, peop
     db.session.expire_all()
     assert db.session.get(Payout, payout.id).status == "paid"
 
+    cli = app.test_cli_runner().invoke(args=["payouts", "run", "--until", "2100-01-01"])
+    assert "1 sale waits for Stripe to make their funds available" in cli.output
+    assert "Nothing to pay" in cli.output
+
     make_available(pending, sandbox)
     assert payouts.waiting_for_funds().lines == 0
     later = run_now()
