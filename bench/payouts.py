@@ -68,6 +68,7 @@ from benchdb import (  # noqa: E402
 # week (run_payouts clamps ``until`` to the real clock, so ANCHOR must be in the past).
 ANCHOR = datetime(2026, 11, 23, tzinfo=UTC)
 WINDOW = timedelta(days=60)  # the unpaid lines were created in [ANCHOR - WINDOW, ANCHOR)
+PENDING = timedelta(days=2)  # sales of [ANCHOR - PENDING, ANCHOR): funds pending at the run
 CURRENCIES = {"USD": 80, "EUR": 14, "JPY": 6}
 # Vendors in one order: most carts are from one shop, a few from several (mean 1.65).
 VENDORS_PER_PAYMENT = {1: 58, 2: 25, 3: 11, 4: 6}
@@ -491,7 +492,13 @@ def fill_lines(url: str, tables, tiers: int) -> tuple[int, dict[str, float]]:
         picked = ", ".join("coalesce(b.payout_id, o.id)" if c == "payout_id" else f"b.{c}"
                            for c in cols.split(", "))
         conn.execute("SET session_replication_role = replica")
-        conn.execute(f"INSERT INTO split_lines ({cols}) SELECT {picked} FROM bench_lines b "
+        # A sale's funds become available two days after it (Stripe's US schedule); those of
+        # the last two days before ANCHOR are still pending when the run comes (a day on).
+        available = (f"CASE WHEN b.kind <> 'sale' THEN NULL WHEN b.created_at >= "
+                     f"'{ANCHOR - PENDING:%Y-%m-%d %H:%M:%S+00}' THEN now() + interval '1 day' "
+                     "ELSE b.created_at + interval '2 days' END")
+        conn.execute(f"INSERT INTO split_lines ({cols}, available_at) "
+                     f"SELECT {picked}, {available} FROM bench_lines b "
                      "LEFT JOIN payouts o ON o.status = 'open' AND o.vendor_id = b.vendor_id "
                      "AND o.currency = b.currency AND b.payout_id IS NULL "
                      "WHERE b.tier < %s ORDER BY b.created_at", (tiers,))
@@ -662,13 +669,24 @@ def check_run(conn: psycopg.Connection, run_id) -> list[str]:
     The run's universe is every line that was unpaid: in an open payout (still unpaid: its
     payout_id counts as NULL here) or in one of the run's payouts."""
     problems = []
+    at = conn.execute("SELECT created_at FROM payout_runs WHERE id = %s", (run_id,)).fetchone()[0]
+    pending, paid_early = conn.execute("""
+        SELECT count(*), count(*) FILTER (WHERE p.status <> 'open')
+        FROM split_lines l JOIN payouts p ON p.id = l.payout_id
+        WHERE l.available_at > %s""", (at,)).fetchone()
+    print(f"   sale lines whose funds were pending at the run: {pending:,} (left open: "
+          f"{pending - paid_early:,})")
+    if not pending or paid_early:
+        problems.append(f"{paid_early} of {pending} lines with pending funds were paid")
+    # The run's universe: every line that was payable, in an open payout or in one of the run's.
     g = conn.execute("""
         WITH u AS (
             SELECT l.vendor_id, l.currency, l.net,
                    CASE WHEN p.status = 'open' THEN NULL ELSE l.payout_id END AS payout_id,
                    p.vendor_id AS p_vendor, p.currency AS p_currency
             FROM split_lines l JOIN payouts p ON p.id = l.payout_id
-            WHERE p.status = 'open' OR p.run_id = %(run)s),
+            WHERE (p.status = 'open' OR p.run_id = %(run)s)
+              AND NOT coalesce(l.available_at > %(at)s, false)),
         g AS (
             SELECT vendor_id, currency, sum(net) AS total, count(*) AS lines,
                    count(*) FILTER (WHERE payout_id IS NULL) AS unassigned,
@@ -684,7 +702,7 @@ def check_run(conn: psycopg.Connection, run_id) -> list[str]:
                count(*) FILTER (WHERE total <= 0 AND unassigned <> lines),
                coalesce(sum(lines) FILTER (WHERE total <= 0), 0),
                count(DISTINCT vendor_id) FILTER (WHERE total <= 0)
-        FROM g""", {"run": run_id}).fetchone()
+        FROM g""", {"run": run_id, "at": at}).fetchone()
     positive, bad_positive, positive_lines, nonpositive, bad_nonpositive, nonpositive_lines, \
         nonpositive_vendors = g
     print(f"   (vendor, currency) groups with a positive total: {positive:,} "

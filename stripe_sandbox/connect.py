@@ -449,6 +449,8 @@ def list_param(value, param):
         return []
     if isinstance(value, str):
         value = [value]
+    if isinstance(value, dict) and all(k.isdigit() for k in value):  # name[0]=...
+        value = [value[k] for k in sorted(value, key=int)]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise invalid_request("Invalid array", code="parameter_invalid_array", param=param)
     return value

@@ -3,7 +3,7 @@
 - the store: every object by id, in creation order (`store`, `Resource`, `newest_first`);
 - Stripe's errors (`StripeError` and the helpers for its usual messages);
 - parameters: form bodies decoded into nested hashes and arrays (`decode_form`), checked
-  against the contract before a handler sees them (`api`);
+  against the contract (and typed by it) before a handler sees them (`api`);
 - answers: objects exported with `expand`, lists with cursors (`Page`), every object checked
   against its resource class before it leaves (`respond`);
 - the request being served (`current`): its API key and `Stripe-Account`.
@@ -228,13 +228,14 @@ def account_invalid(id: Any) -> StripeError:
 
 
 def decode_form(pairs) -> dict:
-    """`card[exp_month]=12&expand[]=a&items[0][price]=p` as nested hashes and arrays (arrays
-    from `name[]`, or from hashes whose keys are all indices)."""
+    """`card[exp_month]=12&expand[]=a&items[0][price]=p` as nested hashes and arrays: arrays
+    from `name[]`; `items[0]` stays a hash keyed "0" until the contract, which knows where an
+    array is expected, reads it as one (`metadata[123]` stays a key)."""
     tree: dict = {}
     for name, value in pairs:
         head = name.split("[", 1)[0]
         _put(tree, [head, *re.findall(r"\[([^\]]*)\]", name[len(head):])], value)
-    return _arrays(tree)
+    return tree
 
 
 def _put(node: dict | list, parts: list[str], value: Any) -> None:
@@ -254,17 +255,6 @@ def _put(node: dict | list, parts: list[str], value: Any) -> None:
         if not isinstance(child, dict | list):
             child = node[key] = [] if rest[0] == "" else {}
     _put(child, rest, value)
-
-
-def _arrays(node: Any) -> Any:
-    if isinstance(node, dict):
-        node = {k: _arrays(v) for k, v in node.items()}
-        if node and all(re.fullmatch(r"\d+", k) for k in node):
-            return [node[k] for k in sorted(node, key=int)]
-        return node
-    if isinstance(node, list):
-        return [_arrays(v) for v in node]
-    return node
 
 
 PARAMS = web.RequestKey("stripe_params", dict)

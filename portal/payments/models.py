@@ -115,6 +115,8 @@ class SplitLine(IdMixin, db.Model):
         sa.Index("ix_split_lines_vendor_created", "vendor_id", "created_at"),
         # A payout's lines (drill-down, the run's totals, the lines a run leaves open).
         sa.Index("ix_split_lines_payout_created", "payout_id", "created_at"),
+        # The lines a run leaves open because their funds are still pending at Stripe.
+        sa.Index("ix_split_lines_payout_available", "payout_id", "available_at"),
         # One sale line per vendor of a payment, whatever races the code may have missed.
         sa.Index("uq_split_lines_sale", "payment_id", "vendor_id", unique=True,
                  postgresql_where=SALE, sqlite_where=SALE),

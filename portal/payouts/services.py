@@ -174,7 +174,14 @@ def run_payouts(*, period: str = "weekly", until: datetime | None = None,
     # their vendor and currency (few: those written since the period ended, and the sales of
     # the last days, whose funds are still pending at Stripe).
     in_run = sa.select(Payout.id).where(Payout.run_id == run.id)
-    late = sa.and_(SplitLine.payout_id.in_(in_run), sa.not_(payable(until, now)))
+    # not payable(): two ranges of the payouts' indexes (created_at, available_at), so that
+    # the few such lines are found without reading every line of the run (an OR of the two
+    # reads them all: 1.8 s a statement at 1,000,000 lines, bench/payouts.py).
+    late = SplitLine.id.in_(sa.union(
+        sa.select(SplitLine.id).where(SplitLine.payout_id.in_(in_run),
+                                      SplitLine.created_at >= until),
+        sa.select(SplitLine.id).where(SplitLine.payout_id.in_(in_run),
+                                      SplitLine.available_at > now)))
     for currency, vendors in _by_currency(db.session.execute(
             sa.select(SplitLine.currency, SplitLine.vendor_id).where(late).distinct())).items():
         open_payouts(currency, vendors)
