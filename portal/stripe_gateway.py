@@ -309,10 +309,10 @@ def create_customer(*, email: str, name: str, metadata: dict[str, str],
                  options=_options(idempotency_key, params))["id"]
 
 
-def set_default_payment_method(customer: str, payment_method: str | None) -> None:
+def set_default_payment_method(customer: str, payment_method: str) -> None:
     """The card Stripe (and our pages) use by default for this customer."""
     _call(_client().v1.customers.update, customer,
-          params={"invoice_settings": {"default_payment_method": payment_method or ""}})
+          params={"invoice_settings": {"default_payment_method": payment_method}})
 
 
 def default_payment_method(customer: str) -> str | None:

@@ -96,8 +96,10 @@ def debit(amount: int, currency: str, type: str, reporting_category: str, source
     have become available)."""
     entry = ledger.get((None, currency))
     available_on = None
-    if entry is not None and entry.amounts()[0] < amount and entry.pending:
-        available_on = max(t.available_on for t in entry.pending)
+    if entry is not None:
+        available, pending = entry.amounts()
+        if available < amount and pending > 0:
+            available_on = max(t.available_on for t in entry.pending if t.amount > 0)
     return record(-amount, currency, type, reporting_category, source,
                   available_on=available_on, description=description)
 

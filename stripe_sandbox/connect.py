@@ -122,6 +122,7 @@ from .core import (
     Page,
     Resource,
     StripeError,
+    invalid_param,
     invalid_request,
     invalid_value,
     missing_parameter,
@@ -250,7 +251,7 @@ def country_param(country):
     if country is None:
         return PLATFORM_COUNTRY
     if not re.fullmatch(r"[A-Za-z]{2}", country):
-        raise invalid_request(
+        raise invalid_param(
             f"Country '{country}' is unknown. Try using a 2-character alphanumeric country "
             "code instead, such as 'US', 'EG', or 'GB'. A full list of country codes is "
             "available at https://www.iso.org/obp/ui/#search", param="country")
@@ -259,7 +260,7 @@ def country_param(country):
 
 def currency_param(currency, param="currency"):
     if not re.fullmatch(r"[A-Za-z]{3}", currency):
-        raise invalid_request(f"Invalid currency: {currency}.",
+        raise invalid_param(f"Invalid currency: {currency}.",
                               code="parameter_invalid_string", param=param)
     return currency.lower()
 
@@ -268,7 +269,7 @@ def email_param(email):
     if email in (None, ""):
         return None
     if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
-        raise invalid_request(f"Invalid email address: {email}", code="email_invalid",
+        raise invalid_param(f"Invalid email address: {email}", code="email_invalid",
                               param="email")
     return email
 
@@ -361,7 +362,7 @@ class Account(Resource):
 def refuse_unmodelled(params):
     for param in UNMODELLED_ACCOUNT_PARAMS:
         if param in params:
-            raise invalid_request(
+            raise invalid_param(
                 f"The Stripe sandbox does not model `{param}` on accounts: onboarding "
                 "(the account link's page) collects what is due.", param=param)
 
@@ -372,7 +373,7 @@ def create_account(type=None, controller=None, country=None, email=None, busines
     """POST /v1/accounts."""
     refuse_unmodelled(unmodelled)
     if type is not None and controller is not None:
-        raise invalid_request(
+        raise invalid_param(
             "You cannot specify both `type` and `controller`: the account type is "
             "deprecated in favour of controller properties.", param="type")
     if type is not None:
@@ -452,7 +453,7 @@ def list_param(value, param):
     if isinstance(value, dict) and all(k.isdigit() for k in value):  # name[0]=...
         value = [value[k] for k in sorted(value, key=int)]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise invalid_request("Invalid array", code="parameter_invalid_array", param=param)
+        raise invalid_param("Invalid array", code="parameter_invalid_array", param=param)
     return value
 
 
@@ -462,7 +463,7 @@ def union(*lists):
 
 def bool_param(value, name):
     if value not in ("true", "false"):
-        raise invalid_request("Invalid boolean", code="parameter_invalid_boolean", param=name)
+        raise invalid_param("Invalid boolean", code="parameter_invalid_boolean", param=name)
     return value == "true"
 
 
@@ -484,7 +485,7 @@ def set_requirements(id, currently_due=None, eventually_due=None, past_due=None,
     requirements["pending_verification"] = sorted(lists["pending_verification"])
     if current_deadline is not None:
         if current_deadline != "" and not re.fullmatch(r"\d+", current_deadline):
-            raise invalid_request("Invalid integer", code="parameter_invalid_integer",
+            raise invalid_param("Invalid integer", code="parameter_invalid_integer",
                                   param="current_deadline")
         requirements["current_deadline"] = int(current_deadline) if current_deadline else None
     past = bool(requirements["past_due"])
@@ -505,7 +506,7 @@ def set_requirements(id, currently_due=None, eventually_due=None, past_due=None,
         caps = dict.fromkeys(caps, "inactive")
     if capabilities is not None:
         if not isinstance(capabilities, dict):
-            raise invalid_request("Invalid object", code="parameter_invalid_object",
+            raise invalid_param("Invalid object", code="parameter_invalid_object",
                                   param="capabilities")
         for name, status in capabilities.items():
             if status not in CAPABILITY_STATUSES:
@@ -544,7 +545,7 @@ def url_param(value, param):
     if value is None:
         raise missing_parameter(param)
     if not re.match(r"https?://[^\s/]+", value):
-        raise invalid_request("Not a valid URL", code="url_invalid", param=param)
+        raise invalid_param("Not a valid URL", code="url_invalid", param=param)
     return value
 
 
@@ -554,14 +555,14 @@ def create_account_link(account=None, type=None, refresh_url=None, return_url=No
     refresh_url = url_param(refresh_url, "refresh_url")
     return_url = url_param(return_url, "return_url")
     if collection_options is not None and collect is not None:
-        raise invalid_request(
+        raise invalid_param(
             "You may only specify one of these parameters: collect, collection_options.")
     acct = Account.get(account)
     if acct is None:
         raise no_such("account", account, "account")
     if type == "account_update" and acct.controller["stripe_dashboard"]["type"] != "none":
         # Stripe: only for accounts without a Stripe-hosted Dashboard.
-        raise invalid_request('Invalid type: must be one of ["account_onboarding"]', param="type")
+        raise invalid_param('Invalid type: must be one of ["account_onboarding"]', param="type")
     now = core.now()
     link = AccountLink(id=secrets.token_urlsafe(18), account=acct.id, type=type,
                        refresh_url=refresh_url, return_url=return_url, created=now,
@@ -785,6 +786,7 @@ def source_funds(charge_id, amount, currency):
     the charge's funds: up to what the charge has not transferred yet. The transfer's funds
     move when the charge's do."""
     charge = retrieve_charge(charge_id, "source_transaction")
+    charge.record_funds()  # captured asynchronously a moment ago: its funds first
     if charge.currency != currency:
         raise invalid_request(
             f"The currency of source_transaction's balance transaction ({charge.currency}) "

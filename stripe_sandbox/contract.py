@@ -423,7 +423,9 @@ class _Checker:
         candidates = [a for a in args if a is not type(None)]
         for option in candidates:
             trial = _Walk(self.walk.form, self.walk.kind)
-            coerced = _Checker(trial).value(option, value, where)
+            checker = _Checker(trial)
+            checker.in_hash = self.in_hash
+            coerced = checker.value(option, value, where)
             if not trial.violations:
                 self.walk.objects.extend(trial.objects)
                 return coerced
@@ -487,6 +489,9 @@ class _Checker:
             for key in ("id", "object"):
                 if not isinstance(value.get(key), str):
                     self.walk.fail(self.join(where, key), "must be a string")
+            name = getattr(cls, "OBJECT_NAME", None)
+            if name and value.get("object") != name:
+                self.walk.fail(self.join(where, "object"), f"must be {name!r}")
             return value
         hints, required = _fields(cls)
         name = getattr(cls, "OBJECT_NAME", None)
@@ -663,6 +668,47 @@ def check_request(method: str, path: str, params: dict | None, *, form: bool = F
     checked = _Checker(walk).typed_dict(endpoint.params_class, params, "")
     checked.update(extras)
     return RequestCheck(endpoint, checked, walk.violations)
+
+
+def check_expand(endpoint: Endpoint, paths: list) -> list[Violation]:
+    """The `expand` paths an endpoint's answer cannot expand (Stripe refuses them before
+    doing anything): each step is a field of the object reached, the last one expandable (an
+    id or the object: `ExpandableField`) or included on request (a list such as a charge's
+    refunds); `data` steps into a list's items."""
+    found = []
+    for path in paths:
+        tp, parts = endpoint.returns, str(path).split(".")
+        for i, part in enumerate(parts):
+            tp = _expand_step(tp, part, last=i == len(parts) - 1)
+            if tp is None:
+                found.append(Violation("expand", f"This property cannot be expanded "
+                                                 f"({path}).", "parameter_invalid"))
+                break
+    return found
+
+
+def _expand_step(tp: Any, part: str, last: bool) -> Any:
+    """What the expand step `part` reaches from `tp` (Any: no check beyond), or None."""
+    if tp is None or tp is Any:
+        return Any
+    origin = typing.get_origin(tp)
+    if origin is not None and isinstance(origin, type) and issubclass(origin, ListObject):
+        return typing.get_args(tp)[0] if part == "data" and not last else None
+    if not (isinstance(tp, type) and issubclass(tp, StripeObject)):
+        return None
+    field_type = _fields(tp)[0].get(part)
+    if field_type is None:
+        return None
+    options = [a for a in typing.get_args(field_type) if a is not type(None)] \
+        if _is_union(field_type) else [field_type]
+    objects = [a for a in options if isinstance(a, type) and issubclass(a, StripeObject)]
+    lists = [a for a in options if isinstance(typing.get_origin(a), type)
+             and issubclass(typing.get_origin(a), ListObject)]
+    if str in options and objects:  # ExpandableField: an id, or the object expanded
+        return objects[0] if len(objects) == 1 else Any
+    if last:
+        return lists[0] if lists else None
+    return (objects or lists or [None])[0]  # a nested object (invoice_settings.default_...)
 
 
 @dataclass

@@ -56,8 +56,10 @@ def now() -> int:
 
 
 def later(seconds: float, callback, *args) -> None:
-    """Run callback(*args) in ``seconds``, in the server's loop (what Stripe does later)."""
-    asyncio.get_running_loop().call_later(seconds, callback, *args)
+    """Run callback(*args) in ``seconds``, in the server's loop (what Stripe does later), in
+    no request's context: the events it sends were caused by no API request."""
+    asyncio.get_running_loop().call_later(seconds, callback, *args,
+                                          context=contextvars.Context())
 
 
 def random_id(n: int) -> str:
@@ -121,6 +123,12 @@ def invalid_request(message: str, **fields: Any) -> StripeError:
     return StripeError(400, "invalid_request_error", message, **fields)
 
 
+def invalid_param(message: str, **fields: Any) -> StripeError:
+    """A refusal of the request's parameters themselves (Stripe keeps no result under the
+    request's Idempotency-Key for it), as opposed to what the endpoint found doing its work."""
+    return invalid_request(message, validation=True, **fields)
+
+
 def missing_parameter(param: str) -> StripeError:
     return invalid_request(f"Missing required param: {param}.", code="parameter_missing",
                            param=param, validation=True)
@@ -132,7 +140,7 @@ def no_such(kind: str, id: Any, param: str = "id", status: int = 400) -> StripeE
 
 
 def invalid_value(param: str, value: Any, allowed: tuple) -> StripeError:
-    return invalid_request(
+    return invalid_param(
         f"Invalid {param}: must be one of {', '.join(allowed)}",
         code="parameter_invalid_empty" if value == "" else "parameter_invalid_string",
         param=param)
@@ -157,6 +165,8 @@ def not_modelled(param: str) -> StripeError:
 def violation_error(violation: contract.Violation) -> StripeError:
     """A request breaking the contract, refused with the message Stripe gives."""
     name, code = violation.where, violation.code
+    if name == "expand":
+        return invalid_param(violation.problem, param="expand")
     message = {
         "parameter_unknown": f"Received unknown parameter: {name}",
         "parameter_missing": f"Missing required param: {name}.",
@@ -413,10 +423,10 @@ class Page:
                  starting_after: str | None = None, ending_before: str | None = None):
         limit = 10 if limit is None else limit
         if not 1 <= limit <= 100:
-            raise invalid_request("Invalid integer: limit must be between 1 and 100",
-                                  code="parameter_invalid_integer", param="limit")
+            raise invalid_param("Invalid integer: limit must be between 1 and 100",
+                                code="parameter_invalid_integer", param="limit")
         if starting_after is not None and ending_before is not None:
-            raise invalid_request(
+            raise invalid_param(
                 "You may only specify one of these parameters: ending_before, starting_after.")
         ids = [item.id for item in items]
         cursor = starting_after if starting_after is not None else ending_before
@@ -486,6 +496,9 @@ def api(handler, *, route: str | None = None):
                                                publishable=key.startswith("pk_"))
                 recorder.write("requests", {"signature": list(check.signature)},
                                key=check.signature)
+                if check.violations == [] and params.get("expand") and check.endpoint:
+                    check.violations = contract.check_expand(check.endpoint,
+                                                             check.params.get("expand") or [])
                 if check.violations:
                     if key.startswith("pk_"):  # the Stripe.js double is ours: a bug of it
                         recorder.write("violations", {"message": (

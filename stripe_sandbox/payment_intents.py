@@ -35,7 +35,7 @@ from __future__ import annotations
 import html
 
 from . import balance, cards, core, events, payment_methods
-from .core import Page, Resource, StripeError, invalid_request, newest_first
+from .core import Page, Resource, StripeError, invalid_param, invalid_request, newest_first
 from .payment_methods import PaymentMethod, check_usable, retrieve_customer
 
 AUTHENTICATION_FAILURE = (
@@ -106,6 +106,10 @@ class Charge(Resource):
             self.record_funds(announce=False)
 
     def record_funds(self, announce: bool = True) -> None:
+        """The captured charge's funds enter the balance (once: a refund or a transfer out of
+        this charge that comes first brings it forward)."""
+        if self.balance_transaction is not None or not self.captured:
+            return
         self.balance_transaction = balance.charge_funds(
             self.id, self.amount_captured, self.currency,
             self.number == cards.AVAILABLE_AT_ONCE)
@@ -352,7 +356,7 @@ def create_payment_intent(amount=None, currency=None, customer=None, payment_met
     card_types(allowed_payment_method_types, automatic_payment_methods)
     if not confirm and (return_url is not None or payment_method_data is not None):
         param = "return_url" if return_url is not None else "payment_method_data"
-        raise invalid_request(f"You can only specify `{param}` when `confirm` is true.",
+        raise invalid_param(f"You can only specify `{param}` when `confirm` is true.",
                               param=param)
     if customer is not None:
         customer = retrieve_customer(customer).id

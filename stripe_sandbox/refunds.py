@@ -29,7 +29,7 @@
 from __future__ import annotations
 
 from . import balance, cards, core, events
-from .core import Page, Resource, invalid_request, newest_first
+from .core import Page, Resource, invalid_param, invalid_request, newest_first
 from .payment_intents import Charge, PaymentIntent, retrieve_charge, retrieve_payment_intent
 
 # Refund.failure_reason values of the pinned version.
@@ -68,6 +68,7 @@ class Refund(Resource):
         self.failure_reason = None
         self.failure_balance_transaction = None
         self.balance_transaction = None
+        charge.record_funds()  # captured asynchronously a moment ago: its funds first
         if charge.captured:  # refunding an uncaptured charge only releases it
             self.balance_transaction = balance.debit(
                 amount, self.currency, "refund", "refund", self.id,
@@ -125,7 +126,7 @@ def create_refund(amount=None, charge=None, payment_intent=None, metadata=None, 
     if amount is not None:
         core.positive(amount)
     if charge is None and payment_intent is None:
-        raise invalid_request("One of the following params should be provided for this "
+        raise invalid_param("One of the following params should be provided for this "
                               "request: payment_intent or charge.")
     if payment_intent is not None:
         payment_intent = retrieve_payment_intent(payment_intent)
@@ -189,8 +190,11 @@ def refund_failed(id, failure_reason) -> Refund:
         return refund
     changes = {"status": "failed", "failure_reason": failure_reason, "pending_reason": None}
     if refund.balance_transaction is not None:
+        # The money comes back where the refund took it from (pending funds stay pending).
+        taken = balance.BalanceTransaction.get(refund.balance_transaction)
         changes["failure_balance_transaction"] = balance.record(
             refund.amount, refund.currency, "refund_failure", "refund_failure", refund.id,
+            available_on=max(taken.available_on, core.now()),
             description="REFUND FAILURE").id
     refund_updated(refund, changes)
     events.emit("refund.failed", refund)

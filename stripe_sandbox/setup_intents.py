@@ -19,7 +19,7 @@ Not modelled: SetupAttempts (`latest_attempt` stays null), mandates.
 from __future__ import annotations
 
 from . import cards, core, events, payment_methods
-from .core import Page, Resource, StripeError, invalid_request, newest_first, no_such
+from .core import Page, Resource, StripeError, invalid_param, invalid_request, newest_first, no_such
 from .payment_intents import card_options, card_types
 from .payment_methods import check_usable, retrieve_customer
 
@@ -96,7 +96,7 @@ def create_setup_intent(customer=None, usage=None, metadata=None, description=No
     card_types(allowed_payment_method_types, automatic_payment_methods)
     if not confirm and (return_url is not None or payment_method_data is not None):
         param = "return_url" if return_url is not None else "payment_method_data"
-        raise invalid_request(f"You can only specify `{param}` when `confirm` is true.",
+        raise invalid_param(f"You can only specify `{param}` when `confirm` is true.",
                               param=param)
     if customer is not None:
         customer = retrieve_customer(customer).id

@@ -125,3 +125,46 @@ def test_an_asynchronous_capture_has_its_funds_a_moment_later(sandbox):
         sandbox.register_webhook(receiver.url, WEBHOOK_SECRET, id="async",
                                  events=["sandbox.never_sent"])
         receiver.close()
+
+
+def test_a_refund_stripe_cannot_cover_from_available_funds_comes_from_pending(client, sandbox):
+    pi = paid(client, 1000, currency="hkd")  # pending
+    refund = client.v1.refunds.create(params={"payment_intent": pi.id, "amount": 400})
+    balance = client.v1.balance.retrieve()
+    assert (amounts(balance, "available", "hkd"), amounts(balance, "pending", "hkd")) == (0, 600)
+    # The bank returns it: the money goes back where it came from, still pending.
+    sandbox.test_hook("POST", f"/_sandbox/refunds/{refund.id}/fail")
+    balance = client.v1.balance.retrieve()
+    assert (amounts(balance, "available", "hkd"), amounts(balance, "pending", "hkd")) == (0,
+                                                                                         1000)
+    at_once = paid(client, 1000, AVAILABLE_AT_ONCE, currency="sgd")
+    client.v1.refunds.create(params={"payment_intent": at_once.id, "amount": 300})
+    assert amounts(client.v1.balance.retrieve(), "available", "sgd") == 700
+
+
+def test_what_comes_right_after_an_asynchronous_capture_waits_for_its_funds(client, sandbox):
+    """A refund or a transfer out of the charge before its balance transaction exists
+    brings it forward: the funds are pending, not conjured into the available balance."""
+    account = ready_account(client, sandbox)
+    pms = [client.v1.payment_methods.create(params={"type": "card", "card": {
+        "number": VISA, "exp_month": 12, "exp_year": 2034, "cvc": "123"}}) for _ in range(2)]
+    first, second = (client.v1.payment_intents.create(params={
+        "amount": 1000, "currency": "mxn", "payment_method": pm.id, "confirm": True})
+        for pm in pms)
+    client.v1.refunds.create(params={"payment_intent": first.id, "amount": 400})
+    transfer = client.v1.transfers.create(params={
+        "amount": 500, "currency": "mxn", "destination": account.id,
+        "source_transaction": second.latest_charge, "expand": ["balance_transaction"]})
+    assert transfer.balance_transaction.status == "pending"
+    balance = client.v1.balance.retrieve()
+    assert (amounts(balance, "available", "mxn"), amounts(balance, "pending", "mxn")) == (0,
+                                                                                         1100)
+
+
+def test_an_expansion_the_answer_cannot_make_is_refused_before_anything_is_made(client):
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        client.v1.customers.create(params={"email": "expand@example.com",
+                                           "expand": ["invoice_settings.bogus"]})
+    assert raised.value.user_message == \
+        "This property cannot be expanded (invoice_settings.bogus)."
+    assert client.v1.customers.list(params={"email": "expand@example.com"}).data == []
