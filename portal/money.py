@@ -8,6 +8,7 @@ We never round silently: anything not representable is refused with a message.
 
 from __future__ import annotations
 
+import re
 from decimal import Context, Decimal, Inexact, InvalidOperation
 
 from babel.numbers import format_currency
@@ -92,6 +93,22 @@ def to_minor(value: str | int | Decimal, currency: str, *, minimum: bool = True)
             f"{currency.upper()} allows at most {exponent(currency)} decimal places"
         ) from None
     return check_minor(int(minor.scaleb(exponent(currency))), currency, minimum=minimum)
+
+
+# What a person may type as an amount: ASCII digits, optionally one point and more digits. The
+# minus sign is let through only for to_minor to say that negative amounts are refused.
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+
+
+def parse_amount(text: str, currency: str, *, minimum: bool = True) -> int:
+    """An amount typed into a form ('40', '40.50') in minor units, or MoneyError. Only plain
+    decimals: Decimal() alone would also take '1_0', '1e1', '+10' and other scripts' digits
+    ('١٠'); and a comma is refused rather than guessed (thousands or decimal separator?)."""
+    value = (text or "").strip()
+    if not _PLAIN_DECIMAL.fullmatch(value):
+        raise MoneyError(f"{value!r} is not a number: use digits and at most one decimal "
+                         f"point, e.g. 40.00")
+    return to_minor(value, currency, minimum=minimum)
 
 
 def to_decimal(amount: int, currency: str) -> Decimal:

@@ -10,9 +10,10 @@ after Stripe answered) finds the same refund instead of making another.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -21,10 +22,10 @@ from .. import stripe_gateway as gateway
 from ..auth.models import User
 from ..extensions import db
 from ..models_base import parse_uuid, utcnow
-from ..money import format_minor
+from ..money import amount_step, format_minor
 from ..orders.models import OrderItem
 from ..payments import splits
-from ..payments.models import Payment
+from ..payments.models import Payment, SplitLine
 from .models import IN_FLIGHT, REASONS, STRIPE_REASONS, AuditEntry, RefundRequest
 
 log = logging.getLogger(__name__)
@@ -76,18 +77,132 @@ def requests_of(payment: Payment) -> list[RefundRequest]:
         RefundRequest.payment_id == payment.id).order_by(RefundRequest.created_at)))
 
 
+# --- The admin queue --------------------------------------------------------------------------
+
+QUEUE_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    rows: list[tuple[RefundRequest, int]]  # (request, what its payment can still refund)
+    total: int  # requests matching the filters
+    newer: str | None  # cursor of the "Newer" link (None: this is the newest page)
+    older: str | None  # cursor of the "Older" link (None: nothing older)
+
+
+def _cursor(request: RefundRequest) -> str:
+    return f"{request.created_at.astimezone(UTC):%Y%m%d%H%M%S%f}.{request.id.hex}"
+
+
+def _parse_cursor(text: str | None) -> tuple[datetime, uuid.UUID] | None:
+    found = re.fullmatch(r"([0-9]{20})\.([0-9a-f]{32})", text or "")
+    if not found:
+        return None
+    try:
+        at = datetime.strptime(found.group(1), "%Y%m%d%H%M%S%f").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return at, uuid.UUID(found.group(2))
+
+
+def queue_page(status: str | None, start: datetime | None, end: datetime | None, *,
+               before: str | None = None, after: str | None = None,
+               per_page: int = QUEUE_PAGE_SIZE) -> QueuePage:
+    """One page of the admin queue, newest first, filtered by status and creation dates.
+
+    Pages are keyset pages (cursors of (created_at, id)), not numbered ones: as an admin
+    decides requests they leave the "requested" filter, and a numbered page 2 would then
+    skip as many requests as were decided on page 1; "Older" continues right after the last
+    row shown whatever happened above it. ``before``: rows older than that cursor;
+    ``after``: the rows just newer than it (the "Newer" link). A bad cursor is ignored."""
+    where = []
+    if status:
+        where.append(RefundRequest.status == status)
+    if start:
+        where.append(RefundRequest.created_at >= start)
+    if end:
+        where.append(RefundRequest.created_at <= end)
+
+    def beyond(cursor: tuple[datetime, uuid.UUID], newer: bool):
+        at, rid = cursor
+        if newer:
+            return sa.or_(RefundRequest.created_at > at,
+                          sa.and_(RefundRequest.created_at == at, RefundRequest.id > rid))
+        return sa.or_(RefundRequest.created_at < at,
+                      sa.and_(RefundRequest.created_at == at, RefundRequest.id < rid))
+
+    newest_first = (RefundRequest.created_at.desc(), RefundRequest.id.desc())
+    query = sa.select(RefundRequest).where(*where).limit(per_page)
+    rows: list[RefundRequest] = []
+    if (cursor := _parse_cursor(after)) is not None:
+        rows = list(db.session.scalars(query.where(beyond(cursor, newer=True)).order_by(
+            RefundRequest.created_at.asc(), RefundRequest.id.asc())))[::-1]
+    if len(rows) < per_page:  # the first page, or "Newer" reached it: a full first page
+        cursor = _parse_cursor(before) if not after else None
+        if cursor is not None:
+            query = query.where(beyond(cursor, newer=False))
+        rows = list(db.session.scalars(query.order_by(*newest_first)))
+
+    def any_beyond(row: RefundRequest, newer: bool) -> bool:
+        key = (row.created_at, row.id)
+        return db.session.scalar(sa.select(sa.exists().where(*where, beyond(key, newer))))
+
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(RefundRequest)
+                              .where(*where))
+    return QueuePage(
+        rows=[(r, remaining(r.payment)) for r in rows], total=total or 0,
+        newer=_cursor(rows[0]) if rows and any_beyond(rows[0], newer=True) else None,
+        older=_cursor(rows[-1]) if rows and any_beyond(rows[-1], newer=False) else None)
+
+
 # --- The remainder ----------------------------------------------------------------------------
+
+def _in_flight(payment: Payment, besides: uuid.UUID | None = None) -> int:
+    """What approved refunds not yet made at Stripe will take from the payment."""
+    query = sa.select(sa.func.coalesce(sa.func.sum(
+        sa.func.coalesce(RefundRequest.approved_amount, RefundRequest.amount)), 0)).where(
+        RefundRequest.payment_id == payment.id, RefundRequest.status.in_(IN_FLIGHT))
+    if besides is not None:
+        query = query.where(RefundRequest.id != besides)
+    return int(db.session.scalar(query))
+
 
 def remaining(payment: Payment, *, besides: uuid.UUID | None = None) -> int:
     """What may still be refunded: paid - refunded - in flight (approved, being executed)."""
     if payment.status != "succeeded":
         return 0
-    in_flight = sa.select(sa.func.coalesce(sa.func.sum(
-        sa.func.coalesce(RefundRequest.approved_amount, RefundRequest.amount)), 0)).where(
-        RefundRequest.payment_id == payment.id, RefundRequest.status.in_(IN_FLIGHT))
-    if besides is not None:
-        in_flight = in_flight.where(RefundRequest.id != besides)
-    return max(0, payment.amount - payment.amount_refunded - int(db.session.scalar(in_flight)))
+    return max(0, payment.amount - payment.amount_refunded - _in_flight(payment, besides))
+
+
+def vendor_unrefunded(vendor: User, payment: Payment) -> int:
+    """The vendor's own share of the payment not refunded yet: their sale line's gross, minus
+    what refunds took back from them (their refund lines), minus the share the refunds in
+    flight will take (the split rule's targets with and without them, as
+    splits.sync_refund_lines will write it). 0 for a vendor without a sale line."""
+    lines = list(db.session.scalars(sa.select(SplitLine).where(
+        SplitLine.payment_id == payment.id)))
+    sales = sorted((line for line in lines if line.kind == "sale"),
+                   key=lambda line: str(line.vendor_id))  # the rule's order: vendor id
+    mine = next((i for i, line in enumerate(sales) if line.vendor_id == vendor.id), None)
+    if mine is None or payment.amount <= 0:
+        return 0
+    taken = -sum(line.gross for line in lines
+                 if line.kind == "refund" and line.vendor_id == vendor.id)
+    shares, step = [(line.gross, line.fee) for line in sales], amount_step(payment.currency)
+    refunded = min(payment.amount_refunded, payment.amount)
+    after = min(payment.amount, refunded + _in_flight(payment))
+    in_flight = (splits.refund_targets(shares, after, payment.amount, step)[mine][0]
+                 - splits.refund_targets(shares, refunded, payment.amount, step)[mine][0])
+    return max(0, sales[mine].gross - taken - in_flight)
+
+
+def requestable(user: User, payment: Payment) -> int:
+    """What ``user`` may ask to refund: the payment's remainder; for a vendor, no more than
+    their own items' unrefunded share (other vendors' items are not theirs to refund)."""
+    left = remaining(payment)
+    if left and user.role == "vendor":
+        left = min(left, vendor_unrefunded(user, payment))
+    return left
 
 
 def _locked_payment(payment_id: uuid.UUID) -> Payment:
@@ -101,6 +216,12 @@ def _too_much(payment: Payment, left: int) -> RefundError:
     return RefundError(f"Only {shown} of this payment can still be refunded.", "amount", left)
 
 
+def _waiting_request(user: User, payment: Payment) -> RefundRequest | None:
+    return db.session.scalar(sa.select(RefundRequest).where(
+        RefundRequest.payment_id == payment.id, RefundRequest.requested_by_id == user.id,
+        RefundRequest.status == "requested").limit(1))
+
+
 # --- Requests and decisions -------------------------------------------------------------------
 
 def request_refund(user: User, payment: Payment, *, amount: int, reason: str,
@@ -111,16 +232,32 @@ def request_refund(user: User, payment: Payment, *, amount: int, reason: str,
         raise RefundError("Choose one of the listed reasons.", "reason")
     if notes and len(notes) > 1000:
         raise RefundError("At most 1000 characters.", "notes")
-    payment = _locked_payment(payment.id)
+    payment = _locked_payment(payment.id)  # one request of a payment at a time from here
     if payment.status != "succeeded":
         db.session.rollback()
         raise RefundError("Only a succeeded payment can be refunded.", "amount", 0)
-    left = remaining(payment)
+    # Spam (finding 5): a customer or vendor has at most one request waiting for a decision
+    # per payment. Counting waiting requests against the remainder instead would let one
+    # requester's request (a vendor's, a spammer's) shrink what the others may ask for until
+    # an admin decides, and waiting requests move no money: approval checks the remainder
+    # under the payment's lock anyway. Admins' requests (the API) are approved at once.
+    waiting = _waiting_request(user, payment) if user.role in ("customer", "vendor") else None
+    if waiting is not None:
+        db.session.rollback()
+        shown = format_minor(waiting.amount, waiting.currency)
+        raise RefundError(f"You already asked for {shown} of this payment; you can ask again "
+                          "once an admin has decided on it.", "amount")
+    left = requestable(user, payment)
     if amount <= 0:
         db.session.rollback()
         raise RefundError("The amount must be more than zero.", "amount", left)
     if amount > left:
         db.session.rollback()
+        if user.role == "vendor" and left < remaining(payment):
+            shown = format_minor(left, payment.currency)
+            raise RefundError(f"You can ask for at most {shown}, the part of this payment for "
+                              "your own items that is not refunded or being refunded.",
+                              "amount", left)
         raise _too_much(payment, left)
     request = RefundRequest(id=uuid.uuid4(), payment_id=payment.id, requested_by_id=user.id,
                             source=user.role, amount=amount, currency=payment.currency,

@@ -9,10 +9,10 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from ..extensions import db
+from ..extensions import db, limiter
 from ..htmx import is_htmx, render
 from ..models_base import parse_uuid
-from ..money import MoneyError, format_minor, to_decimal, to_minor
+from ..money import MoneyError, format_minor, parse_amount, to_decimal
 from ..orders.models import OrderItem
 from ..payments.models import SETTLED_FOR_NOW, Payment
 from . import services as refunds
@@ -34,19 +34,30 @@ def _request_page(payment: Payment, form: RefundRequestForm, status: int = 200):
         "refunds/vendor_request.html")
     return render_template(template, payment=payment, settled=SETTLED_FOR_NOW, form=form,
                            refund_requests=refunds.requests_of(payment),
-                           refundable=refunds.remaining(payment)), status
+                           refundable=refunds.requestable(current_user, payment)), status
 
 
 def refund_context(payment: Payment) -> dict:
     """What the payment page shows about refunds (used by payments.detail too)."""
-    left = refunds.remaining(payment)
+    left = refunds.requestable(current_user, payment)
     form = RefundRequestForm(formdata=None)
     form.amount.data = str(to_decimal(left, payment.currency)) if left else ""
     return {"form": form, "refund_requests": refunds.requests_of(payment), "refundable": left}
 
 
+# Spam (finding 5): per signed-in user, not per address (customers behind one NAT do not share
+# it, a new address does not reset it), and every attempt counts, refused ones too: each
+# locks the payment row. A customer or vendor with several orders to refund waits a minute.
+REQUEST_LIMIT = "5 per minute; 20 per hour"
+
+
+def _requester() -> str:
+    return f"refund-request:{current_user.id}"
+
+
 @bp.route("/payments/<payment_id>/refunds", methods=["POST"])
-@login_required
+@login_required  # first: the limit is keyed by the signed-in user
+@limiter.limit(REQUEST_LIMIT, key_func=_requester)
 def request_refund(payment_id: str):
     """A customer or a vendor asks for a refund; errors re-render the form, nothing changes."""
     _role("customer", "vendor")
@@ -57,8 +68,7 @@ def request_refund(payment_id: str):
     if not form.validate_on_submit():
         return _request_page(payment, form, 400)
     try:
-        amount = to_minor(form.amount.data.strip().replace(",", ""), payment.currency,
-                          minimum=False)
+        amount = parse_amount(form.amount.data, payment.currency, minimum=False)
         refunds.request_refund(current_user, payment, amount=amount, reason=form.reason.data,
                                notes=form.notes.data)
     except MoneyError as exc:
@@ -108,29 +118,24 @@ def _day(value: str | None, end: bool = False) -> datetime | None:
     return datetime.combine(day.date(), time.max if end else time.min, tzinfo=UTC)
 
 
-def _queue_rows(status: str | None, start: datetime | None, end: datetime | None):
-    query = sa.select(RefundRequest).order_by(RefundRequest.created_at.desc()).limit(200)
-    if status:
-        query = query.where(RefundRequest.status == status)
-    if start:
-        query = query.where(RefundRequest.created_at >= start)
-    if end:
-        query = query.where(RefundRequest.created_at <= end)
-    return [(r, refunds.remaining(r.payment)) for r in db.session.scalars(query)]
-
-
 @bp.route("/admin/refunds")
 @login_required
 def queue():
-    """Refund requests, pending first by default; filters swap the table (HTMX)."""
+    """Refund requests, pending first by default, a page at a time (Older/Newer); filters
+    and pages swap the table (HTMX)."""
     _role("admin")
     status = request.args.get("status", "requested")
     status = status if status in REFUND_STATUSES else None
     start, end = _day(request.args.get("from")), _day(request.args.get("to"), end=True)
+    page = refunds.queue_page(status, start, end, before=request.args.get("before"),
+                              after=request.args.get("after"))
+    # What the page links keep: the filters, as given.
+    filters = {"status": status or "all", "from": request.args.get("from", ""),
+               "to": request.args.get("to", "")}
     return render("refunds/queue.html", "refunds/_queue_table.html",
-                  rows=_queue_rows(status, start, end), status=status,
-                  statuses=REFUND_STATUSES, start=request.args.get("from", ""),
-                  end=request.args.get("to", ""), outcomes={})
+                  rows=page.rows, page=page, filters={k: v for k, v in filters.items() if v},
+                  status=status, statuses=REFUND_STATUSES, start=filters["from"],
+                  end=filters["to"], outcomes={})
 
 
 def _row(refund_request: RefundRequest, *, ok: str | None = None, error: str | None = None):
@@ -152,9 +157,9 @@ def approve(request_id: str):
     """Approve inline (optionally a smaller amount); the row is swapped with the outcome."""
     _role("admin")
     found = _request_or_404(request_id)
-    raw = request.form.get("amount", "").strip().replace(",", "")
+    raw = request.form.get("amount", "").strip()
     try:
-        amount = to_minor(raw, found.currency, minimum=False) if raw else None
+        amount = parse_amount(raw, found.currency, minimum=False) if raw else None
         done = refunds.approve(current_user, found.id, amount=amount,
                                note=request.form.get("note"))
     except MoneyError as exc:

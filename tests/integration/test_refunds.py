@@ -98,8 +98,8 @@ def test_admin_may_approve_a_smaller_amount_or_reject_with_a_note(client, people
     payment = pay(stripe_client, people["customer"], people["vendor"])
     first = refunds.request_refund(people["customer"], payment, amount=5000,
                                    reason="damaged")
-    second = refunds.request_refund(people["customer"], payment, amount=1000,
-                                    reason="other")
+    second = refunds.request_refund(people["vendor"], payment, amount=1000,
+                                    reason="other")  # one request waiting per requester
     login(client, people["admin"].email)
     r = client.post(f"/admin/refunds/{first.id}/approve", data={"amount": "30.00"},
                     headers={"HX-Request": "true"})
@@ -172,8 +172,8 @@ def test_a_vendor_requests_only_for_payments_with_their_items(client, people, st
 def test_two_admins_approving_60_and_60_of_100_at_once_refund_once(app, people,
                                                                   stripe_client):
     payment = pay(stripe_client, people["customer"], people["vendor"])
-    ids = [refunds.request_refund(people["customer"], payment, amount=6000,
-                                  reason="other").id for _ in range(2)]
+    ids = [refunds.request_refund(people[who], payment, amount=6000, reason="other").id
+           for who in ("customer", "vendor")]  # one request waiting per requester
     start, outcomes = threading.Barrier(2), []
 
     def decide(admin_id, request_id):
@@ -305,8 +305,8 @@ def test_bulk_approve_of_20_where_2_exceed_their_remainder(client, people, strip
         ids.append(refunds.request_refund(customer, payment, amount=1000, reason="other").id)
     for _ in range(2):  # two requests of 15.00 each on a 20.00 payment: one must be refused
         payment = pay(stripe_client, customer, vendor, amounts=(2000,))
-        pair = [refunds.request_refund(customer, payment, amount=1500, reason="other").id
-                for _ in range(2)]
+        pair = [refunds.request_refund(who, payment, amount=1500, reason="other").id
+                for who in (customer, vendor)]
         ids += pair
         over.append(pair[1])
     login(client, people["admin"].email)
@@ -413,7 +413,7 @@ def test_queue_filters_by_status_and_date(client, people, stripe_client):
 
     payment = pay(stripe_client, people["customer"], people["vendor"])
     old = refunds.request_refund(people["customer"], payment, amount=1000, reason="other")
-    new = refunds.request_refund(people["customer"], payment, amount=2000, reason="damaged")
+    new = refunds.request_refund(people["vendor"], payment, amount=2000, reason="damaged")
     refunds.reject(people["admin"], new.id, note="No")
     db.session.get(RefundRequest, old.id).created_at = datetime(2026, 1, 5, tzinfo=UTC)
     db.session.commit()
