@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 
 from flask import Flask, jsonify, render_template, request
 
+from . import hygiene
 from .config import ROOT, Config
 from .extensions import csrf, db, limiter, login_manager, migrate
 
@@ -45,6 +46,7 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
     login_manager.session_protection = "strong"
     csrf.init_app(app)
     limiter.init_app(app)
+    hygiene.init_app(app)
 
     _register_models()
     from .outbox.services import deliver_pending_of_request
@@ -131,19 +133,24 @@ def _register_errors(app: Flask) -> None:
     from .api.errors import api_error
 
     messages = {400: "Bad request", 403: "Forbidden", 404: "Not found",
-                405: "Method not allowed", 429: "Too many requests",
-                500: "Something went wrong", 503: "Service unavailable"}
+                405: "Method not allowed", 413: "The request is too large",
+                429: "Too many requests", 500: "Something went wrong",
+                503: "Service unavailable"}
     codes = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-             429: "rate_limited", 500: "server_error", 503: "unavailable"}
+             413: "too_large", 429: "rate_limited", 500: "server_error", 503: "unavailable"}
 
     def handle(exc):
         status = getattr(exc, "code", 500) or 500
         if status == 500:
             db.session.rollback()
+        code, message = codes.get(status, "error"), messages.get(status, "Error")
+        if isinstance(exc, hygiene.ControlCharacters):
+            code, message = "control_characters", exc.description
         if _wants_json():
-            return api_error(status, codes.get(status, "error"), messages.get(status, "Error"))
-        return render_template("error.html", status=status,
-                               message=messages.get(status, "Error")), status
+            return api_error(status, code, message)
+        # For htmx, which does not swap an error answer: static/js/portal.js shows this.
+        return render_template("error.html", status=status, message=message), status, {
+            "X-Error-Message": message}
 
     for status in messages:
         app.register_error_handler(status, handle)

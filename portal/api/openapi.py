@@ -48,7 +48,8 @@ OPERATIONS: list[Operation] = []
 
 STATUS_TEXT = {200: "OK", 201: "Created", 400: "Invalid request", 401: "Missing or invalid token",
                402: "Additional authentication required", 403: "Not allowed for this role",
-               404: "Not found", 409: "Conflict", 429: "Too many requests",
+               404: "Not found", 409: "Conflict", 413: "Request body over 1 MiB",
+               429: "Too many requests",
                500: "Server error"}
 
 
@@ -169,8 +170,10 @@ def build_spec(server_url: str = "/") -> dict:
             statuses.setdefault(401, None)
             if op.roles:
                 statuses.setdefault(403, None)
-        if op.body is not None or op.query is not None:
-            statuses.setdefault(400, None)
+        if op.body is not None or op.query is not None or op.path_params:
+            statuses.setdefault(400, None)  # control characters in a path parameter too
+        if op.body is not None:
+            statuses.setdefault(413, None)
         statuses.setdefault(500, None)
         for status, model in sorted(statuses.items()):
             ref = _schema_ref(model, components) if model is not None else error_ref

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from .. import stripe_gateway as gateway
@@ -12,6 +12,17 @@ from ..models_base import utcnow
 from . import services as cards
 
 bp = Blueprint("cards", __name__, url_prefix="/cards")
+
+
+
+@bp.before_request
+@login_required
+def _customers_only():
+    """Saved cards are a customer's: a vendor, an admin or a service user has none (and no
+    Stripe customer is created for them)."""
+    if current_user.role != "customer":
+        abort(403)
+
 
 UNAVAILABLE = "We could not reach the payment processor. Nothing was changed; please try again."
 

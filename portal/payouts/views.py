@@ -22,12 +22,13 @@ from flask import (
 from flask_login import current_user, login_required
 
 from .. import stripe_gateway as gateway
+from ..days import RANGE, parse_day
 from ..extensions import db
 from ..htmx import is_htmx
 from ..models_base import parse_uuid, utcnow
 from ..money import to_decimal
 from . import services as payouts
-from .models import PAYOUT_STATUSES, PayoutRun
+from .models import PAYOUT_STATUSES, PERIODS, PayoutRun
 
 bp = Blueprint("payouts", __name__)
 
@@ -118,11 +119,10 @@ def payout_detail(payout_id: str):
                            lines=payouts.lines_of(payout), not_connected=payouts.NOT_CONNECTED)
 
 
-def _day(value: str | None, fallback: datetime) -> datetime:
-    try:
-        return datetime.strptime(value or "", "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        return fallback
+def _day(value: str | None, fallback: datetime) -> datetime | None:
+    """A day at 00:00 UTC; ``fallback`` when not given; None when it is not a day the portal
+    accepts (a bad link or a typo: a 400, not an overflow)."""
+    return parse_day(value) if value else fallback
 
 
 @bp.route("/vendor/statement.csv")
@@ -133,7 +133,11 @@ def statement_csv():
     today = utcnow().date()
     end_default = datetime(today.year, today.month, today.day, tzinfo=UTC) + timedelta(days=1)
     start = _day(request.args.get("from"), end_default - timedelta(days=30))
-    end = _day(request.args.get("to"), end_default - timedelta(days=1)) + timedelta(days=1)
+    last = _day(request.args.get("to"), end_default - timedelta(days=1))
+    if start is None or last is None or start > last:
+        return render_template("error.html", status=400,
+                               message=f"from and to must be {RANGE}, from before to."), 400
+    end = last + timedelta(days=1)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["date", "order", "payment_id", "kind", "currency", "gross", "fee", "net",
@@ -177,10 +181,13 @@ def admin_index():
 def admin_run():
     """Run payouts now for lines up to now (or up to the given day)."""
     _role("admin")
-    until = request.form.get("until")
-    run = payouts.run_payouts(
-        period=request.form.get("period") or payouts.schedule_period(),
-        until=_day(until, utcnow()) if until else utcnow(), actor=current_user)
+    period = request.form.get("period") or payouts.schedule_period()
+    until = _day(request.form.get("until"), utcnow())
+    if period not in PERIODS or until is None:
+        flash(f"The period must be {' or '.join(PERIODS)}, and the day one of the {RANGE}.",
+              "error")
+        return admin_index(), 400
+    run = payouts.run_payouts(period=period, until=until, actor=current_user)
     done = f"Created {len(run.payouts)} payouts." if run else "Nothing to pay."
     flash(f"{done} {payouts.waiting_note()}".strip(), "info")
     return redirect(url_for("payouts.admin_index"))

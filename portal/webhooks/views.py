@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from ..days import parse_day
 from ..extensions import db
 from ..htmx import render
 from ..models_base import parse_uuid
@@ -28,22 +29,15 @@ def _admins_only():
         abort(403)
 
 
-def _day(value: str | None) -> datetime | None:
-    try:
-        return datetime.strptime(value or "", "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
 @bp.route("/events")
 def event_log():
     """Stored Stripe events, newest first; filters by type, status and day swap the table."""
     kind = (request.args.get("type") or "").strip()[:100]
     status = request.args.get("status") if request.args.get("status") in EVENT_STATUSES else None
-    start, end = _day(request.args.get("from")), _day(request.args.get("to"))
+    start, end = parse_day(request.args.get("from")), parse_day(request.args.get("to"))
     query = sa.select(StripeEvent).order_by(StripeEvent.received_at.desc()).limit(200)
     if kind:
-        query = query.where(StripeEvent.type.startswith(kind.rstrip("*")))
+        query = query.where(StripeEvent.type.startswith(kind.rstrip("*"), autoescape=True))
     if status:
         query = query.where(StripeEvent.status == status)
     if start:

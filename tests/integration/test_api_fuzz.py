@@ -188,8 +188,8 @@ def seeded(client, stripe_client):
             ({"paymentMethodId": _pm(stripe_client, "5200828282828210"), "setAsDefault": True},
              201),
             ({"paymentMethodId": kept}, 409),            # already saved
-            ({"paymentMethodId": theirs}, 400),          # another customer's
-            ({"paymentMethodId": "pm_doesnotexist"}, 400),
+            ({"paymentMethodId": theirs}, 404),          # another customer's: unknown
+            ({"paymentMethodId": "pm_doesnotexist"}, 404),
         ],
         "DELETE /api/payments/methods/{paymentMethodId}": [
             ({"paymentMethodId": removable}, 200),
@@ -295,13 +295,13 @@ EDGES = [  # (operation, request for the test client, acceptable statuses)
                  {"data": '{"orderId": "x", "amount": NaN, "currency": "USD"}',
                   "headers": JSON}, {400}, id="amount-nan"),
     pytest.param("POST /api/payments/create-intent",
-                 {"json": {"orderId": "a\u0000b", "amount": 1, "currency": "USD"}}, {404},
+                 {"json": {"orderId": "a\u0000b", "amount": 1, "currency": "USD"}}, {400},
                  id="order-id-nul"),
     pytest.param("POST /api/payments/create-intent", {"data": b"\xff\xfe", "headers": JSON},
                  {400}, id="body-not-utf8"),
     pytest.param("POST /api/payments/confirm", {"data": "", "headers": JSON}, {400},
                  id="confirm-empty-body"),
-    pytest.param("GET /api/payments/payments/{paymentId}", {"path": "a%00b"}, {404},
+    pytest.param("GET /api/payments/payments/{paymentId}", {"path": "a%00b"}, {400},
                  id="payment-id-nul"),
     pytest.param("GET /api/orders/{orderId}", {"path": "..%2F..%2Fadmin"}, {404},
                  id="order-id-traversal"),

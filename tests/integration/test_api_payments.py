@@ -456,9 +456,13 @@ def test_owner_and_admin_see_a_payment_others_get_404(api, shop, customer, order
 
 
 @pytest.mark.parametrize("payment_id", ["not-a-uuid", "507f1f77bcf86cd799439020",
-                                        str(uuid.uuid4()), "%00", "1" * 300])
+                                        str(uuid.uuid4()), "%25", "1" * 300])
 def test_malformed_or_unknown_payment_id_is_404(api, customer, payment_id):
     assert_error(api.payment(customer, payment_id), 404, "payment_not_found")
+
+
+def test_a_control_character_in_a_payment_id_is_400(api, customer):
+    assert_error(api.payment(customer, "%00"), 400, "control_characters")
 
 
 def test_payment_without_a_token_is_401(api, client):
