@@ -16,6 +16,13 @@ def api_error(status: int, code: str, message: str, fields: dict | None = None) 
     return resp
 
 
+def too_many(code: str, message: str, wait: int) -> Response:
+    """429 with Retry-After: an attempt budget (password guesses, card declines) is spent."""
+    resp = api_error(429, code, message)
+    resp.headers["Retry-After"] = str(wait)
+    return resp
+
+
 def validation_fields(exc: ValidationError) -> dict[str, str]:
     """pydantic's errors as {"items.0.quantity": "message"}."""
     fields = {}

@@ -6,11 +6,12 @@ from flask import Blueprint, current_app, g, jsonify, render_template, request
 from sqlalchemy.exc import DBAPIError
 
 from .. import stripe_gateway as gateway
+from ..auth import throttle
 from ..auth.services import authenticate, issue_token
 from ..extensions import csrf, db, limiter
 from ..orders.services import OrderError, OrderIn, create_order, order_for, order_json
 from ..webhooks.services import receive_event
-from .errors import api_error
+from .errors import api_error, too_many
 from .openapi import build_spec, operation
 from .schemas import OrderOut, TokenIn, TokenOut, WebhookOut, iso
 
@@ -23,9 +24,15 @@ csrf.exempt(bp)  # Bearer tokens and Stripe signatures, never the session cookie
            description="Exchange e-mail and password for a Bearer JWT (at most 1 h).")
 @limiter.limit("10 per minute; 50 per hour")
 def auth_token(body: TokenIn):
-    """A Bearer token for the API."""
+    """A Bearer token for the API. The account's password budget is the web login's too
+    (auth.throttle)."""
+    wait = throttle.refused(body.email)
+    if wait is not None:
+        return too_many("rate_limited", "too many attempts for this account; retry in "
+                        + throttle.wait_text(wait), wait)
     user = authenticate(body.email, body.password)
     if user is None:
+        throttle.failed(body.email)
         return api_error(401, "invalid_credentials", "wrong e-mail or password")
     token, expires = issue_token(user)
     return jsonify(success=True, token=token, expiresAt=iso(expires))

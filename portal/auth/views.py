@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_required, login_user, logout_user
 
 from ..extensions import db, limiter, login_manager
 from ..models_base import parse_uuid
+from . import throttle
 from .forms import LoginForm
 from .models import User
-from .services import authenticate, end_sessions, normalize_email
+from .services import authenticate, end_sessions
 
 bp = Blueprint("auth", __name__)
 
@@ -37,13 +47,8 @@ def home_for(user: User) -> str:
     return url_for("orders.index")
 
 
-def _login_account() -> str:
-    return "login:" + normalize_email(request.form.get("email", ""))
-
-
 @bp.route("/login", methods=["GET", "POST"])
-# Per account (guessing one password) and per address (trying many accounts).
-@limiter.limit("10 per minute; 50 per hour", methods=["POST"], key_func=_login_account)
+# Per address (trying many accounts); per account, whichever way the password comes: throttle.
 @limiter.limit("30 per minute; 300 per hour", methods=["POST"])
 def login():
     """Sign in with e-mail and password."""
@@ -51,15 +56,27 @@ def login():
         return redirect(home_for(current_user))
     form = LoginForm()
     if form.validate_on_submit():
-        user = authenticate(form.email.data, form.password.data)
+        email = form.email.data
+        trusted = throttle.known_device(email)
+        wait = throttle.refused(email, trusted=trusted)
+        if wait is not None:
+            form.password.errors.append(
+                f"Too many attempts for this account: try again in {throttle.wait_text(wait)}.")
+            response = make_response(render_template("auth/login.html", form=form), 429)
+            response.headers["Retry-After"] = str(wait)
+            return response
+        user = authenticate(email, form.password.data)
         if user is None:
+            throttle.failed(email, trusted=trusted)
             form.password.errors.append("Wrong e-mail or password.")
         else:
             # Rotate: nothing from the anonymous session survives into the signed-in one.
             session.clear()
             login_user(user)
             session.permanent = True
-            return redirect(_safe_next(request.args.get("next")) or home_for(user))
+            response = redirect(_safe_next(request.args.get("next")) or home_for(user))
+            throttle.remember_device(response, email)
+            return response
     status = 400 if form.errors else 200
     return render_template("auth/login.html", form=form), status
 
