@@ -11,7 +11,8 @@ from .. import stripe_gateway as gateway
 from ..cards import services as cards
 from ..cards.models import SavedCard
 from ..extensions import limiter
-from .errors import api_error
+from ..payments import declines
+from .errors import api_error, too_many
 from .openapi import operation
 from .payments import PAYMENT_LIMIT, _caller
 from .schemas import AddMethodIn, AddMethodOut, MessageOut, MethodsOut, iso
@@ -48,14 +49,21 @@ def list_methods():
 
 @operation(bp, "POST", "/payments/methods", body=AddMethodIn, summary="Add payment method",
            description="Saves a card PaymentMethod (created with Stripe.js) for the caller. "
-                       "409 when the same card is saved already.",
-           responses={201: AddMethodOut, 409: None, 429: None})
+                       "404 when Stripe does not know it or it is another customer's, 409 "
+                       "when the same card is saved already, 429 too_many_declines after 10 "
+                       "declined cards of the caller in an hour (20 from one address).",
+           responses={201: AddMethodOut, 404: None, 409: None, 429: None})
 @limiter.limit(PAYMENT_LIMIT, key_func=_caller)  # saving cards is a way to test stolen ones
 def add_method(body: AddMethodIn):
-    """Endpoint 4."""
+    """Endpoint 4. A card declined when attached counts against the decline budget."""
+    wait = declines.refused(g.api_user.id)
+    if wait is not None:
+        return too_many("too_many_declines", declines.too_many(wait), wait)
     try:
         card = cards.save_card(g.api_user, body.paymentMethodId, make_default=body.setAsDefault)
     except (cards.CardError, gateway.GatewayError) as exc:
+        if isinstance(exc, cards.CardDeclined):
+            declines.declined(g.api_user.id)
         return _failed(exc)
     return jsonify(success=True, message="Payment method added successfully",
                    paymentMethod=method_json(card, cards.default_card_id(g.api_user))), 201

@@ -12,6 +12,7 @@ from ..cards import services as cards
 from ..extensions import limiter
 from ..money import MoneyError, format_minor, normalize_currency, to_minor
 from ..orders.services import order_for
+from ..payments import declines
 from ..payments.models import Payment
 from ..payments.services import (
     AlreadyPaid,
@@ -23,7 +24,7 @@ from ..payments.services import (
     payment_of_intent,
     start_checkout,
 )
-from .errors import api_error
+from .errors import api_error, too_many
 from .openapi import operation
 from .schemas import (
     ConfirmIn,
@@ -62,8 +63,8 @@ def confirmed_json(p: Payment) -> dict:
             "createdAt": iso(p.created_at)}
 
 
-def payment_json(p: Payment) -> dict:
-    """The `payment` object of GET /payments/<id>."""
+def payment_json(p: Payment, *, admin: bool = False) -> dict:
+    """The `payment` object of GET /payments/<id> (the real decline code for admins only)."""
     return {
         "_id": str(p.id), "userId": str(p.user_id), "orderId": str(p.order_id),
         "paymentIntentId": p.stripe_payment_intent_id, "amount": p.amount,
@@ -72,7 +73,8 @@ def payment_json(p: Payment) -> dict:
                       "discount": p.discount, "platformFee": p.platform_fee,
                       "vendorAmount": p.vendor_amount},
         "amountRefunded": p.amount_refunded, "refundStatus": p.refund_state,
-        "receiptUrl": p.receipt_url, "failureCode": p.failure_code,
+        "receiptUrl": p.receipt_url,
+        "failureCode": p.failure_code if admin else declines.public_code(p.failure_code),
         "failureMessage": p.failure_message, "createdAt": iso(p.created_at),
         "updatedAt": iso(p.updated_at),
     }
@@ -138,7 +140,10 @@ def create_intent(body: CreateIntentIn):
            summary="Confirm payment",
            description="Confirms the caller's PaymentIntent with a payment method. 402 when "
                        "the card asks for 3-D Secure (finish it with Stripe.js), 400 with "
-                       "Stripe's decline code when declined.",
+                       "Stripe's decline code when declined (lost, stolen, fraudulent, "
+                       "pick-up and restricted cards: generic_decline). 429 "
+                       "too_many_declines after 5 declines of the payment in an hour (10 "
+                       "of the caller, 20 from one address).",
            responses={200: ConfirmOut, 402: RequiresActionOut, 404: None, 409: None,
                       429: None})
 @limiter.limit(PAYMENT_LIMIT, key_func=_caller)
@@ -152,6 +157,9 @@ def confirm(body: ConfirmIn):
         return jsonify(success=True, payment=confirmed_json(payment))
     if payment.is_final:
         return api_error(400, f"payment_{payment.status}", f"the payment is {payment.status}")
+    wait = declines.refused(g.api_user.id, payment.id)
+    if wait is not None:
+        return too_many("too_many_declines", declines.too_many(wait), wait)
     try:
         payment, intent = confirm_with_card(
             g.api_user, payment, body.paymentMethodId,
@@ -170,7 +178,9 @@ def confirm(body: ConfirmIn):
                               "message": "the card asks for authentication (3-D Secure)"})
         return resp, 402
     if payment.status in ("failed", "requires_payment_method", "canceled"):
-        return api_error(400, payment.failure_code or "payment_failed",
+        if payment.failure_code:
+            declines.declined(g.api_user.id, payment.id)
+        return api_error(400, declines.public_code(payment.failure_code) or "payment_failed",
                          payment.failure_message or "the payment did not go through")
     return jsonify(success=True, payment=confirmed_json(payment))
 
@@ -182,7 +192,7 @@ def get_payment(paymentId: str):  # noqa: N803 - the documented path parameter
     payment = payment_for(g.api_user, paymentId)
     if payment is None:
         return api_error(404, "payment_not_found", "payment not found")
-    return jsonify(success=True, payment=payment_json(payment))
+    return jsonify(success=True, payment=payment_json(payment, admin=g.api_user.role == "admin"))
 
 
 @operation(bp, "GET", "/payments/history", query=HistoryQuery, summary="Get payment history",

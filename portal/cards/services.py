@@ -36,6 +36,12 @@ class AlreadySaved(CardError):
     code = "payment_method_exists"
 
 
+class CardDeclined(CardError):
+    """Stripe declined the card when it was attached (a card tester's signal: counted)."""
+
+    code = "card_declined"
+
+
 class CardNotFound(CardError):
     status = 404
     code = "payment_method_not_found"
@@ -178,17 +184,18 @@ def _store(cmap: CustomerMap, method: gateway.Method, make_default: bool) -> Sav
 def save_card(user: User, payment_method_id: str, *, make_default: bool = False) -> SavedCard:
     """Attach a PaymentMethod (created by Stripe.js) to the user's customer and save it.
 
-    CardError (400) when it is not a usable card, another customer's, or declined by Stripe;
-    AlreadySaved (409) when this card (same id or same card number) is saved already.
+    CardNotFound (404) when Stripe does not know it or it is another customer's; CardError
+    (400) when it is not a usable card, CardDeclined when Stripe declines it; AlreadySaved
+    (409) when this card (same id or same card number) is saved already.
     """
     method = gateway.retrieve_payment_method(payment_method_id)
-    if method is None:
-        raise CardError("no such payment method")
+    cmap = ensure_customer(user) if method is not None else None
+    if method is None or method.customer not in (None, cmap.stripe_customer_id):
+        # The same answer for an unknown id and another customer's: no way to probe which
+        # payment methods exist.
+        raise CardNotFound("no such payment method")
     if method.type != "card" or method.card is None:
         raise CardError("only cards can be saved")
-    cmap = ensure_customer(user)
-    if method.customer not in (None, cmap.stripe_customer_id):
-        raise CardError("this payment method belongs to another customer")
     if db.session.scalar(sa.select(SavedCard.id).where(
             SavedCard.stripe_payment_method_id == method.id)) is not None:
         raise AlreadySaved("this card is already saved")
@@ -202,7 +209,7 @@ def save_card(user: User, payment_method_id: str, *, make_default: bool = False)
         except gateway.GatewayError as exc:
             if exc.retryable:
                 raise
-            raise CardError(exc.message) from exc
+            raise (CardDeclined if exc.status == 402 else CardError)(exc.message) from exc
     return _store(cmap, method, make_default)
 
 

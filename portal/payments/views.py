@@ -19,6 +19,7 @@ from ..cards import services as cards
 from ..extensions import limiter
 from ..htmx import render
 from ..orders.services import order_for
+from . import declines
 from .models import PAYMENT_STATUSES, SETTLED_FOR_NOW
 from .services import (
     AlreadyPaid,
@@ -84,6 +85,10 @@ def pay_with_saved_card(order_id: str):
     """One-click payment with a saved card (checkout.js): confirmed by the server; JSON says
     where to go next, or hands 3-D Secure to Stripe.js."""
     payment = _unpaid_payment(order_id)
+    wait = declines.refused(current_user.id, payment.id)
+    if wait is not None:
+        return jsonify(status="error", error=declines.too_many(wait)), 429, {
+            "Retry-After": str(wait)}
     try:
         cards.card_for(current_user, request.form.get("payment_method", ""))
         payment, intent = confirm_with_card(current_user, payment,
@@ -99,6 +104,8 @@ def pay_with_saved_card(order_id: str):
         return jsonify(status="requires_action", clientSecret=intent.client_secret,
                        next=complete_url)
     if payment.status in ("failed", "requires_payment_method"):
+        if payment.failure_code:
+            declines.declined(current_user.id, payment.id)
         return jsonify(status="failed",
                        error=payment.failure_message or "The payment did not go through.")
     return jsonify(status=payment.status, next=complete_url)
