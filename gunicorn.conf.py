@@ -1,7 +1,14 @@
 """gunicorn settings read from the working directory by every `gunicorn wsgi:app`.
 
 The access log leaves out query strings and referers: Stripe.js returns customers to
-/checkout/<order>/complete?payment_intent_client_secret=..., and secrets stay out of logs.
+/checkout/<order>/complete?payment_intent_client_secret=..., and secrets stay out of logs. The
+path and User-Agent it writes come from the client: their control characters are escaped by
+the portal's log record factory (portal/hygiene.py), so they cannot forge a line.
+
+Every response carries `Server: gunicorn`: gunicorn 27 writes it from a module constant
+(gunicorn/http/wsgi.py, Response.default_headers) and has no setting to drop or change it, so
+the proxy in front drops it (README.md "Configuration", TRUSTED_PROXY_HOPS). Patching
+gunicorn's internals here would break silently with its next release.
 """
 
 accesslog = "-"

@@ -856,6 +856,8 @@ def main(argv=None) -> int:  # noqa: PLR0915 - one linear script
             portal_env = {
                 **base_env, "PORTAL_ENV": "production", "DATABASE_URL": db_url,
                 "REDIS_URL": args.redis,
+                # Production answers only its own host: the load is sent to 127.0.0.1.
+                "SERVER_NAME": "127.0.0.1",
                 "SECRET_KEY": "bench-secret-key-that-is-long-enough-0123456789",
                 "JWT_SECRET": "bench-jwt-secret-that-is-long-enough-0123456789",
                 "STRIPE_SECRET_KEY": "sk_test_bench", "STRIPE_PUBLISHABLE_KEY": "pk_test_bench",

@@ -7,7 +7,7 @@ import logging
 import os
 from urllib.parse import urlparse
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, abort, jsonify, render_template, request
 
 from . import hygiene
 from .config import ROOT, Config
@@ -225,6 +225,24 @@ def _register_security_headers(app: Flask, config: Config) -> None:
         "frame-ancestors 'none'",
     ])
 
+    trusted_hosts = config.trusted_hosts
+    if trusted_hosts:
+        from werkzeug.sansio.utils import host_is_trusted
+
+        def trusted_host():
+            """A request for another host (a forged Host or X-Forwarded-Host) answers 400.
+
+            Checked here rather than by Flask's TRUSTED_HOSTS: Flask 3.1 then leaves the request
+            without a URL adapter, and the error page, which builds URLs, fails with a 500.
+            /healthz answers any host: probes call it by address (the image's HEALTHCHECK
+            calls 127.0.0.1), and it builds no URL.
+            """
+            if request.path != "/healthz" and not host_is_trusted(request.host, trusted_hosts):
+                abort(400)
+
+        # First of all: before the rate limiter counts the request or CSRF looks at it.
+        app.before_request_funcs.setdefault(None, []).insert(0, trusted_host)
+
     @app.after_request
     def headers(resp):
         resp.headers.setdefault("Content-Security-Policy", csp)
@@ -232,7 +250,8 @@ def _register_security_headers(app: Flask, config: Config) -> None:
         resp.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
         resp.headers.setdefault("X-Frame-Options", "DENY")
         if config.production:
-            resp.headers.setdefault("Strict-Transport-Security", "max-age=63072000")
+            resp.headers.setdefault("Strict-Transport-Security",
+                                    "max-age=63072000; includeSubDomains")
         if request.endpoint and not request.endpoint.startswith("static"):
             resp.headers.setdefault("Cache-Control", "no-store")
         return resp

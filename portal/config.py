@@ -9,6 +9,7 @@ half-right configuration is worse than one that does not start.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
@@ -21,15 +22,32 @@ HTMX_VERSION = "2.0.11"
 HTMX_CDN_URL = f"https://unpkg.com/htmx.org@{HTMX_VERSION}/dist/htmx.min.js"
 HTMX_CDN_SRI = "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg"
 
+# The local sandbox's and development's own values, published on purpose: production refuses
+# every one of them as a secret (PUBLISHED_SECRETS below), hence the nosec marks.
 SANDBOX_API_BASE = "http://127.0.0.1:8420"
-SANDBOX_SECRET_KEY = "sk_test_sandbox"
+SANDBOX_SECRET_KEY = "sk_test_sandbox"  # nosec B105
 SANDBOX_PUBLISHABLE_KEY = "pk_test_sandbox"
-SANDBOX_WEBHOOK_SECRET = "whsec_sandbox"
-SANDBOX_CONNECT_WEBHOOK_SECRET = "whsec_sandbox_connect"
+SANDBOX_WEBHOOK_SECRET = "whsec_sandbox"  # nosec B105
+SANDBOX_CONNECT_WEBHOOK_SECRET = "whsec_sandbox_connect"  # nosec B105
+# Signs sessions (and API tokens) outside production when SECRET_KEY is not set.
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-do-not-deploy"  # nosec B105
 STRIPE_API_BASE_DEFAULT = "https://api.stripe.com"
 STRIPE_JS_URL_DEFAULT = "https://js.stripe.com/v3/"
 
 ROLES = ("customer", "vendor", "admin", "service")
+
+# Values anyone can read (this file, .env.example, the README): production refuses them as
+# secrets, as it refuses the placeholders of .env.example (REPLACE_ME, CHANGE_ME).
+PUBLISHED_SECRETS = frozenset({DEV_SECRET_KEY, SANDBOX_SECRET_KEY, SANDBOX_PUBLISHABLE_KEY,
+                               SANDBOX_WEBHOOK_SECRET, SANDBOX_CONNECT_WEBHOOK_SECRET})
+PLACEHOLDER_MARKERS = ("replaceme", "changeme")
+SECRET_SETTINGS = ("SECRET_KEY", "JWT_SECRET", "AUTH_JWT_SECRET", "STRIPE_SECRET_KEY",
+                   "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET",
+                   "STRIPE_CONNECT_WEBHOOK_SECRET", "SMTP_PASSWORD")
+
+# A host name, an IPv4 address or a [bracketed] IPv6 address, with an optional port.
+_HOST = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}"
+                   r"[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?$")
 
 
 class ConfigError(ValueError):
@@ -55,6 +73,11 @@ class Config:
 
     ENV: str = "development"
     PORT: int = 3006
+    # The public host[:port] external URLs are built with (Stripe return URLs, onboarding
+    # links); required in production. TRUSTED_HOSTS: more Host headers answered besides
+    # SERVER_NAME's (comma-separated, ".example.com" for its subdomains); others get 400.
+    SERVER_NAME: str = ""
+    TRUSTED_HOSTS: str = ""
     SECRET_KEY: str = ""
     DATABASE_URL: str = ""
     REDIS_URL: str = ""
@@ -94,6 +117,8 @@ class Config:
     AUTH_JWT_ALGORITHM: str = "HS256"
     AUTH_JWT_ISSUER: str = ""
     AUTH_JWT_AUDIENCE: str = ""
+    # Longest lifetime (exp - iat) accepted of the auth service's tokens.
+    AUTH_JWT_MAX_TTL_SECONDS: int = 3600
     LOG_LEVEL: str = "INFO"
     PREFERRED_URL_SCHEME: str = "http"
     # Flask and extension settings derived from the above in flask_settings().
@@ -117,6 +142,7 @@ class Config:
         c.PORT = _int(env, "PORT", 3006, 1, 65535)
         c.PLATFORM_FEE_PERCENT = _int(env, "PLATFORM_FEE_PERCENT", 10, 0, 100)
         c.JWT_TTL_SECONDS = _int(env, "JWT_TTL_SECONDS", 3600, 60, 3600)
+        c.AUTH_JWT_MAX_TTL_SECONDS = _int(env, "AUTH_JWT_MAX_TTL_SECONDS", 3600, 60, 86400)
         c.TRUSTED_PROXY_HOPS = _int(env, "TRUSTED_PROXY_HOPS", 0, 0, 5)
         c.SESSION_HOURS = _int(env, "SESSION_HOURS", 12, 1, 24 * 30)
         c.SMTP_PORT = _int(env, "SMTP_PORT", 587, 1, 65535)
@@ -147,7 +173,7 @@ class Config:
         if not self.SECRET_KEY:
             if self.production:
                 raise ConfigError("SECRET_KEY is required in production")
-            self.SECRET_KEY = "dev-only-insecure-secret-key-do-not-deploy"
+            self.SECRET_KEY = DEV_SECRET_KEY
         elif self.production and len(self.SECRET_KEY) < 32:
             raise ConfigError("SECRET_KEY must be at least 32 characters in production")
         if not self.DATABASE_URL:
@@ -167,6 +193,9 @@ class Config:
             raise ConfigError("JWT_SECRET must be at least 32 characters in production")
         self._auth_service_checks()
         self._stripe_checks()
+        self._host_checks()
+        if self.production:
+            self._no_published_secrets()
         if not self.HTMX_URL:
             # The pinned CDN copy, unless `make` has fetched the same version for offline use.
             if not self.production and (ROOT / "static" / "vendor" / "htmx.min.js").exists():
@@ -175,6 +204,40 @@ class Config:
                 self.HTMX_URL, self.HTMX_SRI = HTMX_CDN_URL, HTMX_CDN_SRI
         if self.production:
             self.PREFERRED_URL_SCHEME = "https"
+
+    def _host_checks(self) -> None:
+        self.SERVER_NAME = self.SERVER_NAME.lower()
+        if self.SERVER_NAME and not _HOST.match(self.SERVER_NAME):
+            raise ConfigError(f"SERVER_NAME={self.SERVER_NAME!r} must be a host name with an "
+                              "optional port, such as payments.example.com (no scheme, no path)")
+        if not self.SERVER_NAME and self.production:
+            raise ConfigError("SERVER_NAME is required in production (the public host name, "
+                              "such as payments.example.com: external URLs are built with it)")
+        for host in self.trusted_hosts:
+            if not _HOST.match(host.removeprefix(".")):
+                raise ConfigError(f"TRUSTED_HOSTS entry {host!r} must be a host name, such as "
+                                  "payments.example.com or .example.com")
+
+    @property
+    def trusted_hosts(self) -> list[str]:
+        """The Host headers answered: SERVER_NAME's host and TRUSTED_HOSTS (empty: any)."""
+        listed = [h.strip().lower() for h in self.TRUSTED_HOSTS.split(",") if h.strip()]
+        own = [re.sub(r":[0-9]+$", "", self.SERVER_NAME)] if self.SERVER_NAME else []
+        return list(dict.fromkeys(own + listed))
+
+    def _no_published_secrets(self) -> None:
+        """Production: no secret anyone can read in this repository, no placeholder."""
+        for name in SECRET_SETTINGS:
+            value = getattr(self, name)
+            if value in PUBLISHED_SECRETS:
+                raise ConfigError(f"{name} is a published default value (portal/config.py), "
+                                  "not a secret: set your own in production")
+            squashed = re.sub(r"[^a-z]", "", value.lower())
+            if any(marker in squashed for marker in PLACEHOLDER_MARKERS):
+                raise ConfigError(f"{name} is still a placeholder (REPLACE_ME/CHANGE_ME of "
+                                  ".env.example): set the real value in production")
+        if self.JWT_SECRET == self.SECRET_KEY:
+            raise ConfigError("JWT_SECRET must differ from SECRET_KEY in production")
 
     def _auth_service_checks(self) -> None:
         self.AUTH_JWT_PUBLIC_KEY = self.AUTH_JWT_PUBLIC_KEY.replace("\\n", "\n")
@@ -246,6 +309,15 @@ class Config:
             # shows its SQL without the values, which can be customers' e-mails and
             # addresses.
             SQLALCHEMY_ENGINE_OPTIONS={"pool_recycle": 1800, "hide_parameters": True},
+            # External URLs (url_for(..., _external=True)) name SERVER_NAME, never the request's
+            # Host header. Hosts not trusted are refused by the app (portal/__init__.py), not
+            # by Flask's TRUSTED_HOSTS: see there why.
+            SERVER_NAME=self.SERVER_NAME or None,
+            TRUSTED_HOSTS=None,
+            # __Host-: the browser keeps it only if Secure, Path=/ and without Domain (Flask's
+            # defaults: no SESSION_COOKIE_DOMAIN, the path of APPLICATION_ROOT "/"), so a
+            # sibling subdomain cannot set or shadow it.
+            SESSION_COOKIE_NAME="__Host-session" if self.production else "session",
             SESSION_COOKIE_HTTPONLY=True,
             PERMANENT_SESSION_LIFETIME=timedelta(hours=self.SESSION_HOURS),
             SESSION_COOKIE_SAMESITE="Lax",

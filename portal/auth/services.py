@@ -89,21 +89,41 @@ def issue_token(user: User) -> tuple[str, datetime]:
     return jwt.encode(claims, cfg["JWT_SECRET"], algorithm=cfg["JWT_ALGORITHM"]), expires
 
 
-def _verifiers(cfg) -> list[tuple[str, str, str | None, str | None, str]]:
-    """(key, algorithm, issuer, audience, how to find the user) for each accepted issuer."""
+# Clocks of the issuers (other portal instances, the auth service) may run a little ahead of
+# ours: an "iat" up to this far in the future, and a lifetime up to this much over the maximum,
+# are accepted. Expiry itself gets no leeway.
+JWT_CLOCK_SKEW_SECONDS = 10
+
+
+def _verifiers(cfg) -> list[tuple[str, str, str | None, str | None, str, int]]:
+    """(key, algorithm, issuer, audience, how to find the user, longest lifetime in seconds)
+    for each accepted issuer."""
     found = [(cfg["JWT_SECRET"], cfg["JWT_ALGORITHM"], cfg["JWT_ISSUER"], cfg["JWT_AUDIENCE"],
-              "id")]
+              "id", cfg["JWT_TTL_SECONDS"])]
     key = cfg.get("AUTH_JWT_PUBLIC_KEY") or cfg.get("AUTH_JWT_SECRET")
     if key:
         # Tokens of the ShopSphere auth service name the user by e-mail.
         found.append((key, cfg["AUTH_JWT_ALGORITHM"], cfg.get("AUTH_JWT_ISSUER") or None,
-                      cfg.get("AUTH_JWT_AUDIENCE") or None, "email"))
+                      cfg.get("AUTH_JWT_AUDIENCE") or None, "email",
+                      cfg.get("AUTH_JWT_MAX_TTL_SECONDS", 3600)))
     return found
 
 
+def _lifetime_ok(claims: dict, max_ttl: int) -> bool:
+    """Issued now or before (within the skew), for at most ``max_ttl`` seconds: a correctly
+    signed token with a far-away "exp" is refused."""
+    issued, expires = claims["iat"], claims["exp"]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (issued, expires)):
+        return False  # NumericDate is a number (RFC 7519); NaN fails the comparisons below
+    now = datetime.now(UTC).timestamp()
+    return (issued <= now + JWT_CLOCK_SKEW_SECONDS
+            and expires - issued <= max_ttl + JWT_CLOCK_SKEW_SECONDS)
+
+
 def user_from_token(token: str) -> User | None:
-    """The user a Bearer token names, or None if it is invalid, expired or for someone gone."""
-    for key, algorithm, issuer, audience, lookup in _verifiers(current_app.config):
+    """The user a Bearer token names, or None if it is invalid, expired, issued for longer
+    than its issuer's maximum lifetime, or for someone gone."""
+    for key, algorithm, issuer, audience, lookup, max_ttl in _verifiers(current_app.config):
         try:
             claims = jwt.decode(
                 token,
@@ -111,10 +131,15 @@ def user_from_token(token: str) -> User | None:
                 algorithms=[algorithm],  # pinned: never "none", never the token's own choice
                 audience=audience,
                 issuer=issuer,
-                options={"require": ["exp", "sub"], "verify_aud": audience is not None},
+                # "iat" is checked by _lifetime_ok, with the clock skew (PyJWT's check would
+                # share the leeway of "exp").
+                options={"require": ["exp", "iat", "sub"], "verify_iat": False,
+                         "verify_aud": audience is not None},
             )
         except jwt.PyJWTError:
             continue
+        if not _lifetime_ok(claims, max_ttl):
+            return None
         if lookup == "email":
             return find_user(str(claims.get("email") or ""))
         user_id = parse_uuid(claims["sub"])

@@ -68,8 +68,9 @@ def portal_claims(app, user, **over) -> dict:
 
 def auth_service_claims(user_email: str, **over) -> dict:
     """The claims of a token of the ShopSphere auth service (it names users by e-mail)."""
+    now = datetime.now(UTC)
     claims = {"sub": "507f1f77bcf86cd799439012", "email": user_email, "iss": AUTH_ISSUER,
-              "exp": datetime.now(UTC) + timedelta(minutes=10)}
+              "iat": now, "exp": now + timedelta(minutes=10)}
     claims.update(over)
     return {k: v for k, v in claims.items() if v is not None}
 
