@@ -28,8 +28,11 @@ static/vendor/htmx.min.js:
 run: install
 	scripts/run-dev.sh
 
+# bandit: the code that runs in the portal and its sandbox (benches and tests assert on
+# purpose); every accepted finding is marked `# nosec <id> - why` where it is.
 lint: install
 	.venv/bin/ruff check .
+	.venv/bin/bandit --quiet --recursive portal stripe_sandbox scripts wsgi.py gunicorn.conf.py
 
 test: install lint
 	$(PY) -m pytest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 import sqlalchemy as sa
+from flask import current_app
 from flask.cli import with_appcontext
 
 from .auth.services import create_user, find_user
@@ -11,7 +12,7 @@ from .extensions import db
 from .orders.models import Order
 from .orders.services import ItemIn, OrderIn, create_order
 
-DEMO_PASSWORD = "demo-pass-123"
+DEMO_PASSWORD = "demo-pass-123"  # nosec B105  # the demo's published sign-in (make run only)
 USERS = [
     ("customer@demo.shopsphere.test", "customer", "Casey Customer"),
     ("vendor1@demo.shopsphere.test", "vendor", "Northwind Goods"),
@@ -52,6 +53,9 @@ def seed_demo() -> list[tuple[str, str]]:
 @with_appcontext
 def seed_demo_command() -> None:
     """Create the demo customer, vendors, admin and a few unpaid orders (idempotent)."""
+    if current_app.config["ENV"] == "production":
+        raise click.ClickException("seed-demo creates users whose password is published: "
+                                   "not in production")
     logins = seed_demo()
     click.echo(f"Demo logins (password: {DEMO_PASSWORD}):")
     for email, role in logins:

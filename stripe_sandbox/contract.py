@@ -259,7 +259,7 @@ def _namespace(module_name: str) -> dict:
     for node in tree.body:
         if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
             code = compile(ast.Module(body=node.body, type_ignores=[]), module.__file__, "exec")
-            exec(code, namespace)  # noqa: S102 - the SDK's own import statements
+            exec(code, namespace)  # noqa: S102  # nosec B102  # the SDK's own import statements
     return namespace
 
 

@@ -23,7 +23,7 @@ Webhook deliveries can be controlled (see server's docstring):
 import json
 import os
 import socket
-import subprocess
+import subprocess  # nosec B404  # starts the sandbox server (Sandbox below)
 import sys
 import tempfile
 import time
@@ -130,7 +130,7 @@ class Sandbox:
         # the server once full); it is shown if the sandbox does not start.
         # Append mode: reading it here must not move where the server writes.
         self._log = tempfile.TemporaryFile("a+b")  # noqa: SIM115 (closed by stop())
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # nosec B603  # our own server, sys.executable
             command, env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
         try:

@@ -44,3 +44,11 @@ def test_seed_demo_is_idempotent(app):
     assert counts == again == (4, 3)
     currencies = set(db.session.scalars(sa.select(Order.currency)))
     assert currencies == {"USD", "EUR", "JPY"}
+
+
+def test_seed_demo_refuses_production(app, monkeypatch):
+    """Its users' password is published (README): an admin with it must not exist live."""
+    monkeypatch.setitem(app.config, "ENV", "production")
+    r = app.test_cli_runner().invoke(args=["seed-demo"])
+    assert r.exit_code != 0 and "not in production" in r.output
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 0
