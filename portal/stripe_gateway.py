@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -322,8 +323,15 @@ def default_payment_method(customer: str) -> str | None:
     return default if isinstance(default, str) or default is None else _get(default, "id")
 
 
+# What a Stripe object id can be (pm_..., seti_..., acct_...). Anything else (empty, a slash,
+# a space: a hostile or broken form) is not asked for: it would change the request's path.
+_OBJECT_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
+
+
 def _found(method, object_id: str) -> dict | None:
-    """Retrieve an object; None when Stripe does not know it."""
+    """Retrieve an object; None when Stripe does not know it (or it cannot be an id)."""
+    if not _OBJECT_ID.fullmatch(object_id or ""):
+        return None
     try:
         return _call(method, object_id)
     except GatewayError as exc:

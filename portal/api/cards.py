@@ -18,6 +18,10 @@ from .payments import PAYMENT_LIMIT, _caller
 from .schemas import AddMethodIn, AddMethodOut, MessageOut, MethodsOut, iso
 from .views import bp
 
+# Saved cards are a customer's (as the /cards pages): a vendor, an admin or a service user gets
+# 403 and no Stripe customer.
+CUSTOMERS = ("customer",)
+
 
 def method_json(card: SavedCard, default_id: str | None) -> dict:
     """A saved card as endpoints 3 and 4 show it."""
@@ -36,7 +40,7 @@ def _failed(exc: Exception):
                      "the payment processor could not be reached; please retry")
 
 
-@operation(bp, "GET", "/payments/methods", summary="Get payment methods",
+@operation(bp, "GET", "/payments/methods", roles=CUSTOMERS, summary="Get payment methods",
            description="The caller's saved cards, in the order they were added.",
            responses={200: MethodsOut})
 def list_methods():
@@ -47,7 +51,8 @@ def list_methods():
         for c in cards.cards_of(g.api_user)])
 
 
-@operation(bp, "POST", "/payments/methods", body=AddMethodIn, summary="Add payment method",
+@operation(bp, "POST", "/payments/methods", body=AddMethodIn, roles=CUSTOMERS,
+           summary="Add payment method",
            description="Saves a card PaymentMethod (created with Stripe.js) for the caller. "
                        "404 when Stripe does not know it or it is another customer's, 409 "
                        "when the same card is saved already, 429 too_many_declines after 10 "
@@ -77,14 +82,14 @@ def _change(action, payment_method_id: str, message: str):
     return jsonify(success=True, message=message)
 
 
-@operation(bp, "DELETE", "/payments/methods/{paymentMethodId}",
+@operation(bp, "DELETE", "/payments/methods/{paymentMethodId}", roles=CUSTOMERS,
            summary="Remove payment method", responses={200: MessageOut, 404: None})
 def remove_method(paymentMethodId: str):  # noqa: N803 - the documented path parameter
     """Endpoint 5."""
     return _change(cards.remove_card, paymentMethodId, "Payment method removed successfully")
 
 
-@operation(bp, "PUT", "/payments/methods/{paymentMethodId}/default",
+@operation(bp, "PUT", "/payments/methods/{paymentMethodId}/default", roles=CUSTOMERS,
            summary="Set default payment method", responses={200: MessageOut, 404: None})
 def default_method(paymentMethodId: str):  # noqa: N803 - the documented path parameter
     """Endpoint 6."""

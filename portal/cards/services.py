@@ -189,13 +189,15 @@ def save_card(user: User, payment_method_id: str, *, make_default: bool = False)
     (409) when this card (same id or same card number) is saved already.
     """
     method = gateway.retrieve_payment_method(payment_method_id)
-    cmap = ensure_customer(user) if method is not None else None
-    if method is None or method.customer not in (None, cmap.stripe_customer_id):
+    known = customer_of(user.id)
+    if method is None or method.customer not in (
+            None, known.stripe_customer_id if known else None):
         # The same answer for an unknown id and another customer's: no way to probe which
-        # payment methods exist.
+        # payment methods exist (and no Stripe customer made for a refused request).
         raise CardNotFound("no such payment method")
     if method.type != "card" or method.card is None:
         raise CardError("only cards can be saved")
+    cmap = known or ensure_customer(user)
     if db.session.scalar(sa.select(SavedCard.id).where(
             SavedCard.stripe_payment_method_id == method.id)) is not None:
         raise AlreadySaved("this card is already saved")

@@ -210,7 +210,8 @@ def admin_approve(run_id: str):
 def admin_retry(payout_id: str):
     """Send a failed payout again."""
     _role("admin")
-    if not payouts.retry_payout(current_user, parse_uuid(payout_id)):
+    found = parse_uuid(payout_id)
+    if found is None or not payouts.retry_payout(current_user, found):
         abort(404)
     flash("The payout was queued again.", "info")
     return redirect(url_for("payouts.admin_index"))

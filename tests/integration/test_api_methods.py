@@ -259,3 +259,15 @@ def test_two_concurrent_first_cards_create_one_stripe_customer(app, shop, stripe
     assert len([c for c in listed if c.to_dict().get("metadata", {}).get("userId")
                 == str(customer.id)]) == 1
     assert attached_ids(stripe_client, stripe_customer(customer)) == set(pms)
+
+
+@pytest.mark.parametrize("role", ["vendor", "admin"])
+def test_saved_cards_are_for_customers_only(api, shop, client, stripe_client, role):
+    """Issue 15: a vendor or an admin saved cards (and got a Stripe customer) through the
+    API while the /cards pages refused them."""
+    user = shop[role]
+    r = client.post("/api/payments/methods", headers=bearer(user),
+                    json={"paymentMethodId": card_pm(stripe_client)})
+    assert_error(r, 403, "forbidden")
+    assert_error(client.get("/api/payments/methods", headers=bearer(user)), 403)
+    assert stripe_customer(user) is None

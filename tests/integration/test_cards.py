@@ -294,3 +294,14 @@ def test_save_this_card_sets_up_future_usage_on_the_intent(client, alice, order,
     pi = stripe_client.v1.payment_intents.retrieve(payment.stripe_payment_intent_id)
     assert pi.setup_future_usage == "off_session"
     assert pi.customer == cards.customer_of(alice.id).stripe_customer_id
+
+
+@pytest.mark.parametrize("setup_intent", ["", "seti_1/../../customers", "seti x"])
+def test_a_setup_that_cannot_be_an_id_is_not_found_without_asking_stripe(client, alice,
+                                                                          setup_intent):
+    """Issue 15: an empty setup_intent sent GET /v1/setup_intents/ to Stripe (a 500)."""
+    login(client, alice.email)
+    client.get("/cards/new")  # alice has a Stripe customer now
+    r = client.post("/cards", data={"setup_intent": setup_intent})
+    assert r.status_code == 400 and "Setup not found." in r.text
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(SavedCard)) == 0
