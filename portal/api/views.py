@@ -69,7 +69,7 @@ def _is_stripe_delivery() -> bool:
 
 
 @operation(bp, "POST", "/payments/webhook", auth=False, tag="webhooks",
-           summary="Stripe webhook", responses={200: WebhookOut, 400: None, 503: None},
+           summary="Stripe webhook", responses={200: WebhookOut, 400: None, 413: None, 503: None},
            description="Raw Stripe event JSON, verified with the Stripe-Signature header.")
 def stripe_webhook():
     """Stripe webhook: verify the signature on the raw body, store once, enqueue, answer 200."""
@@ -99,13 +99,20 @@ def stripe_webhook():
     return jsonify(received=True)
 
 
+def _server_url() -> str:
+    """Where the API is served: SERVER_NAME's URL when it is set (production), never a Host
+    header taken on trust."""
+    server_name = current_app.config.get("SERVER_NAME")
+    return f"{request.scheme}://{server_name}" if server_name else request.host_url.rstrip("/")
+
+
 @bp.get("/payments/openapi.json")
 def openapi_json():
     """The OpenAPI 3.1 document of this API."""
-    return jsonify(build_spec(request.host_url.rstrip("/")))
+    return jsonify(build_spec(_server_url()))
 
 
 @bp.get("/payments/docs")
 def docs():
     """The API reference for humans, rendered on the server (works offline, no scripts)."""
-    return render_template("api/docs.html", spec=build_spec(request.host_url.rstrip("/")))
+    return render_template("api/docs.html", spec=build_spec(_server_url()))

@@ -17,6 +17,7 @@ from ..auth.models import User
 from ..cards import services as cards
 from ..cards.models import SavedCard
 from ..extensions import db
+from ..hygiene import CONTROL
 from ..models_base import parse_uuid, utcnow
 from ..orders.models import Order
 from ..outbox import services as outbox
@@ -71,7 +72,9 @@ def _create_payment_row(order: Order, ip: str | None, user_agent: str | None,
         id=uuid.uuid4(), user_id=order.customer_id, order_id=order.id, amount=order.total,
         currency=order.currency, status="pending", subtotal=order.subtotal, tax=order.tax,
         shipping=order.shipping, discount=order.discount, ip_address=(ip or "")[:45] or None,
-        user_agent=(user_agent or "")[:300] or None, source=source,
+        # A header, which the request checks of portal/hygiene.py do not cover: its control
+        # characters are not kept (gunicorn lets C1 codes through).
+        user_agent=CONTROL.sub("", user_agent or "")[:300] or None, source=source,
     )
     db.session.add(payment)
     try:

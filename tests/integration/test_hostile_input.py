@@ -220,3 +220,15 @@ def test_the_event_type_filter_matches_percent_and_underscore_literally(client, 
     assert shown("/admin/events?type=pay_") == set()        # "_" is not "any one character"
     assert shown("/admin/events?type=payment_") == {"payment_intent.succeeded"}
     assert shown("/admin/events?type=pay*") == {"payment_intent.succeeded", "payout.paid"}
+
+
+def test_the_user_agent_kept_with_a_payment_has_no_control_characters(client, people):
+    """A header is not a field the request checks cover; gunicorn lets C1 codes through."""
+    from portal.payments.models import Payment
+    from tests.helpers import make_order
+
+    order = make_order(people["customer"], people["vendor"])
+    login(client, people["customer"].email)
+    r = client.get(f"/checkout/{order.id}", headers={"User-Agent": "Agent\u009b31m/1.0\u0085"})
+    assert r.status_code == 200
+    assert db.session.scalar(sa.select(Payment.user_agent)) == "Agent31m/1.0"
