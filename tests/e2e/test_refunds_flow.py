@@ -78,8 +78,8 @@ def test_customer_asks_admin_approves_and_the_remainder_holds(page: Page, order)
     expect(page.get_by_text(re.compile(r"Up to \$60\.00 can be refunded"))).to_be_visible()
 
 
-def test_refund_made_in_the_sandbox_arrives_by_webhook_and_lowers_the_remainder(
-        page: Page, order, live):
+def paid_in_the_sandbox(order, live):
+    """The order paid with a Visa card, server-side (the sandbox's client, the payment)."""
     import stripe
 
     from portal.auth.services import find_user
@@ -92,6 +92,12 @@ def test_refund_made_in_the_sandbox_arrives_by_webhook_and_lowers_the_remainder(
     payment = start_checkout(scalar(sa.select(Order).where(Order.id == order["id"]))).payment
     payment, _ = confirm_with_card(find_user(order["email"]), payment, pm.id)
     assert payment.status == "succeeded"
+    return sandbox, payment
+
+
+def test_refund_made_in_the_sandbox_arrives_by_webhook_and_lowers_the_remainder(
+        page: Page, order, live):
+    sandbox, payment = paid_in_the_sandbox(order, live)
     # As from Stripe's dashboard: the sandbox sends refund.created and charge.refunded.
     sandbox.v1.refunds.create(params={"payment_intent": payment.stripe_payment_intent_id,
                                       "amount": 1500})
@@ -101,3 +107,25 @@ def test_refund_made_in_the_sandbox_arrives_by_webhook_and_lowers_the_remainder(
     page.goto(f"/payments/{payment.id}")
     expect(page.get_by_text("Up to $85.00 can be refunded.")).to_be_visible()
     expect(page.get_by_role("table", name="Refunds")).to_contain_text("Refunded in Stripe")
+
+
+def test_a_refused_inline_decision_says_why(page: Page, order, live):
+    """htmx does not swap an error answer: the page's alert line says what was refused."""
+    from portal.auth.services import find_user
+    from portal.extensions import db
+    from portal.refunds import services as refunds
+
+    _, payment = paid_in_the_sandbox(order, live)
+    refunds.request_refund(find_user(order["email"]), payment, amount=2500,
+                           reason="customer_request", notes=None)
+    db.session.commit()
+    sign_in(page, "boss@example.test")
+    page.get_by_role("link", name="Refunds").click()
+    name = f"order #{order['number']} ($25.00)"
+    page.get_by_label(f"Note for {name}").fill("pasted\u000bfrom a document")
+    page.get_by_role("button", name=f"Reject {name}").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "The request contains control characters, which no field accepts. (400)")
+    row = page.get_by_role("row").filter(has_text=f"#{order['number']}")
+    expect(row).to_contain_text("Requested")
+    assert scalar(sa.select(RefundRequest.status)) == "requested"

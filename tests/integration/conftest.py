@@ -73,6 +73,18 @@ def client(app):
     return app.test_client()
 
 
+@pytest.fixture
+def no_rate_limits():
+    """For tests that send hundreds of requests a minute as a few users (fuzzers, the attack
+    suite): they would only see 429s."""
+    enabled = limiter.enabled
+    limiter.enabled = False
+    try:
+        yield
+    finally:
+        limiter.enabled = enabled
+
+
 @pytest.fixture(scope="session")
 def stripe_client(sandbox):
     """Stripe's own SDK pointed at the sandbox: what a test does 'directly in Stripe'."""

@@ -47,7 +47,7 @@ from schemathesis.specs.openapi.checks import (
 from portal import create_app
 from portal.cards.services import save_card
 from portal.config import Config
-from portal.extensions import db, limiter
+from portal.extensions import db
 from portal.payments.models import Payment
 from portal.payments.services import start_checkout
 from tests.conftest import portal_env
@@ -203,16 +203,6 @@ def seeded(client, stripe_client):
         ],
     })
     return headers
-
-
-@pytest.fixture
-def no_rate_limits():
-    enabled = limiter.enabled
-    limiter.enabled = False
-    try:
-        yield
-    finally:
-        limiter.enabled = enabled
 
 
 def _known(label: str):
