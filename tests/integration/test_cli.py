@@ -46,9 +46,10 @@ def test_seed_demo_is_idempotent(app):
     assert currencies == {"USD", "EUR", "JPY"}
 
 
-def test_seed_demo_refuses_production(app, monkeypatch):
+def test_seed_demo_refuses_production(app, test_app, monkeypatch):
     """Its users' password is published (README): an admin with it must not exist live."""
-    monkeypatch.setitem(app.config, "ENV", "production")
+    # The command runs in the test's app context (test_app's): production there.
+    monkeypatch.setitem(test_app.config, "ENV", "production")
     r = app.test_cli_runner().invoke(args=["seed-demo"])
     assert r.exit_code != 0 and "not in production" in r.output
     assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 0
