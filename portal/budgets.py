@@ -19,14 +19,15 @@ Budget = tuple[RateLimitItem, tuple[str, ...]]  # a limit and the keys it counts
 
 def refused(budgets: list[Budget]) -> int | None:
     """Seconds until every budget allows an attempt again, or None when they allow one now."""
+    waits = []
     try:
         for item, keys in budgets:
             if not limiter.limiter.test(item, *keys):
                 reset, _ = limiter.limiter.get_window_stats(item, *keys)
-                return max(1, math.ceil(reset - time.time()))
+                waits.append(max(1, math.ceil(reset - time.time())))
     except Exception:
         log.exception("attempt budgets unavailable")
-    return None
+    return max(waits, default=None)
 
 
 def spend(budgets: list[Budget]) -> None:

@@ -72,3 +72,20 @@ def test_keys_are_a_fixed_size_hash_and_log_lines_escape_what_users_type(client,
         logging.getLogger("portal.test").warning("login failed for %s", "a@b\nCRITICAL forged")
     line = caplog.records[-1].getMessage()
     assert line == "login failed for a@b\\nCRITICAL forged" and "\n" not in line
+
+
+
+def test_the_wait_named_is_that_of_the_longest_spent_budget(client, owner):
+    """20 failures in a day from one address: the answer waits for the day's budget, not for
+    the 15-minute window that happens to be spent too."""
+    from unittest import mock
+
+    now = [1_000_000.0]
+    with mock.patch("time.time", lambda: now[0]):
+        for window in range(4):  # four 15-minute windows of 5 guesses: the day's 20 spent
+            now[0] += 16 * 60 if window else 0
+            assert [web(client, owner.email, "guess").status_code
+                    for _ in range(5)] == [400] * 5
+        refused = web(client, owner.email, PASSWORD)  # both budgets spent now
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) > 20 * 3600
