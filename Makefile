@@ -30,9 +30,13 @@ run: install
 
 # bandit: the code that runs in the portal and its sandbox (benches and tests assert on
 # purpose); every accepted finding is marked `# nosec <id> - why` where it is.
+# lint-imports: the feature packages depend one way (the contract is in pyproject.toml).
+# xenon: no function of the portal more complex than radon's grade C.
 lint: install
 	.venv/bin/ruff check .
 	.venv/bin/bandit --quiet --recursive portal stripe_sandbox scripts wsgi.py gunicorn.conf.py
+	.venv/bin/lint-imports --no-cache
+	.venv/bin/xenon --max-absolute C portal
 
 test: install lint
 	$(PY) -m pytest

@@ -162,7 +162,7 @@ class Builder:
     """Deterministic rows for COPY, as tuples in the column order of the core tables."""
 
     def __init__(self, tables, seed: int):
-        from portal.payments.splits import refund_targets, sale_shares
+        from portal.ledger.splits import refund_targets, sale_shares
 
         self.sale_shares, self.refund_targets = sale_shares, refund_targets
         self.rng = random.Random(seed)
@@ -399,7 +399,7 @@ def build_dataset(tables, *, lines: int, vendors: int, customers: int, seed: int
             "receipt_url": f"https://pay.stripe.com/receipts/{pay.id}",
             "receipt_number": f"R-{pay.at:%Y%m%d}-{pay.id[:12].upper()}",
             "failure_code": None, "failure_message": None, "ip_address": "203.0.113.7",
-            "user_agent": "Mozilla/5.0 (bench)", "source": "web", "notes": None,
+            "user_agent": "Mozilla/5.0 (bench)", "source": "web",
             "succeeded_at": done, "amount_refunded": pay.refunded,
             "created_at": pay.at, "updated_at": done})
         for vendor, gross, fee in pay.sales:
@@ -590,6 +590,7 @@ def measured_run(db_url: str, until: datetime, out) -> None:
 
     from portal import create_app
     from portal.config import Config
+    from portal.database import unit_of_work
     from portal.extensions import db
     from portal.payouts.services import run_payouts
 
@@ -608,7 +609,8 @@ def measured_run(db_url: str, until: datetime, out) -> None:
         tracemalloc.start()
         cpu0, server0 = _own_cpu_s(), _cpu_s(backend)
         t0 = time.perf_counter()
-        run = run_payouts(period="weekly", until=until)
+        with unit_of_work():  # as `flask payouts run` commits it
+            run = run_payouts(period="weekly", until=until)
         wall = time.perf_counter() - t0
         cpu1, server1 = _own_cpu_s(), _cpu_s(backend)
         _, peak = tracemalloc.get_traced_memory()

@@ -402,6 +402,7 @@ def store_and_enqueue(app, events: list[dict]) -> None:
     portal's own enqueue_processing (after the commit, as receive_event does)."""
     import sqlalchemy as sa
 
+    from portal import jobs
     from portal.extensions import db
     from portal.models_base import utcnow
     from portal.webhooks.jobs import enqueue_processing
@@ -416,9 +417,11 @@ def store_and_enqueue(app, events: list[dict]) -> None:
                 "status": "received", "attempts": 0, "received_at": utcnow()}
                 for e in chunk])
             db.session.commit()
+        if app.config.get("REDIS_URL"):
+            jobs.redis_connection().ping()  # unreachable: fail here, not wait for the jobs
         for e in events:
-            if not enqueue_processing(e["id"]):
-                raise SystemExit("could not enqueue on Redis")
+            enqueue_processing(e["id"])
+        db.session.commit()  # the jobs go to Redis at the commit
         db.session.remove()
 
 
@@ -531,7 +534,7 @@ def loop_without_rq(app, prefix: str, n: int) -> WorkerRun:
     # Stored as the intake stores them; enqueue_processing is not called (nothing queued).
     import portal.webhooks.jobs as wjobs
 
-    saved, wjobs.enqueue_processing = wjobs.enqueue_processing, lambda event_id: True
+    saved, wjobs.enqueue_processing = wjobs.enqueue_processing, lambda event_id: None
     try:
         store_and_enqueue(app, events)
     finally:

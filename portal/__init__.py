@@ -9,8 +9,10 @@ from urllib.parse import urlparse
 
 from flask import Flask, abort, jsonify, render_template, request
 
-from . import hygiene
+from . import hygiene, jobs
 from .config import ROOT, Config
+from .database import commit_request
+from .errors import DomainError, handle_domain_error
 from .extensions import csrf, db, limiter, login_manager, migrate
 
 
@@ -49,9 +51,10 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
     hygiene.init_app(app)
 
     _register_models()
-    from .outbox.services import deliver_pending_of_request
-
-    app.teardown_request(deliver_pending_of_request)
+    # The unit of work (database.py): a request commits once, after its view; the jobs its
+    # transaction queued start after that commit (jobs.py).
+    app.after_request(commit_request)
+    app.teardown_appcontext(jobs.run_committed)
     _register_blueprints(app)
     _register_cli(app)
     _register_templates(app, config)
@@ -63,17 +66,18 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
 def _register_models() -> None:
     # Import every model module so metadata (and Alembic) knows all tables.
     from .api import models as _api  # noqa: F401
+    from .audit import models as _audit  # noqa: F401
     from .auth import models as _auth  # noqa: F401
     from .cards import models as _cards  # noqa: F401
+    from .ledger import models as _ledger  # noqa: F401
     from .orders import models as _orders  # noqa: F401
     from .outbox import models as _outbox  # noqa: F401
-    from .payments import models as _payments  # noqa: F401
-    from .payouts import models as _payouts  # noqa: F401
     from .refunds import models as _refunds  # noqa: F401
     from .webhooks import models as _webhooks  # noqa: F401
 
 
 def _register_blueprints(app: Flask) -> None:
+    from .admin.views import bp as admin_bp
     from .api import cards as _api_cards  # noqa: F401 - registers its routes on api_bp
     from .api import payments as _api_payments  # noqa: F401 - registers its routes on api_bp
     from .api import refunds as _api_refunds  # noqa: F401 - registers its routes on api_bp
@@ -85,9 +89,8 @@ def _register_blueprints(app: Flask) -> None:
     from .payments.views import bp as payments_bp
     from .payouts.views import bp as payouts_bp
     from .refunds.views import bp as refunds_bp
-    from .webhooks.views import bp as events_bp
 
-    for bp in (auth_bp, orders_bp, payments_bp, cards_bp, refunds_bp, payouts_bp, events_bp,
+    for bp in (auth_bp, orders_bp, payments_bp, cards_bp, refunds_bp, payouts_bp, admin_bp,
                api_bp):
         app.register_blueprint(bp)
 
@@ -96,7 +99,7 @@ def _register_cli(app: Flask) -> None:
     from .auth.cli import users_cli
     from .demo import seed_demo_command
     from .payouts.cli import payouts_cli
-    from .webhooks.reconcile import events_cli, reconcile_command
+    from .reconciliation.cli import events_cli, reconcile_command
     from .worker import worker_command
 
     app.cli.add_command(users_cli)
@@ -130,7 +133,7 @@ def _wants_json() -> bool:
 
 
 def _register_errors(app: Flask) -> None:
-    from .api.errors import api_error
+    from .errors import api_error
 
     messages = {400: "Bad request", 403: "Forbidden", 404: "Not found",
                 405: "Method not allowed", 413: "The request is too large",
@@ -154,6 +157,7 @@ def _register_errors(app: Flask) -> None:
 
     for status in messages:
         app.register_error_handler(status, handle)
+    app.register_error_handler(DomainError, handle_domain_error)
 
     from sqlalchemy.exc import DBAPIError
 

@@ -158,39 +158,9 @@ class Config:
         return c
 
     def _defaults_and_checks(self) -> None:
-        if self.ENV not in ("development", "test", "production"):
-            raise ConfigError(f"PORTAL_ENV={self.ENV!r} must be development, test or production")
-        if self.LOG_LEVEL.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-            raise ConfigError(f"LOG_LEVEL={self.LOG_LEVEL!r} is not a logging level")
-        self.LOG_LEVEL = self.LOG_LEVEL.upper()
-        for name in ("ORDER_SERVICE_URL", "AUTH_SERVICE_URL"):
-            if not getattr(self, name).startswith(("http://", "https://")):
-                raise ConfigError(f"{name} must be an http(s) URL")
-        self.PAYOUT_SCHEDULE = self.PAYOUT_SCHEDULE.lower()
-        if self.PAYOUT_SCHEDULE not in ("weekly", "monthly"):
-            raise ConfigError(f"PAYOUT_SCHEDULE={self.PAYOUT_SCHEDULE!r} must be weekly or "
-                              "monthly")
-        if not self.SECRET_KEY:
-            if self.production:
-                raise ConfigError("SECRET_KEY is required in production")
-            self.SECRET_KEY = DEV_SECRET_KEY
-        elif self.production and len(self.SECRET_KEY) < 32:
-            raise ConfigError("SECRET_KEY must be at least 32 characters in production")
-        if not self.DATABASE_URL:
-            self.DATABASE_URL = f"sqlite:///{ROOT / 'instance' / 'portal.sqlite'}"
-        if self.DATABASE_URL.startswith(("postgres://", "postgresql://")):
-            # psycopg 3 is the driver we ship; accept the common spellings of the URL.
-            self.DATABASE_URL = "postgresql+psycopg://" + self.DATABASE_URL.split("://", 1)[1]
-        if not self.DATABASE_URL.startswith(("sqlite", "postgresql+psycopg")):
-            raise ConfigError("DATABASE_URL must be a sqlite:/// or postgresql:// URL")
-        if self.JWT_ALGORITHM not in ("HS256", "HS384", "HS512"):
-            raise ConfigError(f"JWT_ALGORITHM={self.JWT_ALGORITHM!r} must be HS256, HS384 or HS512")
-        if not self.JWT_SECRET:
-            if self.production:
-                raise ConfigError("JWT_SECRET is required in production")
-            self.JWT_SECRET = self.SECRET_KEY
-        elif self.production and len(self.JWT_SECRET) < 32:
-            raise ConfigError("JWT_SECRET must be at least 32 characters in production")
+        self._general_checks()
+        self._secret_checks()
+        self._database_checks()
         self._auth_service_checks()
         self._stripe_checks()
         self._host_checks()
@@ -204,6 +174,45 @@ class Config:
                 self.HTMX_URL, self.HTMX_SRI = HTMX_CDN_URL, HTMX_CDN_SRI
         if self.production:
             self.PREFERRED_URL_SCHEME = "https"
+
+    def _general_checks(self) -> None:
+        if self.ENV not in ("development", "test", "production"):
+            raise ConfigError(f"PORTAL_ENV={self.ENV!r} must be development, test or production")
+        if self.LOG_LEVEL.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"LOG_LEVEL={self.LOG_LEVEL!r} is not a logging level")
+        self.LOG_LEVEL = self.LOG_LEVEL.upper()
+        for name in ("ORDER_SERVICE_URL", "AUTH_SERVICE_URL"):
+            if not getattr(self, name).startswith(("http://", "https://")):
+                raise ConfigError(f"{name} must be an http(s) URL")
+        self.PAYOUT_SCHEDULE = self.PAYOUT_SCHEDULE.lower()
+        if self.PAYOUT_SCHEDULE not in ("weekly", "monthly"):
+            raise ConfigError(f"PAYOUT_SCHEDULE={self.PAYOUT_SCHEDULE!r} must be weekly or "
+                              "monthly")
+
+    def _secret_checks(self) -> None:
+        if not self.SECRET_KEY:
+            if self.production:
+                raise ConfigError("SECRET_KEY is required in production")
+            self.SECRET_KEY = DEV_SECRET_KEY
+        elif self.production and len(self.SECRET_KEY) < 32:
+            raise ConfigError("SECRET_KEY must be at least 32 characters in production")
+        if self.JWT_ALGORITHM not in ("HS256", "HS384", "HS512"):
+            raise ConfigError(f"JWT_ALGORITHM={self.JWT_ALGORITHM!r} must be HS256, HS384 or HS512")
+        if not self.JWT_SECRET:
+            if self.production:
+                raise ConfigError("JWT_SECRET is required in production")
+            self.JWT_SECRET = self.SECRET_KEY
+        elif self.production and len(self.JWT_SECRET) < 32:
+            raise ConfigError("JWT_SECRET must be at least 32 characters in production")
+
+    def _database_checks(self) -> None:
+        if not self.DATABASE_URL:
+            self.DATABASE_URL = f"sqlite:///{ROOT / 'instance' / 'portal.sqlite'}"
+        if self.DATABASE_URL.startswith(("postgres://", "postgresql://")):
+            # psycopg 3 is the driver we ship; accept the common spellings of the URL.
+            self.DATABASE_URL = "postgresql+psycopg://" + self.DATABASE_URL.split("://", 1)[1]
+        if not self.DATABASE_URL.startswith(("sqlite", "postgresql+psycopg")):
+            raise ConfigError("DATABASE_URL must be a sqlite:/// or postgresql:// URL")
 
     def _host_checks(self) -> None:
         self.SERVER_NAME = self.SERVER_NAME.lower()
@@ -258,22 +267,33 @@ class Config:
         if not self.STRIPE_SECRET_KEY:
             if self.production:
                 raise ConfigError("STRIPE_SECRET_KEY is required in production")
-            # Offline: talk to the local Stripe sandbox exactly as we would talk to Stripe.
-            self.STRIPE_SECRET_KEY = SANDBOX_SECRET_KEY
-            self.STRIPE_PUBLISHABLE_KEY = self.STRIPE_PUBLISHABLE_KEY or SANDBOX_PUBLISHABLE_KEY
-            self.STRIPE_WEBHOOK_SECRET = self.STRIPE_WEBHOOK_SECRET or SANDBOX_WEBHOOK_SECRET
-            self.STRIPE_CONNECT_WEBHOOK_SECRET = (self.STRIPE_CONNECT_WEBHOOK_SECRET
-                                                  or SANDBOX_CONNECT_WEBHOOK_SECRET)
-            self.STRIPE_API_BASE = self.STRIPE_API_BASE or SANDBOX_API_BASE
-            self.STRIPE_JS_URL = self.STRIPE_JS_URL or self.STRIPE_API_BASE + "/js.stripe.com/v3/"
+            self._use_sandbox()
         self.STRIPE_API_BASE = (self.STRIPE_API_BASE or STRIPE_API_BASE_DEFAULT).rstrip("/")
         self.STRIPE_JS_URL = self.STRIPE_JS_URL or STRIPE_JS_URL_DEFAULT
+        self._stripe_key_checks()
+        self._stripe_webhook_checks()
+        if not self.stripe_test_mode:
+            self._live_key_checks()
+
+    def _use_sandbox(self) -> None:
+        """Offline: talk to the local Stripe sandbox exactly as we would talk to Stripe."""
+        self.STRIPE_SECRET_KEY = SANDBOX_SECRET_KEY
+        self.STRIPE_PUBLISHABLE_KEY = self.STRIPE_PUBLISHABLE_KEY or SANDBOX_PUBLISHABLE_KEY
+        self.STRIPE_WEBHOOK_SECRET = self.STRIPE_WEBHOOK_SECRET or SANDBOX_WEBHOOK_SECRET
+        self.STRIPE_CONNECT_WEBHOOK_SECRET = (self.STRIPE_CONNECT_WEBHOOK_SECRET
+                                              or SANDBOX_CONNECT_WEBHOOK_SECRET)
+        self.STRIPE_API_BASE = self.STRIPE_API_BASE or SANDBOX_API_BASE
+        self.STRIPE_JS_URL = self.STRIPE_JS_URL or self.STRIPE_API_BASE + "/js.stripe.com/v3/"
+
+    def _stripe_key_checks(self) -> None:
         if not self.STRIPE_SECRET_KEY.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")):
             raise ConfigError("STRIPE_SECRET_KEY must start with sk_test_ or sk_live_")
         if not self.STRIPE_PUBLISHABLE_KEY.startswith(("pk_test_", "pk_live_")):
             raise ConfigError("STRIPE_PUBLISHABLE_KEY must start with pk_test_ or pk_live_")
         if self.STRIPE_PUBLISHABLE_KEY.startswith("pk_test_") != self.stripe_test_mode:
             raise ConfigError("STRIPE_PUBLISHABLE_KEY and STRIPE_SECRET_KEY mix test and live keys")
+
+    def _stripe_webhook_checks(self) -> None:
         if not self.STRIPE_WEBHOOK_SECRET:
             if self.production:
                 raise ConfigError("STRIPE_WEBHOOK_SECRET is required in production")
@@ -284,18 +304,16 @@ class Config:
         for name in ("STRIPE_WEBHOOK_SECRET", "STRIPE_CONNECT_WEBHOOK_SECRET"):
             if getattr(self, name) and not getattr(self, name).startswith("whsec_"):
                 raise ConfigError(f"{name} must start with whsec_")
-        if not self.stripe_test_mode:
-            # A live key never reaches a sandbox, and only a production deployment may hold one.
-            if self.STRIPE_API_BASE != STRIPE_API_BASE_DEFAULT:
-                raise ConfigError(
-                    f"STRIPE_API_BASE must be {STRIPE_API_BASE_DEFAULT} with a live key"
-                )
-            if self.STRIPE_JS_URL != STRIPE_JS_URL_DEFAULT:
-                raise ConfigError(f"STRIPE_JS_URL must be {STRIPE_JS_URL_DEFAULT} with a live key")
-            if not self.production:
-                raise ConfigError(
-                    "STRIPE_SECRET_KEY is a live key: set PORTAL_ENV=production to use it"
-                )
+
+    def _live_key_checks(self) -> None:
+        """A live key never reaches a sandbox, and only a production deployment may hold one."""
+        if self.STRIPE_API_BASE != STRIPE_API_BASE_DEFAULT:
+            raise ConfigError(f"STRIPE_API_BASE must be {STRIPE_API_BASE_DEFAULT} with a live key")
+        if self.STRIPE_JS_URL != STRIPE_JS_URL_DEFAULT:
+            raise ConfigError(f"STRIPE_JS_URL must be {STRIPE_JS_URL_DEFAULT} with a live key")
+        if not self.production:
+            raise ConfigError("STRIPE_SECRET_KEY is a live key: set PORTAL_ENV=production to "
+                              "use it")
 
     def flask_settings(self) -> dict:
         """The settings as Flask's config mapping (upper-case keys)."""

@@ -20,7 +20,7 @@ cron.register(run, "payouts", args=("portal.payouts.cli.scheduled_run",), cron="
 # Reconciliation: payments, refunds and payouts that webhooks left unsettled; due outbox
 # messages (retries, and those whose queueing was lost with Redis). A run stops checking
 # payments after 4 minutes (the rest wait for the next run); RQ's default job timeout is 3.
-cron.register(run, "default", args=("portal.webhooks.reconcile.scheduled_reconcile",),
+cron.register(run, "default", args=("portal.reconciliation.services.scheduled_reconcile",),
               interval=300, job_timeout=600, name="reconcile")
 cron.register(run, "outbox", args=("portal.outbox.services.sweep",), interval=60,
               name="sweep-outbox")

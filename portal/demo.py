@@ -8,6 +8,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from .auth.services import create_user, find_user
+from .database import unit_of_work
 from .extensions import db
 from .orders.models import Order
 from .orders.services import ItemIn, OrderIn, create_order
@@ -28,7 +29,7 @@ ORDERS = [
 
 
 def seed_demo() -> list[tuple[str, str]]:
-    """Create what is missing; returns the logins (email, role)."""
+    """Create what is missing; returns the logins (email, role). The caller commits."""
     for email, role, name in USERS:
         if find_user(email) is None:
             create_user(email, role, DEMO_PASSWORD, name)
@@ -45,7 +46,6 @@ def seed_demo() -> list[tuple[str, str]]:
                 items=[ItemIn(vendorEmail=v, description=d, quantity=q, unitAmount=a)
                        for v, d, q, a in items],
             ))
-    db.session.commit()
     return [(email, role) for email, role, _ in USERS]
 
 
@@ -56,7 +56,8 @@ def seed_demo_command() -> None:
     if current_app.config["ENV"] == "production":
         raise click.ClickException("seed-demo creates users whose password is published: "
                                    "not in production")
-    logins = seed_demo()
+    with unit_of_work():
+        logins = seed_demo()
     click.echo(f"Demo logins (password: {DEMO_PASSWORD}):")
     for email, role in logins:
         click.echo(f"  {role:<9} {email}")

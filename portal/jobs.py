@@ -1,9 +1,17 @@
-"""Background jobs: RQ on Redis when REDIS_URL is set, otherwise run in-process.
+"""Background jobs, started after commit: RQ on Redis when REDIS_URL is set, otherwise in
+this process once the request (or job, or command) that queued them has ended.
 
-Jobs are plain functions that take ids, never ORM objects. Callers enqueue only after their
-transaction has committed, so a worker never looks for a row that is not there yet. If Redis
-is unreachable the enqueue is logged and dropped: the caller's row is already committed in a
-state (e.g. a webhook event still ``received``) that a sweeper can pick up later.
+``enqueue`` only records the job on the session. When the session commits, the jobs go to
+Redis; when it rolls back, they are dropped: a worker never looks for a row that is not
+there, and a refused request queues nothing. Without Redis (the embedded default) the
+committed jobs run when the application context that queued them ends (after a request's
+response is built, after a job, after a command), each in a fresh application context, a
+fresh session and a transaction of its own (``database.unit_of_work``); a failure is logged
+with its traceback, as a worker logs it, and never fails the request that queued it.
+
+Jobs are plain functions that take ids, never ORM objects. If Redis is unreachable at commit
+the enqueue is logged and dropped: the committed row is in a state (a webhook event still
+``received``, a refund ``approved``) that reconciliation picks up later.
 """
 
 from __future__ import annotations
@@ -11,15 +19,28 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+from dataclasses import dataclass
 
-from flask import current_app, has_app_context
+from flask import current_app, g, has_app_context
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
+from .database import unit_of_work
 from .extensions import db
 
 log = logging.getLogger(__name__)
 
 # Named by purpose; workers listen in this order.
 QUEUES = ("webhooks", "refunds", "payouts", "outbox", "default")
+_PENDING = "portal_jobs"  # session.info key: the jobs of the open transaction
+
+
+@dataclass(frozen=True)
+class Job:
+    path: str  # module.function
+    args: tuple
+    queue: str
+    retry: tuple[int, ...]
 
 
 def redis_connection():
@@ -47,61 +68,95 @@ def _queue(name: str):
     return cached
 
 
-def enqueue(func, *args, queue: str = "default", retry: tuple[int, ...] = ()) -> bool:
-    """Run ``func(*args)`` as a job; return False when it could not be queued.
+def enqueue(func, *args, queue: str = "default", retry: tuple[int, ...] = ()) -> None:
+    """Run ``func(*args)`` as a job once the current transaction commits.
 
     ``retry``: seconds to wait before each new attempt after a failure (RQ's Retry; the
     worker runs RQ's scheduler for the delays). In-process jobs are not retried.
     """
-    return enqueue_each(func, [args], queue=queue, retry=retry)
+    enqueue_each(func, [args], queue=queue, retry=retry)
 
 
 def enqueue_each(func, calls: list[tuple], *, queue: str = "default",
-                 retry: tuple[int, ...] = ()) -> bool:
-    """One job per argument tuple in ``calls``, all queued in one round trip to Redis (as
-    ``enqueue``); False when they could not be queued."""
+                 retry: tuple[int, ...] = ()) -> None:
+    """One job per argument tuple in ``calls``, all sent in one round trip to Redis at
+    commit (as ``enqueue``)."""
     path = f"{func.__module__}.{func.__name__}"
-    if not current_app.config.get("REDIS_URL"):
-        # Embedded mode: run now, in this process. A failure is logged and recorded by the
-        # job itself (as a worker would); it must not fail the request that enqueued it.
-        for args in calls:
-            try:
-                func(*args)
-            except Exception:
-                log.exception("in-process job %s%r failed", path, args)
-        return True
+    session = db.session()
+    if not session.in_transaction():
+        session.begin()  # so that a rollback, even before any SQL, drops the job
+    pending = session.info.setdefault(_PENDING, [])
+    pending.extend(Job(path, tuple(args), queue, tuple(retry)) for args in calls)
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    if current_app.config.get("REDIS_URL"):
+        _send(pending)
+    else:
+        g.setdefault(_PENDING, []).extend(pending)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _rolled_back(session: Session, previous_transaction) -> None:
+    if previous_transaction.parent is None:  # the whole transaction, not a savepoint
+        session.info.pop(_PENDING, None)
+
+
+def _send(pending: list[Job]) -> bool:
+    """Queue committed jobs on Redis in one round trip; False (logged) when Redis failed."""
     from redis.exceptions import RedisError
     from rq import Retry
 
     try:
-        rq_queue = _queue(queue)
+        conn = redis_connection()
         # One round trip: RQ otherwise sends the queue registration and each job in MULTI/EXEC
         # transactions of their own; given a pipeline it adds them to it.
-        with rq_queue.connection.pipeline() as pipe:
-            for args in calls:
-                rq_queue.enqueue(
-                    run, path, *args, job_timeout=300, result_ttl=3600,
+        with conn.pipeline() as pipe:
+            for job in pending:
+                _queue(job.queue).enqueue(
+                    run, job.path, *job.args, job_timeout=300, result_ttl=3600,
                     failure_ttl=7 * 24 * 3600,
-                    retry=Retry(max=len(retry), interval=list(retry)) if retry else None,
-                    pipeline=pipe,
-                )
+                    retry=Retry(max=len(job.retry), interval=list(job.retry))
+                    if job.retry else None,
+                    pipeline=pipe)
             pipe.execute()
     except RedisError:
-        log.exception("could not enqueue %s%r on %s; it stays for the sweeper", path, calls,
-                      queue)
+        log.exception("could not enqueue %d job(s) (%s); reconciliation picks their rows up",
+                      len(pending), ", ".join(sorted({j.path for j in pending})))
         return False
     return True
 
 
+def run_committed(exc: BaseException | None = None) -> None:
+    """Without Redis: run the jobs committed in this application context, each in a fresh
+    context and transaction (teardown_appcontext; also called by tests and commands)."""
+    if not has_app_context():
+        return
+    app = current_app._get_current_object()
+    while pending := g.pop(_PENDING, None):
+        for job in pending:
+            with app.app_context():
+                try:
+                    run(job.path, *job.args)
+                except Exception:
+                    log.exception("in-process job %s%r failed", job.path, job.args)
+
+
 def run(path: str, *args) -> None:
-    """Import and run a job inside an application context (worker or in-process)."""
+    """Import and run a job in its own transaction inside an application context (a worker,
+    or in-process). The jobs it enqueues start after its commit."""
     module, name = path.rsplit(".", 1)
     func = getattr(importlib.import_module(module), name)
     if has_app_context():
         _run_in_context(func, args)
         return
-    from . import create_app
-
+    # A worker process: build the application by name (the composition root, as RQ finds
+    # this function by name), not by import, so that jobs stay below every feature package.
+    create_app = importlib.import_module("portal").create_app
     with create_app().app_context():
         _run_in_context(func, args)
 
@@ -111,6 +166,8 @@ def _run_in_context(func, args) -> None:
         # A forked RQ work-horse must not reuse the parent's database connections.
         db.engine.dispose(close=False)
     try:
-        func(*args)
+        with unit_of_work():
+            func(*args)
+        run_committed()
     finally:
         db.session.remove()

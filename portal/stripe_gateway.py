@@ -20,22 +20,40 @@ from typing import Any
 import stripe
 from flask import current_app
 
+from .errors import DomainError, Unavailable
+
 SignatureError = stripe.SignatureVerificationError
 # At DEBUG the SDK logs whole response bodies, client secrets included: never below INFO.
 logging.getLogger("stripe").setLevel(logging.INFO)
 
 
-class GatewayError(Exception):
-    """Stripe refused or could not be reached; ``code``/``message`` are safe to show."""
+class GatewayError(DomainError):
+    """Stripe refused or could not be reached; ``code``/``message`` are safe to show.
+
+    ``retryable`` (unreachable, rate limited, a 5xx, an idempotency key in use): an outage,
+    answered 503 with Retry-After and code ``processor_unavailable`` by
+    errors.handle_domain_error, with a message of ours (the SDK's text names hosts and ports:
+    it stays in ``str(exc)``, for the logs). Otherwise Stripe refused the request: 400 with
+    Stripe's code and message. ``stripe_status``/``stripe_code``: what Stripe answered."""
+
+    UNREACHABLE = "The payment processor could not be reached; please try again in a moment."
 
     def __init__(self, message: str, *, code: str | None = None, decline_code: str | None = None,
-                 status: int | None = None, retryable: bool = False):
-        super().__init__(message)
-        self.message = message
-        self.code = code
+                 stripe_status: int | None = None, retryable: bool = False):
+        super().__init__(self.UNREACHABLE if retryable else message)
+        self.args = (message,)
+        self.stripe_code = code
+        self.code = "processor_unavailable" if retryable else (code or "invalid_request")
         self.decline_code = decline_code
-        self.status = status
+        self.stripe_status = stripe_status
         self.retryable = retryable
+        if retryable:
+            self.status, self.retry_after = Unavailable.status, Unavailable.retry_after
+
+    def for_api(self) -> str:
+        if self.retryable:
+            return "the payment processor could not be reached; please retry"
+        return self.message
 
 
 @dataclass(frozen=True)
@@ -139,7 +157,7 @@ def _error(exc: stripe.StripeError) -> GatewayError:
         getattr(err, "message", None) or getattr(exc, "user_message", None) or str(exc),
         code=getattr(err, "code", None),
         decline_code=getattr(err, "decline_code", None),
-        status=status,
+        stripe_status=status,
         # 409: an idempotency key still in use by a concurrent request, or a lock timeout.
         retryable=isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError))
         or (status or 0) >= 500 or status == 409,
@@ -335,7 +353,7 @@ def _found(method, object_id: str) -> dict | None:
     try:
         return _call(method, object_id)
     except GatewayError as exc:
-        if exc.status == 404 or exc.code == "resource_missing":
+        if exc.stripe_status == 404 or exc.stripe_code == "resource_missing":
             return None
         raise
 
@@ -364,7 +382,7 @@ def detach_payment_method(payment_method: str) -> None:
     try:
         _call(_client().v1.payment_methods.detach, payment_method)
     except GatewayError as exc:
-        if exc.status not in (400, 404):
+        if exc.stripe_status not in (400, 404):
             raise
 
 

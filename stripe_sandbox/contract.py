@@ -249,13 +249,19 @@ class _Walk:
 # --- Reading the SDK's types ---------------------------------------------------------------------
 
 
+# CPython 3.11's ast.parse is not safe from several threads at once ("SystemError: AST
+# constructor recursion depth mismatch"): concurrent requests of the portal reach it together.
+_PARSING = threading.Lock()
+
+
 @functools.cache
 def _namespace(module_name: str) -> dict:
     """A module's globals plus what it imports only under TYPE_CHECKING (forward references
     such as "Charge" in `ExpandableField["Charge"]` name those)."""
     module = importlib.import_module(module_name)
     namespace = dict(vars(module))
-    tree = ast.parse(inspect.getsource(module))
+    with _PARSING:
+        tree = ast.parse(inspect.getsource(module))
     for node in tree.body:
         if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
             code = compile(ast.Module(body=node.body, type_ignores=[]), module.__file__, "exec")

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import re
 import time
 
+from portal import jobs
 from portal.auth.services import create_user, issue_token
+from portal.database import unit_of_work
 from portal.extensions import db
 from portal.orders.services import ItemIn, OrderIn, create_order
 
 PASSWORD = "correct-horse-battery"
+
+
+@contextlib.contextmanager
+def committed():
+    """What the edge of a request or a job does around services a test calls directly:
+    commit their changes (roll back on an error), then run the jobs they queued, in-process
+    as without Redis."""
+    with unit_of_work():
+        yield
+    jobs.run_committed()
 
 
 def make_user(email: str, role: str = "customer"):
@@ -35,8 +48,8 @@ def make_order(customer, vendor, *, currency: str = "USD", amounts=(4999,), tax:
 def paid_payment(customer, vendor, amount: int, currency: str = "USD"):
     """A succeeded Payment of a new order, committed, without its sale lines: for tests that
     write a vendor's line themselves (a payment has one sale line per vendor)."""
+    from portal.ledger.models import Payment
     from portal.models_base import utcnow
-    from portal.payments.models import Payment
 
     order = make_order(customer, vendor, currency=currency, amounts=(amount,))
     payment = Payment(user_id=customer.id, order_id=order.id, amount=amount, currency=currency,

@@ -15,9 +15,10 @@ from cryptography.fernet import Fernet, InvalidToken
 from flask import Response, current_app, g, make_response, request
 from sqlalchemy.exc import IntegrityError
 
+from ..database import phase
+from ..errors import api_error
 from ..extensions import db
 from ..models_base import utcnow
-from .errors import api_error
 from .models import IdempotencyKey
 
 TTL = timedelta(hours=24)
@@ -29,8 +30,22 @@ def _fingerprint() -> str:
     ).hexdigest()
 
 
+class _ServerError(Exception):
+    """The call answered 5xx: its changes are rolled back and its key freed."""
+
+    def __init__(self, response: Response):
+        super().__init__(response.status_code)
+        self.response = response
+
+
 def idempotent_call(call) -> Response:
-    """Run ``call`` at most once per (user, Idempotency-Key) and replay its response."""
+    """Run ``call`` at most once per (user, Idempotency-Key) and replay its response.
+
+    The key is reserved in a transaction of its own (committed before the call), then the
+    call runs in a phase that stores its response with whatever it changed (a refusal too:
+    ``call`` answers domain errors, see openapi.operation). A server error (5xx, or an
+    exception) rolls the call's changes back and frees the key: it may be retried with it.
+    """
     key = request.headers.get("Idempotency-Key", "").strip()
     if not key:
         return make_response(call())
@@ -39,28 +54,29 @@ def idempotent_call(call) -> Response:
                          {"Idempotency-Key": "at most 255 printable characters"})
     user_id, fingerprint = g.api_user.id, _fingerprint()
     try:
-        # Core statements, not the unit of work: this runs in front of every keyed request.
-        db.session.execute(sa.insert(IdempotencyKey).values(
-            user_id=user_id, key=key, fingerprint=fingerprint))
-        db.session.commit()
+        with phase():
+            # Core statements, not the unit of work: this runs in front of every keyed request.
+            db.session.execute(sa.insert(IdempotencyKey).values(
+                user_id=user_id, key=key, fingerprint=fingerprint))
     except IntegrityError:
-        db.session.rollback()
         return _replay(user_id, key, fingerprint, call)
     try:
-        response = make_response(call())
+        with phase():
+            response = make_response(call())
+            if response.status_code >= 500:
+                raise _ServerError(response)
+            db.session.execute(
+                sa.update(IdempotencyKey)
+                .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+                .values(status_code=response.status_code,
+                        response_body={"sealed": _box().encrypt(response.get_data()).decode()})
+                .execution_options(synchronize_session=False))
+    except _ServerError as exc:
+        _forget(user_id, key)  # a server error may be retried with the same key
+        return exc.response
     except Exception:
         _forget(user_id, key)
         raise
-    if response.status_code >= 500:
-        _forget(user_id, key)  # a server error may be retried with the same key
-    else:
-        db.session.execute(
-            sa.update(IdempotencyKey)
-            .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-            .values(status_code=response.status_code,
-                    response_body={"sealed": _box().encrypt(response.get_data()).decode()})
-            .execution_options(synchronize_session=False))
-        db.session.commit()
     return response
 
 
@@ -95,15 +111,13 @@ def _box() -> Fernet:
 
 
 def _forget(user_id, key: str) -> None:
-    db.session.rollback()
-    db.session.execute(sa.delete(IdempotencyKey).where(
-        IdempotencyKey.user_id == user_id, IdempotencyKey.key == key))
-    db.session.commit()
+    with phase():
+        db.session.execute(sa.delete(IdempotencyKey).where(
+            IdempotencyKey.user_id == user_id, IdempotencyKey.key == key))
 
 
 def purge_expired() -> int:
-    """Delete keys older than 24 h (scheduled hourly by `rq cron portal.cron_config`)."""
+    """Delete keys older than 24 h (a job, scheduled hourly by `rq cron portal.cron_config`)."""
     result = db.session.execute(
         sa.delete(IdempotencyKey).where(IdempotencyKey.created_at < utcnow() - TTL))
-    db.session.commit()
     return result.rowcount

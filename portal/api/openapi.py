@@ -1,15 +1,18 @@
-"""API operations declared once: the pydantic models that validate a request are the ones the
-OpenAPI 3.1 document is generated from (pydantic emits JSON Schema 2020-12, the dialect of
-OpenAPI 3.1, so no translation layer is needed).
+"""API operations declared once: the pydantic models that validate a request and those that
+a view returns are the ones the OpenAPI 3.1 document is generated from (pydantic emits JSON
+Schema 2020-12, the dialect of OpenAPI 3.1, so no translation layer is needed).
 
     @operation(bp, "POST", "/payments/create-intent", body=CreateIntentIn,
-               responses={200: CreateIntentOut, 400: None, 404: None}, summary="...")
-    def create_intent(body: CreateIntentIn): ...
+               responses={200: CreateIntentOut, 404: None}, summary="...")
+    def create_intent(body: CreateIntentIn) -> CreateIntentOut: ...
 
 The wrapper authenticates (Bearer JWT unless ``auth=False``), parses the JSON body (numbers as
-Decimal, so money keeps its digits) or the query string into the model, answers 400 with the
-fields on a validation error, honours ``Idempotency-Key`` where ``idempotent=True``, and calls
-the view with ``body=`` / ``query=``.
+Decimal, so money keeps its digits) or the query string into the model (400 with the fields
+on a validation error), honours ``Idempotency-Key`` where ``idempotent=True``, calls the view
+with ``body=`` / ``query=``, and sends the response model the view returns with the status
+the operation declares for that model: what is sent is what the document says. Refusals are
+``errors.DomainError``s, answered by ``errors.handle_domain_error`` (``None`` in
+``responses``: the error format).
 """
 
 from __future__ import annotations
@@ -20,12 +23,12 @@ from decimal import Decimal
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint, Response, g, jsonify, request
 from pydantic import BaseModel, ValidationError
 
 from ..auth.services import authenticate_bearer
-from .errors import api_error, validation_fields
-from .schemas import ErrorOut
+from ..errors import DomainError, handle_domain_error, validation_fields
+from .schemas import ErrorOut, Out
 
 
 @dataclass
@@ -36,12 +39,21 @@ class Operation:
     description: str
     body: type[BaseModel] | None
     query: type[BaseModel] | None
-    responses: dict[int, type[BaseModel] | None]
+    responses: dict[int, type[Out] | None]
     auth: bool
     roles: tuple[str, ...]
     tag: str
     idempotent: bool
     path_params: list[str] = field(default_factory=list)
+
+    def send(self, body: Out) -> Response:
+        """``body`` as JSON, with the status this operation declares for its model."""
+        status = next((s for s, model in self.responses.items() if type(body) is model), None)
+        if status is None:
+            raise TypeError(f"{self.method} {self.path} declares no {type(body).__name__}")
+        resp = jsonify(body.model_dump(mode="json", by_alias=True))
+        resp.status_code = status
+        return resp
 
 
 OPERATIONS: list[Operation] = []
@@ -49,8 +61,9 @@ OPERATIONS: list[Operation] = []
 STATUS_TEXT = {200: "OK", 201: "Created", 400: "Invalid request", 401: "Missing or invalid token",
                402: "Additional authentication required", 403: "Not allowed for this role",
                404: "Not found", 409: "Conflict", 413: "Request body over 1 MiB",
-               429: "Too many requests",
-               500: "Server error"}
+               429: "Too many requests", 500: "Server error",
+               503: "Temporarily unavailable (Stripe unreachable or failing; the webhook: "
+                    "storage): retry after Retry-After seconds, nothing is done twice"}
 
 
 def _json_body() -> Any:
@@ -63,7 +76,7 @@ def _json_body() -> Any:
 
 def operation(bp: Blueprint, method: str, path: str, *, summary: str, description: str = "",
               body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
-              responses: dict[int, type[BaseModel] | None], auth: bool = True,
+              responses: dict[int, type[Out] | None], auth: bool = True,
               roles: tuple[str, ...] = (), tag: str = "payments", idempotent: bool = False):
     """Register a Flask view on ``bp`` and describe it in the OpenAPI document."""
     flask_path = path.replace("{", "<").replace("}", ">")
@@ -76,38 +89,50 @@ def operation(bp: Blueprint, method: str, path: str, *, summary: str, descriptio
         @wraps(view)
         def wrapper(**kwargs):
             if auth:
-                denied = authenticate_bearer(roles)
-                if denied is not None:
-                    return denied
+                g.api_user = authenticate_bearer(roles)
             if body is not None:
-                try:
-                    data = _json_body()
-                except (ValueError, RecursionError):  # RecursionError: "[[[[..." bodies
-                    return api_error(400, "invalid_json", "the body is not valid JSON")
-                if not isinstance(data, dict):
-                    return api_error(400, "invalid_body", "the body must be a JSON object")
-                try:
-                    kwargs["body"] = body.model_validate(data)
-                except ValidationError as exc:
-                    return api_error(400, "validation_error", "the request is invalid",
-                                     validation_fields(exc))
+                kwargs["body"] = _parsed(body, _json_object(), "the request is invalid")
             if query is not None:
-                try:
-                    kwargs["query"] = query.model_validate(request.args.to_dict())
-                except ValidationError as exc:
-                    return api_error(400, "validation_error", "the query is invalid",
-                                     validation_fields(exc))
+                kwargs["query"] = _parsed(query, request.args.to_dict(), "the query is invalid")
             if idempotent:
                 from .idempotency import idempotent_call
 
-                return idempotent_call(lambda: view(**kwargs))
-            return view(**kwargs)
+                return idempotent_call(lambda: _answered(op, view, kwargs))
+            return op.send(view(**kwargs))
 
         bp.add_url_rule(flask_path, endpoint=view.__name__, view_func=wrapper,
                         methods=[method])
         return wrapper
 
     return decorator
+
+
+def _json_object() -> dict:
+    try:
+        data = _json_body()
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." bodies
+        raise DomainError("the body is not valid JSON", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise DomainError("the body must be a JSON object", code="invalid_body")
+    return data
+
+
+def _parsed(model: type[BaseModel], data: dict, message: str) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise DomainError(message, code="validation_error",
+                          fields=validation_fields(exc)) from None
+
+
+def _answered(op: Operation, view, kwargs: dict) -> Response:
+    """The view's response, a refusal included: answered here rather than by the app's
+    handler so that an Idempotency-Key stores and replays it (a retry of a declined
+    confirmation is answered the decline again, the card is not tried twice)."""
+    try:
+        return op.send(view(**kwargs))
+    except DomainError as exc:
+        return handle_domain_error(exc)
 
 
 def _schema_ref(model: type[BaseModel], components: dict) -> dict:
@@ -181,6 +206,9 @@ def build_spec(server_url: str = "/") -> dict:
                                         "content": {"application/json": {"schema": ref}}}
             if status == 401:
                 response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+            if status in (429, 503):
+                response["headers"] = {"Retry-After": {
+                    "description": "Seconds to wait", "schema": {"type": "string"}}}
             entry["responses"][str(status)] = response
         paths.setdefault(op.path, {})[op.method.lower()] = entry
     return {

@@ -1,8 +1,9 @@
 """Request and response models of the JSON API (field names as in the original description).
 
-Requests are validated with these models; the OpenAPI document is generated from them.
-Responses are built as dicts by the views and described here for the document and the
-contract tests.
+The one source of truth of the API's shapes: requests are validated with these models, views
+return response models (``Out``) that the ``operation`` decorator sends (openapi.py), and the
+OpenAPI document is generated from both, so the document cannot drift from what is sent.
+Errors are ``ErrorOut`` (built by errors.api_error).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pydantic import (
     field_validator,
 )
 
-from ..payments.models import PAYMENT_STATUSES
+from ..ledger.models import PAYMENT_STATUSES
 from ..refunds.models import REASONS
 
 PaymentStatus = Literal[PAYMENT_STATUSES]  # type: ignore[valid-type]
@@ -47,15 +48,24 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Out(BaseModel):
+    """A response body: every field is sent (null too) and required in the document; a key
+    the model does not declare cannot be sent."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=True,
+                              json_schema_serialization_defaults_required=True)
+
+
 # --- errors -----------------------------------------------------------------------------
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(Strict):
     code: str
     message: str
-    fields: dict[str, str] | None = None
+    fields: dict[str, str] = Field(default_factory=dict, description="Each input at fault "
+                                   "and what is wrong with it; absent when none is")
 
 
-class ErrorOut(BaseModel):
+class ErrorOut(Strict):
     """Every error of the API."""
 
     success: Literal[False]
@@ -69,8 +79,8 @@ class TokenIn(Strict):
     password: str = Field(min_length=1, max_length=200)
 
 
-class TokenOut(BaseModel):
-    success: Literal[True]
+class TokenOut(Out):
+    success: Literal[True] = True
     token: str
     expiresAt: str = Field(description="ISO-8601 UTC")
 
@@ -85,12 +95,12 @@ class CreateIntentIn(Strict):
                                         description="A saved card of the caller")
 
 
-class IntentMetadata(BaseModel):
+class IntentMetadata(Out):
     orderId: str
     userId: str
 
 
-class IntentOut(BaseModel):
+class IntentOut(Out):
     id: str
     clientSecret: str
     amount: int
@@ -99,8 +109,8 @@ class IntentOut(BaseModel):
     metadata: IntentMetadata
 
 
-class CreateIntentOut(BaseModel):
-    success: Literal[True]
+class CreateIntentOut(Out):
+    success: Literal[True] = True
     paymentIntent: IntentOut
     publishableKey: str
 
@@ -112,18 +122,18 @@ class ConfirmIn(Strict):
     paymentMethodId: str = Field(pattern=r"^pm_[A-Za-z0-9_]+$", max_length=255)
 
 
-class CardBrief(BaseModel):
+class CardBrief(Out):
     brand: str | None
     last4: str | None
 
 
-class ConfirmMethod(BaseModel):
+class ConfirmMethod(Out):
     id: str | None
     type: str
     card: CardBrief | None
 
 
-class ConfirmedPayment(BaseModel):
+class ConfirmedPayment(Out):
     id: str
     paymentIntentId: str
     status: PaymentStatus
@@ -134,28 +144,33 @@ class ConfirmedPayment(BaseModel):
     createdAt: str
 
 
-class ConfirmOut(BaseModel):
-    success: Literal[True]
+class ConfirmOut(Out):
+    success: Literal[True] = True
     payment: ConfirmedPayment
 
 
-class RequiresActionOut(BaseModel):
+class ActionRequired(Out):
+    code: Literal["requires_action"] = "requires_action"
+    message: str
+
+
+class RequiresActionOut(Out):
     """402: the card asks for 3-D Secure; finish it with Stripe.js handleNextAction."""
 
-    success: Literal[False]
-    requiresAction: Literal[True]
+    success: Literal[False] = False
+    requiresAction: Literal[True] = True
     clientSecret: str
-    error: ErrorDetail
+    error: ActionRequired
 
 
 # --- payments/<id> ----------------------------------------------------------------------
 
-class MethodOut(BaseModel):
+class MethodOut(Out):
     type: str
     card: CardBrief | None
 
 
-class Breakdown(BaseModel):
+class Breakdown(Out):
     subtotal: int
     tax: int
     shipping: int
@@ -164,7 +179,7 @@ class Breakdown(BaseModel):
     vendorAmount: int | None
 
 
-class PaymentDetail(BaseModel):
+class PaymentDetail(Out):
     id: str = Field(alias="_id")
     userId: str
     orderId: str
@@ -183,8 +198,8 @@ class PaymentDetail(BaseModel):
     updatedAt: str
 
 
-class PaymentOut(BaseModel):
-    success: Literal[True]
+class PaymentOut(Out):
+    success: Literal[True] = True
     payment: PaymentDetail
 
 
@@ -244,12 +259,12 @@ class HistoryQuery(Strict):
         return value
 
 
-class HistoryMethod(BaseModel):
+class HistoryMethod(Out):
     type: str
     last4: str | None
 
 
-class HistoryItem(BaseModel):
+class HistoryItem(Out):
     id: str = Field(alias="_id")
     orderId: str
     amount: int
@@ -261,22 +276,22 @@ class HistoryItem(BaseModel):
     createdAt: str
 
 
-class Pagination(BaseModel):
+class Pagination(Out):
     currentPage: int
     totalPages: int
     totalItems: int
     itemsPerPage: int
 
 
-class HistoryOut(BaseModel):
-    success: Literal[True]
+class HistoryOut(Out):
+    success: Literal[True] = True
     payments: list[HistoryItem]
     pagination: Pagination
 
 
 # --- orders -----------------------------------------------------------------------------
 
-class OrderItemOut(BaseModel):
+class OrderItemOut(Out):
     vendorId: str
     description: str
     quantity: int
@@ -284,7 +299,7 @@ class OrderItemOut(BaseModel):
     amount: int
 
 
-class OrderDetail(BaseModel):
+class OrderDetail(Out):
     id: str
     customerId: str
     status: str
@@ -298,12 +313,12 @@ class OrderDetail(BaseModel):
     createdAt: str
 
 
-class OrderOut(BaseModel):
-    success: Literal[True]
+class OrderOut(Out):
+    success: Literal[True] = True
     order: OrderDetail
 
 
-class WebhookOut(BaseModel):
+class WebhookOut(Out):
     received: Literal[True]
 
 
@@ -317,14 +332,14 @@ def iso(value: datetime) -> str:
 PaymentMethodId = Annotated[str, Field(pattern=r"^pm_[A-Za-z0-9_]+$", max_length=255)]
 
 
-class SavedCardDetails(BaseModel):
+class SavedCardDetails(Out):
     brand: str | None
     last4: str | None
     expMonth: int | None
     expYear: int | None
 
 
-class SavedMethod(BaseModel):
+class SavedMethod(Out):
     id: str
     type: str
     card: SavedCardDetails | None
@@ -335,8 +350,8 @@ class ListedMethod(SavedMethod):
     createdAt: str
 
 
-class MethodsOut(BaseModel):
-    success: Literal[True]
+class MethodsOut(Out):
+    success: Literal[True] = True
     paymentMethods: list[ListedMethod]
 
 
@@ -345,14 +360,14 @@ class AddMethodIn(Strict):
     setAsDefault: bool = False
 
 
-class AddMethodOut(BaseModel):
-    success: Literal[True]
+class AddMethodOut(Out):
+    success: Literal[True] = True
     message: str
     paymentMethod: SavedMethod
 
 
-class MessageOut(BaseModel):
-    success: Literal[True]
+class MessageOut(Out):
+    success: Literal[True] = True
     message: str
 
 
@@ -370,7 +385,7 @@ class RefundIn(Strict):
     notes: str | None = Field(None, max_length=1000, pattern=r"^[^\x00]*$")
 
 
-class RefundDetail(BaseModel):
+class RefundDetail(Out):
     id: str = Field(description="Stripe's refund id (re_...); the request's id while the "
                                 "refund waits to be sent to Stripe")
     paymentId: str
@@ -381,8 +396,8 @@ class RefundDetail(BaseModel):
     createdAt: str
 
 
-class RefundOut(BaseModel):
-    success: Literal[True]
+class RefundOut(Out):
+    success: Literal[True] = True
     refund: RefundDetail
 
 
@@ -397,19 +412,19 @@ class VendorPayoutsQuery(Strict):
                                              "payout's)")
 
 
-class PayoutPeriod(BaseModel):
+class PayoutPeriod(Out):
     start: str | None
     end: str
 
 
-class PayoutBreakdown(BaseModel):
+class PayoutBreakdown(Out):
     totalSales: int
     platformFee: int
     netAmount: int
     refunds: int
 
 
-class PayoutItem(BaseModel):
+class PayoutItem(Out):
     id: str = Field(alias="_id")
     vendorId: str
     period: PayoutPeriod
@@ -421,14 +436,14 @@ class PayoutItem(BaseModel):
     paidAt: str | None
 
 
-class PayoutSummary(BaseModel):
+class PayoutSummary(Out):
     totalPaid: int
     totalPending: int
     nextPayoutDate: str
     currency: str | None
 
 
-class VendorPayoutsOut(BaseModel):
-    success: Literal[True]
+class VendorPayoutsOut(Out):
+    success: Literal[True] = True
     payouts: list[PayoutItem]
     summary: PayoutSummary

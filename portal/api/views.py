@@ -7,58 +7,75 @@ from sqlalchemy.exc import DBAPIError
 
 from .. import stripe_gateway as gateway
 from ..auth import throttle
-from ..auth.services import authenticate, issue_token
-from ..extensions import csrf, db, limiter
-from ..orders.services import OrderError, OrderIn, create_order, order_for, order_json
+from ..auth.services import BadCredentials, Unauthorized, authenticate, issue_token
+from ..database import phase
+from ..errors import DomainError, NotFound, TooMany, Unavailable, handle_domain_error
+from ..extensions import csrf, limiter
+from ..orders.models import Order
+from ..orders.services import OrderIn, create_order, order_for
 from ..webhooks.services import receive_event
-from .errors import api_error, too_many
 from .openapi import build_spec, operation
-from .schemas import OrderOut, TokenIn, TokenOut, WebhookOut, iso
+from .schemas import OrderDetail, OrderItemOut, OrderOut, TokenIn, TokenOut, WebhookOut, iso
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # Bearer tokens and Stripe signatures, never the session cookie
+
+
+@bp.errorhandler(Unauthorized)
+def _challenge(exc: Unauthorized):
+    """A 401 for want of a valid token names the scheme to use (RFC 6750)."""
+    resp = handle_domain_error(exc)
+    resp.headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    return resp
 
 
 @operation(bp, "POST", "/auth/token", body=TokenIn, auth=False, tag="auth",
            summary="Get a token", responses={200: TokenOut, 401: None, 429: None},
            description="Exchange e-mail and password for a Bearer JWT (at most 1 h).")
 @limiter.limit("10 per minute; 50 per hour")
-def auth_token(body: TokenIn):
+def auth_token(body: TokenIn) -> TokenOut:
     """A Bearer token for the API. The account's password budget is the web login's too
-    (auth.throttle)."""
+    (auth.throttle): a refused attempt is 429, a wrong password 401 and counted."""
     wait = throttle.refused(body.email)
     if wait is not None:
-        return too_many("rate_limited", "too many attempts for this account; retry in "
-                        + throttle.wait_text(wait), wait)
+        raise TooMany("too many attempts for this account; retry in "
+                      + throttle.wait_text(wait), retry_after=wait)
     user = authenticate(body.email, body.password)
     if user is None:
         throttle.failed(body.email)
-        return api_error(401, "invalid_credentials", "wrong e-mail or password")
+        raise BadCredentials("wrong e-mail or password")
     token, expires = issue_token(user)
-    return jsonify(success=True, token=token, expiresAt=iso(expires))
+    return TokenOut(token=token, expiresAt=iso(expires))
+
+
+def order_detail(order: Order) -> OrderDetail:
+    """The API's representation of an order."""
+    return OrderDetail(
+        id=str(order.id), customerId=str(order.customer_id), status=order.status,
+        currency=order.currency.lower(), subtotal=order.subtotal, tax=order.tax,
+        shipping=order.shipping, discount=order.discount, total=order.total,
+        items=[OrderItemOut(vendorId=str(i.vendor_id), description=i.description,
+                            quantity=i.quantity, unitAmount=i.unit_amount, amount=i.amount)
+               for i in order.items],
+        createdAt=order.created_at.isoformat().replace("+00:00", "Z"))
 
 
 @operation(bp, "POST", "/orders", body=OrderIn, roles=("admin", "service"), tag="orders",
            summary="Register an order", responses={201: OrderOut},
            description="For the order service and admins; amounts in minor units.")
-def create_order_view(body: OrderIn):
+def create_order_view(body: OrderIn) -> OrderOut:
     """Register an order (order service or admin): amounts in minor units."""
-    try:
-        order = create_order(body)
-    except OrderError as exc:
-        return api_error(400, "validation_error", "the order is invalid", exc.fields)
-    db.session.commit()
-    return jsonify(success=True, order=order_json(order)), 201
+    return OrderOut(order=order_detail(create_order(body)))
 
 
 @operation(bp, "GET", "/orders/{orderId}", tag="orders", summary="Get an order",
            responses={200: OrderOut, 404: None})
-def get_order_view(orderId: str):  # noqa: N803 - the documented path parameter
+def get_order_view(orderId: str) -> OrderOut:  # noqa: N803 - the documented path parameter
     """One order: its customer, an admin or a service."""
     order = order_for(g.api_user, orderId)
     if order is None:
-        return api_error(404, "not_found", "order not found")
-    return jsonify(success=True, order=order_json(order))
+        raise NotFound("order not found")
+    return OrderOut(order=order_detail(order))
 
 
 @limiter.request_filter
@@ -68,35 +85,45 @@ def _is_stripe_delivery() -> bool:
     return request.endpoint == "api.stripe_webhook"
 
 
-@operation(bp, "POST", "/payments/webhook", auth=False, tag="webhooks",
-           summary="Stripe webhook", responses={200: WebhookOut, 400: None, 413: None, 503: None},
-           description="Raw Stripe event JSON, verified with the Stripe-Signature header.")
-def stripe_webhook():
-    """Stripe webhook: verify the signature on the raw body, store once, enqueue, answer 200."""
-    payload = request.get_data(cache=False)
+def _verified_event(payload: bytes):
+    """The Stripe event the body is, checked against the Stripe-Signature header."""
     try:
-        event = gateway.verify_webhook(payload, request.headers.get("Stripe-Signature"))
+        return gateway.verify_webhook(payload, request.headers.get("Stripe-Signature"))
     except gateway.SignatureError:
-        return api_error(400, "invalid_signature", "invalid or expired Stripe signature")
+        raise DomainError("invalid or expired Stripe signature",
+                          code="invalid_signature") from None
     except (ValueError, KeyError):
-        return api_error(400, "invalid_payload", "the body is not a Stripe event")
+        raise DomainError("the body is not a Stripe event", code="invalid_payload") from None
+
+
+def _store(event) -> None:
+    """Store the event once and enqueue its processing, committed here so that a failure of
+    the commit too is answered 503 (Stripe then delivers the event again)."""
     try:
         try:
-            receive_event(event)
+            with phase():
+                receive_event(event)
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
             # A pooled connection died (PostgreSQL restarted, a proxy cut it): the pool has
             # dropped it, so one more try gets a fresh connection.
-            db.session.rollback()
-            receive_event(event)
-    except Exception:
+            with phase():
+                receive_event(event)
+    except Exception as exc:
         # Not stored (PostgreSQL unreachable...): 503 so that Stripe delivers it again.
         current_app.logger.exception("could not store Stripe event %s", event.id)
-        db.session.rollback()
-        return api_error(503, "storage_unavailable", "the event could not be stored; "
-                                                     "please deliver it again")
-    return jsonify(received=True)
+        raise Unavailable("the event could not be stored; please deliver it again",
+                          code="storage_unavailable") from exc
+
+
+@operation(bp, "POST", "/payments/webhook", auth=False, tag="webhooks",
+           summary="Stripe webhook", responses={200: WebhookOut, 400: None, 413: None, 503: None},
+           description="Raw Stripe event JSON, verified with the Stripe-Signature header.")
+def stripe_webhook() -> WebhookOut:
+    """Stripe webhook: verify the signature on the raw body, store once, enqueue, answer 200."""
+    _store(_verified_event(request.get_data(cache=False)))
+    return WebhookOut(received=True)
 
 
 def _server_url() -> str:

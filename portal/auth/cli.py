@@ -6,7 +6,7 @@ import click
 from flask.cli import AppGroup
 
 from ..config import ROLES
-from ..extensions import db
+from ..database import unit_of_work
 from .services import UserError, create_user, find_user, issue_token
 
 users_cli = AppGroup("users", help="Manage portal users.")
@@ -20,10 +20,10 @@ users_cli = AppGroup("users", help="Manage portal users.")
 def create_command(email: str, role: str, password: str, name: str) -> None:
     """Create a user with a role."""
     try:
-        user = create_user(email, role, password, name)
+        with unit_of_work():
+            user = create_user(email, role, password, name)
     except UserError as exc:
         raise click.ClickException(f"{exc.field}: {exc.message}") from None
-    db.session.commit()
     click.echo(f"created {user.role} {user.email}")
 
 

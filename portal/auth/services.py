@@ -8,10 +8,11 @@ from functools import cache
 
 import jwt
 import sqlalchemy as sa
-from flask import current_app, g, request
+from flask import current_app, request
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..config import ROLES
+from ..errors import DomainError, Forbidden
 from ..extensions import db
 from ..models_base import parse_uuid
 from .models import User
@@ -147,20 +148,25 @@ def user_from_token(token: str) -> User | None:
     return None
 
 
-def authenticate_bearer(roles: tuple[str, ...] = ()):
-    """Authenticate the request's Bearer JWT (never the session cookie) into ``g.api_user``.
+class Unauthorized(DomainError):
+    """No valid Bearer token (the API answers it with WWW-Authenticate)."""
 
-    Returns None when allowed, else the 401/403 JSON response to send.
-    """
-    from ..api.errors import api_error
+    status, code = 401, "unauthorized"
 
+
+class BadCredentials(DomainError):
+    """A wrong e-mail or password for a token (no WWW-Authenticate: not a Bearer failure)."""
+
+    status, code = 401, "invalid_credentials"
+
+
+def authenticate_bearer(roles: tuple[str, ...] = ()) -> User:
+    """The user of the request's Bearer JWT (never the session cookie). Unauthorized without
+    a valid token; Forbidden when ``roles`` are given and the user's is not one of them."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     user = user_from_token(token.strip()) if scheme.lower() == "bearer" and token else None
     if user is None:
-        resp = api_error(401, "unauthorized", "a valid Bearer token is required")
-        resp.headers["WWW-Authenticate"] = 'Bearer realm="api"'
-        return resp
+        raise Unauthorized("a valid Bearer token is required")
     if roles and user.role not in roles:
-        return api_error(403, "forbidden", "your role may not do this")
-    g.api_user = user
-    return None
+        raise Forbidden("your role may not do this")
+    return user

@@ -1,4 +1,4 @@
-"""Login and logout."""
+"""Login and logout, and each role's home page."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
+    Response,
     flash,
     make_response,
     redirect,
@@ -43,8 +44,22 @@ def _safe_next(target: str | None) -> str | None:
     return target if not parts.scheme and not parts.netloc else None
 
 
+# Where each role lands after signing in (and on "/"): its own home.
+HOMES = {"customer": "orders.index", "vendor": "payouts.dashboard",
+         "admin": "admin.refunds_queue", "service": "api.docs"}
+
+
 def home_for(user: User) -> str:
-    return url_for("orders.index")
+    """The user's home page: customers their orders, vendors their dashboard, admins the
+    refund queue (where their decisions wait), service users the API's documentation."""
+    return url_for(HOMES.get(user.role, "orders.index"))
+
+
+@bp.route("/")
+@login_required
+def home():
+    """The signed-in user's home page."""
+    return redirect(home_for(current_user))
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -56,37 +71,44 @@ def login():
         return redirect(home_for(current_user))
     form = LoginForm()
     if form.validate_on_submit():
-        email = form.email.data
-        trusted = throttle.known_device(email)
-        wait = throttle.refused(email, trusted=trusted)
-        if wait is not None:
-            form.password.errors.append(
-                f"Too many attempts for this account: try again in {throttle.wait_text(wait)}.")
-            response = make_response(render_template("auth/login.html", form=form), 429)
-            response.headers["Retry-After"] = str(wait)
+        response = _attempt(form)
+        if response is not None:
             return response
-        user = authenticate(email, form.password.data)
-        if user is None:
-            throttle.failed(email, trusted=trusted)
-            form.password.errors.append("Wrong e-mail or password.")
-        else:
-            # Rotate: nothing from the anonymous session survives into the signed-in one.
-            session.clear()
-            login_user(user)
-            session.permanent = True
-            response = redirect(_safe_next(request.args.get("next")) or home_for(user))
-            throttle.remember_device(response, email)
-            return response
-    status = 400 if form.errors else 200
-    return render_template("auth/login.html", form=form), status
+    return render_template("auth/login.html", form=form), 400 if form.errors else 200
+
+
+def _attempt(form: LoginForm) -> Response | None:
+    """Try the form's password within the account's attempt budget (throttle): the signed-in
+    redirect, the form again with a 429 when the budget is spent, or None (a wrong password:
+    the form shows its error)."""
+    email = form.email.data
+    trusted = throttle.known_device(email)
+    wait = throttle.refused(email, trusted=trusted)
+    if wait is not None:
+        form.password.errors.append(
+            f"Too many attempts for this account: try again in {throttle.wait_text(wait)}.")
+        return make_response(render_template("auth/login.html", form=form), 429,
+                             {"Retry-After": str(wait)})
+    user = authenticate(email, form.password.data)
+    if user is None:
+        throttle.failed(email, trusted=trusted)
+        form.password.errors.append("Wrong e-mail or password.")
+        return None
+    # Rotate: nothing from the anonymous session survives into the signed-in one.
+    session.clear()
+    login_user(user)
+    session.permanent = True
+    response = redirect(_safe_next(request.args.get("next")) or home_for(user))
+    throttle.remember_device(response, email)
+    return response
 
 
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():
-    """Sign out, ending this user's sessions on every device."""
+    """Sign out, ending this user's sessions on every device (committed at the request's
+    end)."""
     end_sessions(current_user)
-    db.session.commit()
     logout_user()
     session.clear()
     flash("You are signed out.", "info")

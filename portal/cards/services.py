@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from .. import stripe_gateway as gateway
 from ..auth.models import User
+from ..database import in_phases, insert_or_skip
+from ..errors import DomainError
 from ..extensions import db
-from ..payments.models import Payment
+from ..ledger.models import Payment
 from .models import CustomerMap, SavedCard
 
 log = logging.getLogger(__name__)
 
 
-class CardError(Exception):
+class CardError(DomainError):
     """The card cannot be saved or used; the message is safe to show."""
 
     status = 400
@@ -56,45 +59,57 @@ def customer_of(user_id: uuid.UUID) -> CustomerMap | None:
     return db.session.scalar(sa.select(CustomerMap).where(CustomerMap.user_id == user_id))
 
 
-def ensure_customer(user: User) -> CustomerMap:
-    """The user's Stripe customer, created on first need, never twice. Commits.
+@dataclass(frozen=True)
+class _NewCustomer:
+    user_id: uuid.UUID
+    email: str
+    name: str
 
-    Concurrent first requests (two tabs adding a first card) queue on the user's row lock;
-    the second finds the map the first committed. The idempotency key per user covers a
-    crash between Stripe's answer and our commit: the retry gets the same customer back.
+
+def ensure_customer(user: User) -> CustomerMap:
+    """The user's Stripe customer, created on first need, never twice (in phases: it commits
+    when it creates one).
+
+    Concurrent first requests (two tabs adding a first card) send Stripe the same request
+    under the same idempotency key (per user) and get the same customer back; the first
+    insert of the map wins (ON CONFLICT DO NOTHING), the others find it. The key also covers
+    a crash between Stripe's answer and our commit: the retry gets the same customer back.
     """
     existing = customer_of(user.id)
     if existing is not None:
         return existing
-    db.session.execute(sa.select(User.id).where(User.id == user.id).with_for_update())
-    existing = customer_of(user.id)
-    if existing is not None:
-        db.session.commit()
-        return existing
-    try:
-        customer_id = gateway.create_customer(
-            email=user.email, name=user.name or "", metadata={"userId": str(user.id)},
-            idempotency_key=f"customer-{user.id}")
-    except gateway.GatewayError:
-        db.session.rollback()
-        raise
-    cmap = CustomerMap(user_id=user.id, stripe_customer_id=customer_id, email=user.email,
-                       name=user.name or None)
-    _count_past_payments(cmap)
-    db.session.add(cmap)
-    db.session.commit()
-    return cmap
+
+    def reserve() -> _NewCustomer | None:
+        if customer_of(user.id) is not None:
+            return None  # made meanwhile
+        return _NewCustomer(user.id, user.email, user.name or "")
+
+    def call(new: _NewCustomer) -> str:
+        return gateway.create_customer(
+            email=new.email, name=new.name, metadata={"userId": str(new.user_id)},
+            idempotency_key=f"customer-{new.user_id}")
+
+    def apply(new: _NewCustomer, customer_id: str) -> CustomerMap:
+        # No conflict target: a concurrent insert of the same map conflicts on the user and
+        # on the Stripe customer, and either is "made meanwhile".
+        db.session.execute(insert_or_skip(CustomerMap, None).values(
+            id=uuid.uuid4(), user_id=new.user_id, stripe_customer_id=customer_id,
+            email=new.email, name=new.name or None, **_past_payments(new.user_id)))
+        return customer_of(new.user_id)
+
+    return in_phases(reserve, call, apply) or customer_of(user.id)
 
 
-def _count_past_payments(cmap: CustomerMap) -> None:
+def _past_payments(user_id: uuid.UUID) -> dict:
+    """The spending columns of a new customer map: the user's succeeded payments so far."""
     rows = db.session.execute(
         sa.select(Payment.currency, sa.func.sum(Payment.amount), sa.func.count(),
                   sa.func.max(Payment.succeeded_at))
-        .where(Payment.user_id == cmap.user_id, Payment.status == "succeeded")
+        .where(Payment.user_id == user_id, Payment.status == "succeeded")
         .group_by(Payment.currency)).all()
-    cmap.total_spent = {currency: int(total) for currency, total, _, _ in rows}
-    cmap.payment_count = sum(count for _, _, count, _ in rows)
-    cmap.last_payment_at = max((last for *_, last in rows if last), default=None)
+    return {"total_spent": {currency: int(total) for currency, total, _, _ in rows},
+            "payment_count": sum(count for _, _, count, _ in rows),
+            "last_payment_at": max((last for *_, last in rows if last), default=None)}
 
 
 def record_spending(payment: Payment) -> None:
@@ -137,18 +152,25 @@ def card_for(user: User, payment_method_id: str) -> SavedCard:
 
 
 # --- Changes made by the user ---------------------------------------------------------------
+#
+# What Stripe holds (the PaymentMethod, the SetupIntent) is read first and the refusals made
+# on it; the change is then a workflow in phases (database.in_phases): check, call Stripe (no
+# lock held), mirror what Stripe now holds.
 
 def _mirror(user_id: uuid.UUID, method: gateway.Method) -> SavedCard:
     card = method.card or gateway.CardDetails()
-    row = db.session.scalar(sa.select(SavedCard).where(
-        SavedCard.stripe_payment_method_id == method.id)) or SavedCard(
-        user_id=user_id, stripe_payment_method_id=method.id)
+    row = _row_of(method.id) or SavedCard(user_id=user_id, stripe_payment_method_id=method.id)
     row.type = method.type
     row.brand, row.last4 = card.brand, card.last4
     row.exp_month, row.exp_year = card.exp_month, card.exp_year
     row.funding, row.country, row.fingerprint = card.funding, card.country, card.fingerprint
     db.session.add(row)
     return row
+
+
+def _row_of(payment_method_id: str) -> SavedCard | None:
+    return db.session.scalar(sa.select(SavedCard).where(
+        SavedCard.stripe_payment_method_id == payment_method_id))
 
 
 def _duplicate_of(user_id: uuid.UUID, method: gateway.Method) -> SavedCard | None:
@@ -160,25 +182,56 @@ def _duplicate_of(user_id: uuid.UUID, method: gateway.Method) -> SavedCard | Non
         SavedCard.stripe_payment_method_id != method.id))
 
 
-def _store(cmap: CustomerMap, method: gateway.Method, make_default: bool) -> SavedCard:
-    """Mirror an attached card (commit); the first card becomes the default."""
-    row = _mirror(cmap.user_id, method)
-    try:
+@dataclass(frozen=True)
+class _Saving:
+    customer: str  # the user's Stripe customer
+    duplicate: bool  # the same card number is saved already (another PaymentMethod)
+    default: bool  # the card becomes the default
+
+
+def _save(user_id: uuid.UUID, method: gateway.Method, make_default: bool) -> SavedCard:
+    """Attach (if needed) and save a card of the user's customer, in phases; the first card
+    becomes the default. A duplicate of a saved card is detached and AlreadySaved."""
+    def reserve() -> _Saving:
+        cmap = customer_of(user_id)
+        return _Saving(cmap.stripe_customer_id, _duplicate_of(user_id, method) is not None,
+                       make_default or cmap.default_payment_method_id is None)
+
+    def call(plan: _Saving) -> gateway.Method:
+        if plan.duplicate:
+            if method.customer == plan.customer:
+                gateway.detach_payment_method(method.id)
+            raise AlreadySaved("this card is already saved")
+        attached = method if method.customer else _attach(method.id, plan.customer)
+        if plan.default:
+            gateway.set_default_payment_method(plan.customer, method.id)
+        return attached
+
+    def apply(plan: _Saving, attached: gateway.Method) -> SavedCard:
+        row = _mirror(user_id, attached)
+        if plan.default:
+            customer_of(user_id).default_payment_method_id = attached.id
         db.session.flush()
+        return row
+
+    try:
+        return in_phases(reserve, call, apply)
     except IntegrityError:
         # Saved a moment ago by a concurrent request: by the webhook of this very card (then
         # it is simply there), or the same card number through another PaymentMethod.
-        db.session.rollback()
-        row = db.session.scalar(sa.select(SavedCard).where(
-            SavedCard.stripe_payment_method_id == method.id))
-        if row is not None and row.user_id == cmap.user_id:
+        row = _row_of(method.id)
+        if row is not None and row.user_id == user_id:
             return row
         raise AlreadySaved("this card is already saved") from None
-    if make_default or cmap.default_payment_method_id is None:
-        gateway.set_default_payment_method(cmap.stripe_customer_id, method.id)
-        cmap.default_payment_method_id = method.id
-    db.session.commit()
-    return row
+
+
+def _attach(payment_method_id: str, customer: str) -> gateway.Method:
+    try:
+        return gateway.attach_payment_method(payment_method_id, customer)
+    except gateway.GatewayError as exc:
+        if exc.retryable:
+            raise
+        raise (CardDeclined if exc.stripe_status == 402 else CardError)(exc.message) from exc
 
 
 def save_card(user: User, payment_method_id: str, *, make_default: bool = False) -> SavedCard:
@@ -197,26 +250,16 @@ def save_card(user: User, payment_method_id: str, *, make_default: bool = False)
         raise CardNotFound("no such payment method")
     if method.type != "card" or method.card is None:
         raise CardError("only cards can be saved")
-    cmap = known or ensure_customer(user)
-    if db.session.scalar(sa.select(SavedCard.id).where(
-            SavedCard.stripe_payment_method_id == method.id)) is not None:
+    if known is None:
+        ensure_customer(user)
+    if _row_of(method.id) is not None:
         raise AlreadySaved("this card is already saved")
-    if _duplicate_of(user.id, method) is not None:
-        if method.customer == cmap.stripe_customer_id:
-            gateway.detach_payment_method(method.id)
-        raise AlreadySaved("this card is already saved")
-    if method.customer is None:
-        try:
-            method = gateway.attach_payment_method(method.id, cmap.stripe_customer_id)
-        except gateway.GatewayError as exc:
-            if exc.retryable:
-                raise
-            raise (CardDeclined if exc.status == 402 else CardError)(exc.message) from exc
-    return _store(cmap, method, make_default)
+    return _save(user.id, method, make_default)
 
 
 def start_setup(user: User) -> gateway.Setup:
-    """A SetupIntent for the cards page's "add a card" form."""
+    """A SetupIntent for the cards page's "add a card" form (nothing is stored: the card is
+    saved when the setup is finished)."""
     cmap = ensure_customer(user)
     return gateway.create_setup_intent(
         customer=cmap.stripe_customer_id, metadata={"userId": str(user.id)},
@@ -234,36 +277,66 @@ def finish_setup(user: User, setup_intent_id: str) -> SavedCard:
         raise CardNotFound("setup not found")
     if setup.status != "succeeded" or not setup.payment_method_id:
         raise CardError(setup.failure_message or "the card was not saved; please try again")
-    existing = db.session.scalar(sa.select(SavedCard).where(
-        SavedCard.stripe_payment_method_id == setup.payment_method_id))
+    existing = _row_of(setup.payment_method_id)
     if existing is not None:  # the webhook was quicker
         return existing
     method = gateway.retrieve_payment_method(setup.payment_method_id)
     if method is None or method.customer != cmap.stripe_customer_id:
         raise CardError("the card was not saved; please try again")
-    if _duplicate_of(user.id, method) is not None:
-        gateway.detach_payment_method(method.id)
-        raise AlreadySaved("this card is already saved")
-    return _store(cmap, method, make_default=False)
+    return _save(user.id, method, make_default=False)
+
+
+@dataclass(frozen=True)
+class _Removal:
+    payment_method: str
+    customer: str | None
+    repair: bool  # the default goes with it: ``successor`` becomes the default
+    successor: str | None
 
 
 def remove_card(user: User, payment_method_id: str) -> None:
     """Detach the card at Stripe and forget it; the newest remaining card becomes the default
-    when the default was removed. Commits."""
-    card = card_for(user, payment_method_id)
-    gateway.detach_payment_method(card.stripe_payment_method_id)
-    db.session.delete(card)
-    _repair_default(user.id)
-    db.session.commit()
+    when the default was removed. In phases (it commits)."""
+    def reserve() -> _Removal:
+        card = card_for(user, payment_method_id)
+        cmap = customer_of(user.id)
+        others = [pm for pm in _newest_first(user.id) if pm != card.stripe_payment_method_id]
+        default = cmap.default_payment_method_id if cmap else None
+        return _Removal(card.stripe_payment_method_id, cmap.stripe_customer_id if cmap else None,
+                        repair=default not in others, successor=others[0] if others else None)
+
+    def call(r: _Removal) -> None:
+        gateway.detach_payment_method(r.payment_method)
+        if r.repair and r.successor:
+            gateway.set_default_payment_method(r.customer, r.successor)
+
+    def apply(r: _Removal, _) -> None:
+        db.session.execute(sa.delete(SavedCard).where(
+            SavedCard.stripe_payment_method_id == r.payment_method))
+        cmap = customer_of(user.id)
+        if cmap is not None and r.repair:
+            cmap.default_payment_method_id = r.successor
+
+    in_phases(reserve, call, apply)
 
 
 def set_default(user: User, payment_method_id: str) -> None:
-    """Make a saved card the default (at Stripe and here). Commits."""
-    card = card_for(user, payment_method_id)
-    cmap = customer_of(user.id)
-    gateway.set_default_payment_method(cmap.stripe_customer_id, card.stripe_payment_method_id)
-    cmap.default_payment_method_id = card.stripe_payment_method_id
-    db.session.commit()
+    """Make a saved card the default (at Stripe and here). In phases (it commits)."""
+    def reserve() -> tuple[str, str]:
+        card = card_for(user, payment_method_id)
+        return customer_of(user.id).stripe_customer_id, card.stripe_payment_method_id
+
+    def apply(chosen: tuple[str, str], _) -> None:
+        customer_of(user.id).default_payment_method_id = chosen[1]
+
+    in_phases(reserve, lambda chosen: gateway.set_default_payment_method(*chosen), apply)
+
+
+def _newest_first(user_id: uuid.UUID) -> list[str]:
+    """The user's saved cards' PaymentMethod ids, newest first."""
+    return list(db.session.scalars(
+        sa.select(SavedCard.stripe_payment_method_id).where(SavedCard.user_id == user_id)
+        .order_by(SavedCard.created_at.desc(), SavedCard.id.desc())))
 
 
 def _repair_default(user_id: uuid.UUID) -> None:
@@ -272,9 +345,7 @@ def _repair_default(user_id: uuid.UUID) -> None:
     if cmap is None:
         return
     db.session.flush()
-    ids = list(db.session.scalars(
-        sa.select(SavedCard.stripe_payment_method_id).where(SavedCard.user_id == user_id)
-        .order_by(SavedCard.created_at.desc(), SavedCard.id.desc())))
+    ids = _newest_first(user_id)
     if cmap.default_payment_method_id in ids:
         return
     new_default = ids[0] if ids else None

@@ -9,18 +9,20 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from ..auth.models import User
 from ..auth.services import normalize_email
+from ..errors import DomainError
 from ..extensions import db
 from ..models_base import parse_uuid
 from ..money import MoneyError, check_minor, normalize_currency
 from .models import Order, OrderItem
 
 
-class OrderError(ValueError):
+class OrderError(DomainError):
     """Invalid order input; ``fields`` maps each bad field to its message."""
 
+    code = "validation_error"
+
     def __init__(self, fields: dict[str, str]):
-        super().__init__("; ".join(f"{k}: {v}" for k, v in fields.items()))
-        self.fields = fields
+        super().__init__("the order is invalid", fields=fields)
 
 
 class ItemIn(BaseModel):
@@ -49,7 +51,8 @@ def _users_by_email(emails: set[str]) -> dict[str, User]:
 
 
 def create_order(data: OrderIn) -> Order:
-    """Validate the parties and the money, then add the order (the caller commits)."""
+    """Validate the parties and the money, then add the order and flush it (its id and
+    created_at are set; the caller commits). OrderError names every bad field."""
     errors: dict[str, str] = {}
     try:
         currency = normalize_currency(data.currency)
@@ -96,6 +99,7 @@ def create_order(data: OrderIn) -> Order:
             unit_amount=item.unitAmount,
         ))
     db.session.add(order)
+    db.session.flush()
     return order
 
 
@@ -115,25 +119,3 @@ def orders_of(user: User) -> list[Order]:
     return list(db.session.scalars(
         sa.select(Order).where(Order.customer_id == user.id).order_by(Order.created_at.desc())
     ).unique())
-
-
-def order_json(order: Order) -> dict:
-    """The API's representation of an order."""
-    return {
-        "id": str(order.id),
-        "customerId": str(order.customer_id),
-        "status": order.status,
-        "currency": order.currency.lower(),
-        "subtotal": order.subtotal,
-        "tax": order.tax,
-        "shipping": order.shipping,
-        "discount": order.discount,
-        "total": order.total,
-        "items": [
-            {"vendorId": str(i.vendor_id), "description": i.description,
-             "quantity": i.quantity, "unitAmount": i.unit_amount,
-             "amount": i.amount}
-            for i in order.items
-        ],
-        "createdAt": order.created_at.isoformat().replace("+00:00", "Z"),
-    }

@@ -35,6 +35,9 @@ class OutboxMessage(IdMixin, db.Model):
     attempts: Mapped[int] = mapped_column(default=0)
     errors: Mapped[list] = mapped_column(sa.JSON, default=list)  # one line per failed attempt
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # An admin's last "Try again" of a given-up message: its 24 h of attempts run from here
+    # (from created_at when never tried again).
+    retried_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -1,12 +1,14 @@
 """The outbox: side effects are rows written with the state change that causes them, then
-delivered by jobs, each at most once (row lock) and retried with backoff for 24 hours.
+delivered by jobs, at least once, one delivery at a time, and retried with backoff for 24
+hours (from the message's creation, or from an admin's "Try again").
 
 - ``record_payment_outcome`` (called under the payment's row lock when a payment reaches a
-  final state) adds the order-service notification and, for a success, the receipt e-mail.
-  The unique ``dedupe_key`` makes a second write of the same outcome a no-op.
-- After the transaction commits the new messages are queued (RQ), or delivered at the end of
-  the request in the embedded mode; ``sweep`` (rq cron, every minute) queues whatever is due
-  (retries, and messages whose queueing was lost with Redis).
+  final state) adds the order-service notification and, for a success, the receipt e-mail,
+  and queues their delivery in the same transaction: a job each, started after the commit
+  (portal.jobs: RQ, or in-process after the request without Redis). The unique
+  ``dedupe_key`` makes a second write of the same outcome a no-op that queues nothing.
+- ``sweep`` (rq cron, every minute) queues whatever is due (retries, and messages whose
+  queueing was lost with Redis).
 - The order service gets ``Idempotency-Key: <message id>``: if we crash after it answered and
   before we recorded it, the retry can be recognised on its side.
 """
@@ -19,14 +21,15 @@ import smtplib
 import urllib.error
 import urllib.request
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 
 import sqlalchemy as sa
-from flask import current_app, has_app_context
-from sqlalchemy import event, orm
+from flask import current_app
 
 from .. import jobs
+from ..database import in_phases, insert_or_skip
 from ..extensions import db
 from ..models_base import utcnow
 from ..money import format_minor
@@ -35,6 +38,9 @@ from .models import OutboxMessage
 log = logging.getLogger(__name__)
 GIVE_UP_AFTER = timedelta(hours=24)
 TIMEOUT_S = 5
+# While one delivery sends a message, it is not due for others (its row is not locked while
+# the far side answers); a delivery that died meanwhile is retried by the sweeper after it.
+SENDING_FOR = timedelta(minutes=2)
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -43,31 +49,29 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
 
 
-def _add(payment_id: uuid.UUID, rows: list[tuple[str, str, dict]]) -> None:
+def _add(payment_id: uuid.UUID, rows: list[tuple[str, str, dict]]) -> list[str]:
     """Insert (kind, dedupe key, payload) rows in one statement; a key already there is
-    skipped. The ids inserted are queued after the commit."""
-    dialect = db.session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    skipped. The messages inserted are delivered by jobs started after the commit; returns
+    their ids."""
     now = utcnow()
     # Parameters as a list (executemany): one INSERT whose compiled form is cached, where
     # .values([...]) made a new statement, with new bind parameters, for every payment.
-    inserted = db.session.scalars(
-        insert(OutboxMessage).on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(OutboxMessage.id),
+    inserted = [str(i) for i in db.session.scalars(
+        insert_or_skip(OutboxMessage, ["dedupe_key"]).returning(OutboxMessage.id),
         [{"id": uuid.uuid4(), "kind": kind, "dedupe_key": key, "payment_id": payment_id,
           "payload": payload, "status": "pending", "attempts": 0, "errors": [],
-          "created_at": now, "next_attempt_at": now} for kind, key, payload in rows])
-    db.session.info.setdefault("outbox_new", []).extend(str(i) for i in inserted)
+          "created_at": now, "next_attempt_at": now} for kind, key, payload in rows])]
+    if inserted:
+        jobs.enqueue_each(deliver, [(i,) for i in inserted], queue="outbox")
+    return inserted
 
 
-def record_payment_outcome(payment) -> None:
+def record_payment_outcome(payment) -> list[str]:
     """A payment reached a final state: notify the order service, and e-mail the receipt
-    when it succeeded. In the caller's transaction."""
+    when it succeeded. In the caller's transaction. Returns the ids of the messages added
+    (none when this outcome was recorded before)."""
     if payment.status not in ("succeeded", "canceled"):
-        return
+        return []
     order = payment.order
     rows = [("order_notification", f"order_notification:{payment.id}:{payment.status}", {
         "orderId": str(order.id), "paymentId": str(payment.id), "status": payment.status,
@@ -83,88 +87,88 @@ def record_payment_outcome(payment) -> None:
             "card": f"{(payment.card_brand or 'card').capitalize()} •••• {payment.card_last4}"
             if payment.card_last4 else None,
             "receiptNumber": payment.receipt_number, "receiptUrl": payment.receipt_url}))
-    _add(payment.id, rows)
-
-
-# --- Queueing after commit ------------------------------------------------------------------
-
-@event.listens_for(orm.Session, "after_commit")
-def _committed(session) -> None:
-    new = session.info.pop("outbox_new", None)
-    if not new or not has_app_context():
-        return
-    if current_app.config.get("REDIS_URL"):
-        # Only Redis here (no SQL may run in this hook): one job per message, one round trip.
-        jobs.enqueue_each(deliver, [(message_id,) for message_id in new], queue="outbox")
-    else:
-        session.info.setdefault("outbox_later", []).extend(new)
-
-
-@event.listens_for(orm.Session, "after_rollback")
-def _rolled_back(session) -> None:
-    session.info.pop("outbox_new", None)
-
-
-def deliver_pending_of_request(exc=None) -> None:
-    """Embedded mode (no Redis): deliver what the request committed, after the request."""
-    later = db.session.info.pop("outbox_later", None) if db.session.registry.has() else None
-    for message_id in later or ():
-        try:
-            deliver(message_id)
-        except Exception:  # never fail the request for it: the sweeper tries again
-            db.session.rollback()
-            log.exception("outbox message %s could not be delivered now", message_id)
+    return _add(payment.id, rows)
 
 
 # --- Delivery -------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class _Sending:
+    message_id: uuid.UUID
+    kind: str
+    payload: dict
+    started: datetime
+
+
 def deliver(message_id: str, *, force: bool = False) -> str | None:
-    """Send one message (the job). Its row is locked while sending, so two workers never send
-    it twice; a failure is recorded and retried later, until 24 h have passed. Returns the
-    message's status."""
-    msg = db.session.scalar(sa.select(OutboxMessage).where(
-        OutboxMessage.id == uuid.UUID(message_id)).with_for_update()
-        .execution_options(populate_existing=True))  # never a stale copy from the session
-    now = utcnow()
-    if msg is None or msg.status != "pending" or (not force and msg.next_attempt_at > now):
-        db.session.rollback()
-        return msg.status if msg else None
-    try:
-        msg.status = (_notify if msg.kind == "order_notification" else _email)(msg)
-    except Exception as exc:  # noqa: BLE001 - any failure of the far side is recorded
-        msg.errors = [*(msg.errors or []), f"{now:%Y-%m-%dT%H:%M:%SZ} {exc}"[:500]][-50:]
-        if now - msg.created_at >= GIVE_UP_AFTER:
+    """Send one message (the job), in three phases (database.in_phases): take it (pending
+    and due, or ``force``: due or not) and make it not due while it is sent; send it, no
+    lock held; record the outcome. A failure is retried later with backoff until 24 h have
+    passed since the message was written (or tried again by an admin). Returns the
+    message's status (None: no such message)."""
+    status: list[str | None] = []  # as reserve found it
+
+    def reserve() -> _Sending | None:
+        msg = _locked(message_id)
+        now = utcnow()
+        status.append(msg.status if msg else None)
+        if msg is None or msg.status != "pending" or (not force and msg.next_attempt_at > now):
+            return None
+        msg.next_attempt_at = now + SENDING_FOR
+        return _Sending(msg.id, msg.kind, msg.payload, now)
+
+    def call(s: _Sending) -> str:
+        return (_notify if s.kind == "order_notification" else _email)(s.message_id, s.payload)
+
+    def apply(s: _Sending, outcome: str) -> str:
+        msg = _locked(message_id)
+        msg.status, msg.attempts = outcome, msg.attempts + 1
+        msg.sent_at = s.started if outcome == "sent" else None
+        return msg.status
+
+    def failed(s: _Sending, exc: Exception) -> str:
+        msg = _locked(message_id)
+        msg.errors = [*(msg.errors or []), f"{s.started:%Y-%m-%dT%H:%M:%SZ} {exc}"[:500]][-50:]
+        if msg.status == "pending" and s.started - (msg.retried_at or msg.created_at) >= (
+                GIVE_UP_AFTER):
             msg.status = "given_up"
             log.error("outbox message %s (%s) given up after %s attempts", msg.id, msg.kind,
                       msg.attempts + 1)
-        else:
-            msg.next_attempt_at = now + backoff(msg.attempts + 1)
-    else:
-        msg.sent_at = now if msg.status == "sent" else None
-    msg.attempts += 1
-    db.session.commit()
-    return msg.status
+        elif msg.status == "pending":
+            msg.next_attempt_at = s.started + backoff(msg.attempts + 1)
+        msg.attempts += 1
+        return msg.status
+
+    # Any failure of the far side is recorded (and retried): failures=(Exception,).
+    return in_phases(reserve, call, apply, failed=failed, failures=(Exception,)) or status[0]
+
+
+def _locked(message_id: str) -> OutboxMessage | None:
+    return db.session.scalar(sa.select(OutboxMessage).where(
+        OutboxMessage.id == uuid.UUID(message_id)).with_for_update()
+        .execution_options(populate_existing=True))  # never a stale copy from the session
 
 
 def retry_given_up(message_id: uuid.UUID) -> bool:
-    """Give a given-up message another 24 h of attempts (an admin's "Try again"); the caller
-    commits, then delivers. False when the message is not given up (sent or retried
-    meanwhile, say from another tab or a double click): nothing changes, nothing is sent
-    again. One conditional UPDATE, so two clicks cannot both win, on SQLite too."""
+    """Give a given-up message another 24 h of attempts (an admin's "Try again"), from now:
+    ``retried_at`` (``created_at`` stays when the message was written); the caller commits,
+    then delivers. False when the message is not given up (sent or retried meanwhile, say
+    from another tab or a double click): nothing changes, nothing is sent again. One
+    conditional UPDATE, so two clicks cannot both win, on SQLite too."""
     now = utcnow()
     return db.session.execute(
         sa.update(OutboxMessage)
         .where(OutboxMessage.id == message_id, OutboxMessage.status == "given_up")
-        .values(status="pending", created_at=now, next_attempt_at=now)
+        .values(status="pending", retried_at=now, next_attempt_at=now)
         .execution_options(synchronize_session=False)).rowcount == 1
 
 
-def _notify(msg: OutboxMessage) -> str:
+def _notify(message_id: uuid.UUID, payload: dict) -> str:
     base = current_app.extensions["portal_config"].ORDER_SERVICE_URL.rstrip("/")
     request = urllib.request.Request(  # noqa: S310 - http(s) only (checked in config)
-        f"{base}/api/orders/{msg.payload['orderId']}/payment-status",
-        data=json.dumps(msg.payload).encode(), method="POST",
-        headers={"Content-Type": "application/json", "Idempotency-Key": str(msg.id)})
+        f"{base}/api/orders/{payload['orderId']}/payment-status",
+        data=json.dumps(payload).encode(), method="POST",
+        headers={"Content-Type": "application/json", "Idempotency-Key": str(message_id)})
     try:
         with _opener.open(request, timeout=TIMEOUT_S) as response:
             response.read()
@@ -173,11 +177,10 @@ def _notify(msg: OutboxMessage) -> str:
     return "sent"
 
 
-def _email(msg: OutboxMessage) -> str:
+def _email(_message_id: uuid.UUID, p: dict) -> str:
     cfg = current_app.extensions["portal_config"]
     if not cfg.SMTP_HOST:
         return "kept"  # no mail server: admins read it in the local outbox
-    p = msg.payload
     mail = EmailMessage()
     mail["From"], mail["To"] = cfg.SMTP_FROM, p["to"]
     mail["Subject"] = f"Your ShopSphere receipt {p['receiptNumber']}"
@@ -195,9 +198,10 @@ def _email(msg: OutboxMessage) -> str:
 
 
 def sweep(limit: int = 500) -> int:
-    """Queue the messages that are due (rq cron, every minute). Returns how many."""
+    """Queue (after the commit) the messages that are due (rq cron, every minute). Returns
+    how many."""
     ids = db.session.scalars(sa.select(OutboxMessage.id).where(
         OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= utcnow())
         .order_by(OutboxMessage.next_attempt_at).limit(limit)).all()
-    db.session.rollback()
-    return sum(jobs.enqueue(deliver, str(i), queue="outbox") for i in ids)
+    jobs.enqueue_each(deliver, [(str(i),) for i in ids], queue="outbox")
+    return len(ids)

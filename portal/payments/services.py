@@ -1,7 +1,16 @@
-"""Checkout and payment state: the workflows behind the pages, the API and the webhooks."""
+"""Checkout and payment state: the workflows behind the pages, the API and the webhooks.
+
+Every workflow that calls Stripe runs in three phases (``database.in_phases``): reserve
+(check and record, commit), call Stripe with no lock held, apply (lock the payment, settle,
+commit). ``settle`` is the one way a PaymentIntent's state reaches its Payment; its callers
+(the checkout, the status poll, the webhook job, reconciliation) may race, and whichever
+comes first wins. Services raise a ``CheckoutError`` (a DomainError) before changing
+anything when they refuse.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from dataclasses import dataclass
@@ -16,29 +25,45 @@ from .. import stripe_gateway as gateway
 from ..auth.models import User
 from ..cards import services as cards
 from ..cards.models import SavedCard
+from ..database import in_phases, insert_or_skip, phase, write_lock
+from ..errors import DomainError, Unavailable
 from ..extensions import db
 from ..hygiene import CONTROL
+from ..ledger import splits
+from ..ledger.models import FINAL_STATUSES, PAYMENT_STATUSES, Payment
 from ..models_base import parse_uuid, utcnow
 from ..orders.models import Order
 from ..outbox import services as outbox
-from . import splits
-from .models import FINAL_STATUSES, PAYMENT_STATUSES, Payment
 
 log = logging.getLogger(__name__)
 
 
-class CheckoutError(Exception):
+class CheckoutError(DomainError):
     """Checkout cannot go on; the message is safe to show to the customer."""
 
+    code = "order_not_payable"
 
-class ProcessorUnavailable(CheckoutError):
-    """Stripe could not be reached; the message says whether anything may have been charged."""
+
+class ProcessorUnavailable(Unavailable, CheckoutError):
+    """Stripe could not be reached (503 with Retry-After); the message says whether anything
+    may have been charged."""
 
 
 class AlreadyPaid(CheckoutError):
+    code = "order_already_paid"
+
     def __init__(self, payment: Payment):
         super().__init__("This order is already paid.")
         self.payment = payment
+
+    def for_api(self) -> str:
+        return "this order is already paid"
+
+
+NOTHING_CHARGED = ("We could not reach the payment processor. Nothing was charged; "
+                   "please try again in a moment.")
+MAYBE_PAID = ("We could not reach the payment processor; please try again in a moment. "
+              "If you already paid this order, the payment will show in your history.")
 
 
 @dataclass(frozen=True)
@@ -53,9 +78,15 @@ def payment_of_order(order: Order) -> Payment | None:
 
 
 def _locked(payment_id: uuid.UUID) -> Payment:
-    # populate_existing: a row already in the session is re-read under the lock, never stale.
-    # The order comes in the same query (a settled payment marks it paid); only the payment
-    # row is locked.
+    """The payment row, locked until the commit, with fresh values.
+
+    SQLite ignores FOR UPDATE: ``write_lock`` takes its write lock first, so that two settles
+    cannot both read the payment not final (and both record the sale), nor a stale
+    "processing" undo a success committed meanwhile. populate_existing: a row already in the
+    session is re-read under the lock. The order comes in the same query (a settled payment
+    marks it paid); only the payment row is locked.
+    """
+    write_lock(Payment, Payment.id == payment_id)
     return db.session.scalar(
         sa.select(Payment)
         .where(Payment.id == payment_id)
@@ -65,145 +96,190 @@ def _locked(payment_id: uuid.UUID) -> Payment:
     )
 
 
-def _create_payment_row(order: Order, ip: str | None, user_agent: str | None,
-                        source: str) -> Payment:
-    """Insert the order's Payment and commit it, or load the one a concurrent request made."""
-    payment = Payment(
-        id=uuid.uuid4(), user_id=order.customer_id, order_id=order.id, amount=order.total,
-        currency=order.currency, status="pending", subtotal=order.subtotal, tax=order.tax,
-        shipping=order.shipping, discount=order.discount, ip_address=(ip or "")[:45] or None,
-        # A header, which the request checks of portal/hygiene.py do not cover: its control
-        # characters are not kept (gunicorn lets C1 codes through).
-        user_agent=CONTROL.sub("", user_agent or "")[:300] or None, source=source,
-    )
-    db.session.add(payment)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        # Another request (double click, second tab) inserted it first: use that one.
-        db.session.rollback()
-        payment = payment_of_order(order)
-    return payment
+# --- The checkout -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Origin:
+    """Where the checkout comes from (kept on a new Payment)."""
+
+    ip: str | None
+    user_agent: str | None
+    source: str
 
 
-def _create_intent(payment: Payment, order: Order,
-                   card: SavedCard | None = None) -> gateway.Intent | None:
-    """Give the payment its PaymentIntent, once, and apply its state: concurrent callers wait
-    on the row lock and then find the stored id (None is returned to them); the Payment id as
-    idempotency key covers a retry after a crash. Commits (which releases the lock)."""
-    payment = _locked(payment.id)
-    if payment.stripe_payment_intent_id is not None:
-        db.session.commit()
-        return None
-    # With a Stripe customer, so the customer's saved cards can pay it.
-    cmap = cards.customer_of(order.customer_id)
-    try:
-        intent = gateway.create_payment_intent(
-            amount=payment.amount,
-            currency=payment.currency,
-            idempotency_key=f"payment-{payment.id}-intent",
-            metadata={"orderId": str(order.id), "userId": str(order.customer_id),
-                      "paymentId": str(payment.id)},
-            description=f"ShopSphere order {order.number}",
-            customer=cmap.stripe_customer_id if cmap else None,
-            payment_method=card.stripe_payment_method_id if card else None,
-        )
-    except gateway.GatewayError as exc:
-        db.session.rollback()
-        raise ProcessorUnavailable(
-            "We could not reach the payment processor. Nothing was charged; "
-            "please try again in a moment."
-        ) from exc
-    payment.stripe_payment_intent_id = intent.id
-    apply_intent(payment, intent)
-    db.session.commit()
-    return intent
+@dataclass(frozen=True)
+class _Reserved:
+    """What the call to Stripe needs, as plain values (no lazy loads outside a phase)."""
+
+    payment_id: uuid.UUID
+    intent_id: str | None  # None: the PaymentIntent is still to be created
+    create: dict  # create_payment_intent's arguments: fixed by the payment, whoever calls
+    customer: str | None  # the order's customer at Stripe, if they have one
+    card: str | None  # a saved card's PaymentMethod to put on the intent
 
 
 def start_checkout(order: Order, *, ip: str | None = None, user_agent: str | None = None,
                    source: str = "web", card: SavedCard | None = None) -> Checkout:
     """The order's Payment and its PaymentIntent, creating each at most once.
 
-    The Payment row is committed before Stripe is called, and its id is the idempotency key,
-    so reloads, double clicks and concurrent requests all end with one PaymentIntent.
-    With ``card`` (a saved card of the order's customer) the intent carries that card.
-    Commits; raises AlreadyPaid, CheckoutError or ProcessorUnavailable.
+    Three phases: the Payment row is reserved (committed) first, Stripe is called with its
+    id in the idempotency key and parameters that do not depend on the caller, then the
+    intent is stored and applied. Reloads, double clicks and concurrent requests all end
+    with one PaymentIntent. With ``card`` (a saved card of the order's customer) the intent
+    carries that card. Raises AlreadyPaid, CheckoutError or ProcessorUnavailable (the
+    Payment row then stays, pending, for the next try).
     """
+    reserve = functools.partial(_reserve_checkout, order, _Origin(ip, user_agent, source),
+                                card.stripe_payment_method_id if card else None)
+    # None: a concurrent checkout stored another intent first; a second turn uses that one.
+    checkout = (in_phases(reserve, _intent_for_checkout, _apply_checkout)
+                or in_phases(reserve, _intent_for_checkout, _apply_checkout))
+    if checkout.payment.status == "succeeded":
+        raise AlreadyPaid(checkout.payment)
+    if checkout.payment.status == "canceled":
+        raise CheckoutError("The payment of this order was canceled.")
+    return checkout
+
+
+def _reserve_checkout(order: Order, origin: _Origin, card: str | None) -> _Reserved:
+    """Phase 1: refuse an order that cannot be paid; insert its Payment unless it exists."""
     if order.status != "unpaid":
         paid = payment_of_order(order) if order.status == "paid" else None
         raise AlreadyPaid(paid) if paid else CheckoutError("This order can no longer be paid.")
-    payment = payment_of_order(order) or _create_payment_row(order, ip, user_agent, source)
-    intent = None
+    payment = payment_of_order(order) or _insert_payment(order, origin)
+    cmap = cards.customer_of(order.customer_id)
+    customer = cmap.stripe_customer_id if cmap else None
+    return _Reserved(
+        payment.id, payment.stripe_payment_intent_id, customer=customer, card=card,
+        create={"amount": payment.amount, "currency": payment.currency,
+                "idempotency_key": f"payment-{payment.id}-intent",
+                "metadata": {"orderId": str(order.id), "userId": str(order.customer_id),
+                             "paymentId": str(payment.id)},
+                "description": f"ShopSphere order {order.number}",
+                # With a Stripe customer, so the customer's saved cards can pay it.
+                "customer": customer})
+
+
+def _insert_payment(order: Order, origin: _Origin) -> Payment:
+    """Insert the order's Payment; a concurrent request's insert (double click, second tab)
+    wins and is the one returned (ON CONFLICT DO NOTHING on the order)."""
+    db.session.execute(insert_or_skip(Payment, ["order_id"]).values(
+        id=uuid.uuid4(), user_id=order.customer_id, order_id=order.id, amount=order.total,
+        currency=order.currency, status="pending", subtotal=order.subtotal, tax=order.tax,
+        shipping=order.shipping, discount=order.discount,
+        ip_address=(origin.ip or "")[:45] or None,
+        # A header, which the request checks of portal/hygiene.py do not cover: its control
+        # characters are not kept (gunicorn lets C1 codes through).
+        user_agent=CONTROL.sub("", origin.user_agent or "")[:300] or None,
+        source=origin.source))
+    return payment_of_order(order)
+
+
+def _intent_for_checkout(r: _Reserved) -> gateway.Intent:
+    """Phase 2: create the PaymentIntent (or read the existing one) and put the chosen card
+    on it. The card is not a parameter of the creation: concurrent callers send identical
+    requests under one idempotency key and get one intent."""
+    try:
+        if r.intent_id is None:
+            intent = gateway.create_payment_intent(**r.create)
+        else:
+            intent = gateway.retrieve_payment_intent(r.intent_id)
+        if r.card and intent.payment_method_id != r.card and (
+                intent.status in ("requires_payment_method", "requires_confirmation")):
+            intent = _use_card(intent, r.card, r.customer)
+    except gateway.GatewayError as exc:
+        log.warning("checkout of payment %s: Stripe unreachable", r.payment_id, exc_info=True)
+        raise ProcessorUnavailable(
+            NOTHING_CHARGED if r.intent_id is None else MAYBE_PAID) from exc
+    return intent
+
+
+def _apply_checkout(r: _Reserved, intent: gateway.Intent) -> Checkout | None:
+    """Phase 3: store the intent on the payment (once) and apply its state. None when a
+    concurrent checkout stored another intent first (made with other parameters, e.g. a
+    Stripe customer created meanwhile): ours is left unused."""
+    payment = _locked(r.payment_id)
     if payment.stripe_payment_intent_id is None:
-        intent = _create_intent(payment, order, card)  # stored and applied
-    if intent is None:
-        try:
-            intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
-            if card and intent.payment_method_id != card.stripe_payment_method_id and (
-                    intent.status in ("requires_payment_method", "requires_confirmation")):
-                intent = _use_card(intent, card)
-        except gateway.GatewayError as exc:
-            raise ProcessorUnavailable(
-                "We could not reach the payment processor; please try again in a moment. "
-                "If you already paid this order, the payment will show in your history."
-            ) from exc
-        payment = settle(payment.id, intent)
-        if not payment.is_final:
-            # The customer is back at the checkout, maybe to pay with Stripe.js: should
-            # neither the return nor the webhook reach us, reconciliation looks again within
-            # minutes, not after a quarter of the checkout's age (webhooks.reconcile).
-            payment.updated_at, payment.reconcile_due_at = utcnow(), None
-        db.session.commit()
-    if payment.status == "succeeded":
-        raise AlreadyPaid(payment)
-    if payment.status == "canceled":
-        raise CheckoutError("The payment of this order was canceled.")
+        payment.stripe_payment_intent_id = intent.id
+    elif payment.stripe_payment_intent_id != intent.id:
+        log.warning("payment %s has intent %s; %s is left unused", payment.id,
+                    payment.stripe_payment_intent_id, intent.id)
+        return None
+    _settle_locked(payment, intent)
+    if not payment.is_final:
+        # The customer is at the checkout, maybe to pay with Stripe.js: should neither the
+        # return nor the webhook reach us, reconciliation looks again within minutes, not
+        # after a quarter of the checkout's age (reconciliation.services).
+        payment.updated_at, payment.reconcile_due_at = utcnow(), None
     return Checkout(payment, intent)
 
 
-def _use_card(intent: gateway.Intent, card: SavedCard) -> gateway.Intent:
+def _use_card(intent: gateway.Intent, payment_method: str,
+              customer: str | None) -> gateway.Intent:
     """Put a saved card (and so its Stripe customer) on an unconfirmed intent."""
-    cmap = cards.customer_of(card.user_id)
-    changes = {"payment_method": card.stripe_payment_method_id}
-    if intent.customer != cmap.stripe_customer_id:
-        changes["customer"] = cmap.stripe_customer_id  # intent made before the first card
+    changes = {"payment_method": payment_method}
+    if customer and intent.customer != customer:
+        changes["customer"] = customer  # an intent made before the first saved card
     return gateway.update_payment_intent(intent.id, **changes)
+
+
+# --- Paying -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Confirmation:
+    payment_id: uuid.UUID
+    intent_id: str
+    move_to: str | None  # the Stripe customer of a saved card the intent is not with yet
 
 
 def confirm_with_card(user: User, payment: Payment, payment_method_id: str, *,
                       return_url: str | None = None) -> tuple[Payment, gateway.Intent]:
     """Confirm the payment's intent server-side with a saved card of ``user`` or a new
-    PaymentMethod from Stripe.js, and apply the outcome (commits).
+    PaymentMethod from Stripe.js, and apply the outcome (in phases: it commits).
 
-    Another user's saved card is CardNotFound; GatewayError when Stripe refuses the request
-    or cannot be reached (a decline is not an error: the payment comes back failed).
+    Another user's saved card is CardNotFound (nothing is asked of Stripe); GatewayError
+    when Stripe refuses the request or cannot be reached, and the payment is left as it was
+    (a decline is not an error: the payment comes back failed).
     """
-    card = db.session.scalar(sa.select(SavedCard).where(
-        SavedCard.stripe_payment_method_id == payment_method_id))
-    if card is not None and card.user_id != user.id:
-        raise cards.CardNotFound()
-    if card is not None and payment.stripe_customer_id != cards.customer_of(
-            user.id).stripe_customer_id:
-        _use_card(gateway.retrieve_payment_intent(payment.stripe_payment_intent_id), card)
-    intent = gateway.confirm_payment_intent(
-        payment.stripe_payment_intent_id, payment_method=payment_method_id,
-        return_url=return_url, idempotency_key=f"payment-{payment.id}-confirm-{uuid.uuid4()}")
-    payment = settle(payment.id, intent)
-    db.session.commit()
-    return payment, intent
+    def reserve() -> _Confirmation:
+        card = db.session.scalar(sa.select(SavedCard).where(
+            SavedCard.stripe_payment_method_id == payment_method_id))
+        if card is not None and card.user_id != user.id:
+            raise cards.CardNotFound()
+        customer = cards.customer_of(user.id).stripe_customer_id if card else None
+        return _Confirmation(payment.id, payment.stripe_payment_intent_id,
+                             customer if customer != payment.stripe_customer_id else None)
+
+    def call(c: _Confirmation) -> gateway.Intent:
+        if c.move_to:
+            _use_card(gateway.retrieve_payment_intent(c.intent_id), payment_method_id,
+                      c.move_to)
+        return gateway.confirm_payment_intent(
+            c.intent_id, payment_method=payment_method_id, return_url=return_url,
+            idempotency_key=f"payment-{c.payment_id}-confirm-{uuid.uuid4()}")
+
+    return in_phases(reserve, call, lambda c, intent: (settle(c.payment_id, intent), intent))
 
 
 def offer_to_save_card(user: User, payment: Payment, save: bool) -> None:
     """The customer ticked (or unticked) "save this card" before paying with a new card:
-    Stripe attaches the card to their customer when the payment succeeds."""
+    Stripe attaches the card to their customer when the payment succeeds. In phases (the
+    Stripe customer, when it is created, in phases of its own)."""
     cmap = cards.ensure_customer(user) if save else cards.customer_of(user.id)
-    changes = {"setup_future_usage": "off_session" if save else ""}
-    if cmap is not None and payment.stripe_customer_id != cmap.stripe_customer_id:
-        changes["customer"] = cmap.stripe_customer_id
-    intent = gateway.update_payment_intent(payment.stripe_payment_intent_id, **changes)
-    settle(payment.id, intent)
-    db.session.commit()
 
+    def reserve() -> dict:
+        changes = {"setup_future_usage": "off_session" if save else ""}
+        if cmap is not None and payment.stripe_customer_id != cmap.stripe_customer_id:
+            changes["customer"] = cmap.stripe_customer_id
+        return changes
+
+    in_phases(reserve,
+              lambda changes: gateway.update_payment_intent(payment.stripe_payment_intent_id,
+                                                            **changes),
+              lambda _, intent: settle(payment.id, intent))
+
+
+# --- The one transition -----------------------------------------------------------------------
 
 # How long a sale waits for its funds when Stripe has not said (see apply_intent).
 UNKNOWN_FUNDS_DELAY = timedelta(days=7)
@@ -239,15 +315,7 @@ def apply_intent(payment: Payment, intent: gateway.Intent) -> bool:
     if intent.customer:
         payment.stripe_customer_id = intent.customer
     if intent.card is not None:
-        payment.payment_method_id = intent.payment_method_id
-        payment.payment_method_type = intent.payment_method_type or "card"
-        payment.card_brand = intent.card.brand
-        payment.card_last4 = intent.card.last4
-        payment.card_exp_month = intent.card.exp_month
-        payment.card_exp_year = intent.card.exp_year
-        payment.card_funding = intent.card.funding
-        payment.card_country = intent.card.country
-        payment.billing_details = intent.billing_details
+        _copy_card(payment, intent)
     if new == "succeeded" and (intent.amount, intent.currency) != (payment.amount,
                                                                   payment.currency):
         # Never mark an order paid for another sum than its own; a person must look at it.
@@ -260,26 +328,44 @@ def apply_intent(payment: Payment, intent: gateway.Intent) -> bool:
         payment.failure_code = (intent.failure_code or "")[:64] or None
         payment.failure_message = (intent.failure_message or "")[:500] or None
     elif new == "succeeded":
-        payment.failure_code = payment.failure_message = None
-        payment.receipt_url = intent.receipt_url
-        payment.receipt_number = payment.receipt_number or _receipt_number(payment)
-        payment.succeeded_at = utcnow()
-        if intent.funds_available_at is not None:
-            payment.funds_available_at = datetime.fromtimestamp(intent.funds_available_at, UTC)
-        else:
-            # Stripe did not say (its charge has no balance transaction yet): the vendors'
-            # shares wait Stripe's longest standard delay rather than being paid out of funds
-            # that may still be pending.
-            log.warning("payment %s: intent %s succeeded without its funds' date", payment.id,
-                        intent.id)
-            payment.funds_available_at = payment.succeeded_at + UNKNOWN_FUNDS_DELAY
-        payment.order.status = "paid"
-        payment.order.paid_at = payment.succeeded_at
+        _record_success(payment, intent)
     changed = new != payment.status
     payment.status = new
     if changed:
-        payment.reconcile_due_at = None  # checked afresh by reconciliation (webhooks.reconcile)
+        payment.reconcile_due_at = None  # checked afresh by reconciliation
     return changed
+
+
+def _copy_card(payment: Payment, intent: gateway.Intent) -> None:
+    """The card's displayable details (never its number) onto the payment."""
+    payment.payment_method_id = intent.payment_method_id
+    payment.payment_method_type = intent.payment_method_type or "card"
+    payment.card_brand = intent.card.brand
+    payment.card_last4 = intent.card.last4
+    payment.card_exp_month = intent.card.exp_month
+    payment.card_exp_year = intent.card.exp_year
+    payment.card_funding = intent.card.funding
+    payment.card_country = intent.card.country
+    payment.billing_details = intent.billing_details
+
+
+def _record_success(payment: Payment, intent: gateway.Intent) -> None:
+    """Receipt, funds' date and the order marked paid."""
+    payment.failure_code = payment.failure_message = None
+    payment.receipt_url = intent.receipt_url
+    payment.receipt_number = payment.receipt_number or _receipt_number(payment)
+    payment.succeeded_at = utcnow()
+    if intent.funds_available_at is not None:
+        payment.funds_available_at = datetime.fromtimestamp(intent.funds_available_at, UTC)
+    else:
+        # Stripe did not say (its charge has no balance transaction yet): the vendors'
+        # shares wait Stripe's longest standard delay rather than being paid out of funds
+        # that may still be pending.
+        log.warning("payment %s: intent %s succeeded without its funds' date", payment.id,
+                    intent.id)
+        payment.funds_available_at = payment.succeeded_at + UNKNOWN_FUNDS_DELAY
+    payment.order.status = "paid"
+    payment.order.paid_at = payment.succeeded_at
 
 
 def settle(payment_id: uuid.UUID, intent: gateway.Intent) -> Payment:
@@ -287,21 +373,15 @@ def settle(payment_id: uuid.UUID, intent: gateway.Intent) -> Payment:
 
     Stripe is always called before this, so no row lock is held while waiting on Stripe.
     """
-    if db.session.get_bind().dialect.name == "sqlite":
-        # SQLite ignores FOR UPDATE, and its driver begins a transaction only at the first
-        # write: two settles could both read the payment not final and both record the
-        # sale, or a stale "processing" written after a committed success would undo it. A
-        # write takes SQLite's one write lock now (waiting for a settle in progress to
-        # commit) and holds it until our commit, so the read below is current. (Not in
-        # _locked: _create_intent holds its lock while calling Stripe, and there the
-        # idempotency key keeps concurrent callers to one PaymentIntent.)
-        db.session.execute(sa.update(Payment).where(Payment.id == payment_id)
-                           .values(updated_at=Payment.updated_at)
-                           .execution_options(synchronize_session=False))
     payment = _locked(payment_id)
-    # The changes to the payment and its order are written once, when the caller commits,
-    # instead of being flushed by each query of the side effects below (three UPDATEs of
-    # the payment). Nothing below reads them back from the database.
+    _settle_locked(payment, intent)
+    return payment
+
+
+def _settle_locked(payment: Payment, intent: gateway.Intent) -> None:
+    # The changes to the payment and its order are written once, at the commit, instead of
+    # being flushed by each query of the side effects below (three UPDATEs of the payment).
+    # Nothing below reads them back from the database.
     with db.session.no_autoflush:
         if apply_intent(payment, intent) and payment.is_final:
             # Once: a final state never changes again. Side effects go to the outbox, in
@@ -311,34 +391,38 @@ def settle(payment_id: uuid.UUID, intent: gateway.Intent) -> Payment:
                 splits.record_sale(payment,
                                    current_app.extensions["portal_config"].PLATFORM_FEE_PERCENT)
             outbox.record_payment_outcome(payment)
-    return payment
 
 
 def refresh_payment(payment: Payment, *, quiet: bool = True) -> Payment:
-    """Re-read the payment's intent from Stripe and apply it (commits). If Stripe cannot be
-    reached the payment is returned as it is (``quiet``) or GatewayError raised."""
+    """Re-read the payment's intent from Stripe and settle it (in phases: it commits). If
+    Stripe cannot be reached the payment is returned as it is (``quiet``) or GatewayError
+    raised."""
     if not payment.stripe_payment_intent_id or payment.is_final:
         return payment
     try:
-        intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
+        payment, intent = in_phases(lambda: payment.stripe_payment_intent_id,
+                                    gateway.retrieve_payment_intent,
+                                    lambda _, intent: (settle(payment.id, intent), intent))
     except gateway.GatewayError:
         if not quiet:
             raise
         # Stripe unreachable: show what we know; the webhook or the next poll settles it.
         log.warning("could not refresh payment %s", payment.id, exc_info=True)
         return payment
-    payment = settle(payment.id, intent)
-    db.session.commit()
     if intent.setup_future_usage and intent.status == "succeeded" and intent.payment_method_id:
-        # "Save this card": Stripe attached it; show it at once, not only after the webhook.
-        try:
-            cards.sync_method(intent.payment_method_id)
-            db.session.commit()
-        except (gateway.GatewayError, IntegrityError):
-            db.session.rollback()
-            log.warning("could not mirror the card saved by payment %s", payment.id,
-                        exc_info=True)
+        _mirror_saved_card(payment, intent.payment_method_id)
     return payment
+
+
+def _mirror_saved_card(payment: Payment, payment_method_id: str) -> None:
+    """"Save this card": Stripe attached it; show it at once, not only after the webhook.
+    Best effort, in a transaction of its own, as the webhook job runs it (sync_method reads
+    and writes at Stripe inside it, as in the job; no payment row is locked)."""
+    try:
+        with phase():
+            cards.sync_method(payment_method_id)
+    except (gateway.GatewayError, IntegrityError):
+        log.warning("could not mirror the card saved by payment %s", payment.id, exc_info=True)
 
 
 def sync_intent(intent_id: str) -> bool:

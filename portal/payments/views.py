@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from flask import (
-    Blueprint,
-    abort,
-    current_app,
-    jsonify,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from .. import stripe_gateway as gateway
 from ..cards import services as cards
 from ..extensions import limiter
 from ..htmx import render
+from ..ledger.models import PAYMENT_STATUSES, SETTLED_FOR_NOW
 from ..orders.services import order_for
+from ..refunds.views import refund_context
 from . import declines
-from .models import PAYMENT_STATUSES, SETTLED_FOR_NOW
 from .services import (
     AlreadyPaid,
     CheckoutError,
@@ -36,12 +28,24 @@ from .services import (
 
 bp = Blueprint("payments", __name__)
 
+UNREACHABLE = "We could not reach the payment processor; please try again in a moment."
+
 
 def _own_order(order_id: str):
     order = order_for(current_user, order_id)
     if order is None or order.customer_id != current_user.id:
         abort(404)  # another customer's order is indistinguishable from a missing one
     return order
+
+
+def _cannot_pay(order, exc: CheckoutError):
+    """The order's page saying why it cannot be paid now: 503 with Retry-After while Stripe
+    is unreachable (try again: nothing is charged twice), 409 when it can no longer be
+    paid."""
+    page = render_template("payments/unavailable.html", order=order, message=exc.message)
+    if isinstance(exc, ProcessorUnavailable):
+        return page, exc.status, {"Retry-After": str(exc.retry_after)}
+    return page, 409
 
 
 @bp.route("/checkout/<order_id>")
@@ -51,21 +55,16 @@ def checkout(order_id: str):
     """The payment page of an order: Payment Element, one PaymentIntent per order."""
     order = _own_order(order_id)
     try:
-        result = start_checkout(
-            order, ip=request.remote_addr, user_agent=request.user_agent.string
-        )
+        result = start_checkout(order, ip=request.remote_addr,
+                                user_agent=request.user_agent.string)
     except AlreadyPaid as paid:
         return redirect(url_for("payments.detail", payment_id=paid.payment.id))
-    except ProcessorUnavailable as exc:
-        current_app.logger.warning("checkout of order %s: Stripe unreachable", order.id)
-        return render_template("payments/unavailable.html", order=order, message=str(exc)), 503
     except CheckoutError as exc:
-        return render_template("payments/unavailable.html", order=order, message=str(exc)), 409
+        return _cannot_pay(order, exc)
     return render_template(
         "payments/checkout.html", order=order, payment=result.payment, intent=result.intent,
         return_url=url_for("payments.complete", order_id=order.id, _external=True),
-        cards=cards.cards_of(current_user), default_id=cards.default_card_id(current_user),
-    )
+        cards=cards.cards_of(current_user), default_id=cards.default_card_id(current_user))
 
 
 def _unpaid_payment(order_id: str):
@@ -78,27 +77,18 @@ def _unpaid_payment(order_id: str):
     return payment
 
 
-@bp.route("/checkout/<order_id>/pay", methods=["POST"])
-@login_required
-@limiter.limit("30 per minute")
-def pay_with_saved_card(order_id: str):
-    """One-click payment with a saved card (checkout.js): confirmed by the server; JSON says
-    where to go next, or hands 3-D Secure to Stripe.js."""
-    payment = _unpaid_payment(order_id)
-    wait = declines.refused(current_user.id, payment.id)
-    if wait is not None:
-        return jsonify(status="error", error=declines.too_many(wait)), 429, {
-            "Retry-After": str(wait)}
-    try:
-        cards.card_for(current_user, request.form.get("payment_method", ""))
-        payment, intent = confirm_with_card(current_user, payment,
-                                            request.form["payment_method"])
-    except cards.CardNotFound:
-        abort(404)
-    except gateway.GatewayError as exc:
-        message = exc.message if not exc.retryable else (
-            "We could not reach the payment processor; please try again in a moment.")
-        return jsonify(status="error", error=message), 502 if exc.retryable else 400
+def _stripe_failed(exc: gateway.GatewayError, **fields):
+    """The JSON checkout.js shows in ``error``: Stripe refused (400, its message), or could
+    not be reached (503 with Retry-After)."""
+    if exc.retryable:
+        return jsonify(error=UNREACHABLE, **fields), exc.status, {
+            "Retry-After": str(exc.retry_after)}
+    return jsonify(error=exc.message, **fields), exc.status
+
+
+def _outcome(payment, intent, order_id: str):
+    """A confirmation's JSON: where to go next, 3-D Secure for Stripe.js, or the decline
+    (counted against the card-testing budgets)."""
     complete_url = url_for("payments.complete", order_id=order_id)
     if payment.status == "requires_action":
         return jsonify(status="requires_action", clientSecret=intent.client_secret,
@@ -111,6 +101,25 @@ def pay_with_saved_card(order_id: str):
     return jsonify(status=payment.status, next=complete_url)
 
 
+@bp.route("/checkout/<order_id>/pay", methods=["POST"])
+@login_required
+@limiter.limit("30 per minute")
+def pay_with_saved_card(order_id: str):
+    """One-click payment with a saved card (checkout.js): confirmed by the server; JSON says
+    where to go next, or hands 3-D Secure to Stripe.js. Another's card is 404."""
+    payment = _unpaid_payment(order_id)
+    wait = declines.refused(current_user.id, payment.id)
+    if wait is not None:
+        return jsonify(status="error", error=declines.too_many(wait)), 429, {
+            "Retry-After": str(wait)}
+    card = cards.card_for(current_user, request.form.get("payment_method", ""))
+    try:
+        payment, intent = confirm_with_card(current_user, payment, card.stripe_payment_method_id)
+    except gateway.GatewayError as exc:
+        return _stripe_failed(exc, status="error")
+    return _outcome(payment, intent, order_id)
+
+
 @bp.route("/checkout/<order_id>/save-card", methods=["POST"])
 @login_required
 @limiter.limit("30 per minute")
@@ -119,9 +128,8 @@ def save_card_choice(order_id: str):
     payment = _unpaid_payment(order_id)
     try:
         offer_to_save_card(current_user, payment, request.form.get("save") == "true")
-    except gateway.GatewayError:
-        return jsonify(ok=False, error="We could not reach the payment processor; "
-                                       "please try again in a moment."), 502
+    except gateway.GatewayError as exc:
+        return _stripe_failed(exc, ok=False)
     return jsonify(ok=True)
 
 
@@ -168,8 +176,6 @@ def detail(payment_id: str):
     payment = payment_for(current_user, payment_id)
     if payment is None:
         abort(404)
-    from ..refunds.views import refund_context
-
     return render_template("payments/detail.html", payment=payment, settled=SETTLED_FOR_NOW,
                            **refund_context(payment))
 

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 import click
 from flask.cli import AppGroup
 
+from ..database import unit_of_work
+from ..ledger.models import PERIODS
 from ..money import format_minor
-from .models import PERIODS
 
 payouts_cli = AppGroup("payouts", help="Vendor payouts.")
 
@@ -24,8 +25,10 @@ def run_command(period: str | None, until: datetime | None, execute: bool) -> No
     """Group every unpaid split line per vendor and currency into a payout."""
     from .services import approve_run, run_payouts, schedule_period, waiting_note
 
-    run = run_payouts(period=period or schedule_period(),
-                      until=until.replace(tzinfo=UTC) if until else None)
+    with unit_of_work():  # the run (and its approval) commits at once, or not at all
+        run = run_payouts(period=period or schedule_period(),
+                          until=until.replace(tzinfo=UTC) if until else None)
+        queued = approve_run(None, run.id) if run is not None and execute else None
     waiting = waiting_note()
     if waiting:
         click.echo(waiting)
@@ -37,13 +40,14 @@ def run_command(period: str | None, until: datetime | None, execute: bool) -> No
                    f"{p.payment_count:>5} payments  {p.id}")
     click.echo(f"Run {run.id}: {len(run.payouts)} payouts of lines before "
                f"{run.until:%Y-%m-%d %H:%M} UTC.")
-    if execute:
-        click.echo(f"Queued {approve_run(None, run.id)} transfers.")
+    if queued is not None:
+        click.echo(f"Queued {queued} transfers.")
 
 
 def scheduled_run() -> None:
     """The rq cron entry: the run of the configured period (executed when
-    PAYOUT_AUTO_EXECUTE is set, else waiting for an admin's approval)."""
+    PAYOUT_AUTO_EXECUTE is set, else waiting for an admin's approval). A job: jobs.run
+    commits it."""
     from .services import run_payouts, schedule_period
 
     run_payouts(period=schedule_period())

@@ -1,5 +1,5 @@
 """Vendor payouts: Connect onboarding, payout runs (set-based SQL), execution by transfer, and
-what the vendor dashboard and the API show.
+what the vendor dashboard and the API show (a vendor's balance itself: ledger.balances).
 
 Every split line is written into its vendor's open payout in its currency (open_payouts), so
 a line is in exactly one payout from the start. A run closes the open payouts whose total is
@@ -7,6 +7,9 @@ positive with one aggregate UPDATE, whatever the number of lines: it neither rew
 lines nor brings them into Python, so memory does not grow with them (bench/payouts.py). A
 vendor whose unpaid lines sum to zero or less (refunds after a payout) keeps the open payout:
 the lines wait for the next sales.
+
+Services change the session; the request, job or command that calls them commits. A
+transfer is sent in three phases (database.in_phases).
 """
 
 from __future__ import annotations
@@ -14,31 +17,27 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
 from .. import jobs
 from .. import stripe_gateway as gateway
+from ..audit.services import audit
 from ..auth.models import User
+from ..database import any_of, in_phases
+from ..errors import NotFound
 from ..extensions import db
+from ..ledger.balances import Totals, daily_net, totals  # noqa: F401 - its callers' names
+from ..ledger.models import PERIODS, Payout, PayoutRun, SplitLine, VendorAccount
+from ..ledger.splits import open_payouts
 from ..models_base import utcnow
-from ..payments.models import SplitLine
-from ..refunds.models import AuditEntry
-from .models import PERIODS, Payout, PayoutRun, VendorAccount
 
 log = logging.getLogger(__name__)
 RETRY_DELAYS = (30, 120, 600, 1800, 3600)
 NOT_CONNECTED = "Waiting for the vendor to connect a Stripe account that can receive payouts."
-
-
-def _audit(action: str, actor: User | None, amount: int | None = None,
-           currency: str | None = None, note: str | None = None) -> None:
-    db.session.add(AuditEntry(actor_id=actor.id if actor else None, action=action,
-                              amount=amount, currency=currency, note=note))
 
 
 # --- Periods --------------------------------------------------------------------------------
@@ -73,43 +72,6 @@ def schedule_period() -> str:
 
 # --- Runs -----------------------------------------------------------------------------------
 
-def open_payouts(currency: str, vendor_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
-    """vendor id -> id of the vendor's open payout in ``currency`` (created when missing),
-    for new split lines. The rows are held (FOR SHARE) until the caller commits, so a run,
-    which takes them FOR UPDATE, waits for the lines being written into them; rows are taken
-    in vendor order, as the run takes them, so the two cannot deadlock."""
-    wanted = sorted(set(vendor_ids), key=str)
-    dialect = db.session.get_bind().dialect.name
-    if dialect == "sqlite":
-        # SQLite ignores FOR SHARE, and its driver starts a transaction only at the first
-        # write: without this, the SELECT below could read a payout that a run then closes
-        # before the lines go in. A write statement takes SQLite's one write lock now (it
-        # waits for a run in progress to commit), and holds it until our commit.
-        db.session.execute(sa.update(Payout).where(
-            Payout.status == "open", Payout.currency == currency,
-            Payout.vendor_id.in_(wanted)).values(updated_at=Payout.updated_at)
-            .execution_options(synchronize_session=False))
-    for _ in range(3):
-        found = dict(db.session.execute(
-            sa.select(Payout.vendor_id, Payout.id)
-            .where(Payout.status == "open", Payout.currency == currency,
-                   Payout.vendor_id.in_(wanted))
-            .order_by(Payout.vendor_id).with_for_update(read=True)).all())
-        missing = [v for v in wanted if v not in found]
-        if not missing:
-            return found
-        # A concurrent writer (or a run leaving lines open) may create the same one: the
-        # partial unique index keeps one, and the next SELECT finds it.
-        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Payout)
-        now = utcnow()
-        db.session.execute(
-            insert.on_conflict_do_nothing(index_elements=["vendor_id", "currency"],
-                                          index_where=sa.text("status = 'open'")),
-            [{"id": uuid.uuid4(), "vendor_id": v, "currency": currency, "status": "open",
-              "created_at": now, "updated_at": now} for v in missing])
-    raise RuntimeError(f"no open payout for {missing} in {currency}")
-
-
 def payable(until: datetime, now: datetime):
     """The lines a run pays: created before ``until``, and (sale lines) whose funds Stripe
     has made available by ``now``: a transfer needs available balance, and a card payment's
@@ -124,7 +86,8 @@ def run_payouts(*, period: str = "weekly", until: datetime | None = None,
     end of the last complete period, with their funds available at Stripe) sum to more than
     zero: it becomes pending, with their totals. Its other lines move to a new open payout;
     an open payout whose total is zero or less stays open (refunds after a payout wait for
-    the next sales). None when there is nothing to pay. Commits."""
+    the next sales). None when there is nothing to pay. The caller commits: the open payouts
+    stay locked until then."""
     if period not in PERIODS:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}")
     now = utcnow()
@@ -136,14 +99,9 @@ def run_payouts(*, period: str = "weekly", until: datetime | None = None,
                               .order_by(Payout.vendor_id, Payout.currency)
                               .with_for_update()).all()
     # Only those: an open payout committed after the SELECT above (a vendor's first sale
-    # since the last run) is not locked, and a line may be on its way into it. On SQLite
-    # the run holds the one write lock from its first write (the flush below) to its commit,
-    # so no line can be on its way; "open" is enough there.
-    if db.session.get_bind().dialect.name == "postgresql":
-        closable = Payout.id == sa.any_(sa.bindparam(
-            "held", held, type_=postgresql.ARRAY(sa.Uuid)))
-    else:
-        closable = Payout.status == "open"
+    # since the last run) is not locked, and a line may be on its way into it. (PostgreSQL
+    # binds the ids as one array, whatever their number: database.any_of.)
+    closable = any_of(Payout.id, held)
     run = PayoutRun(id=uuid.uuid4(), period=period, period_start=start, until=until,
                     created_at=now, created_by_id=actor.id if actor else None)
     db.session.add(run)
@@ -168,7 +126,7 @@ def run_payouts(*, period: str = "weekly", until: datetime | None = None,
                 refunds=sums.c.refunds, payment_count=sums.c.payments, line_count=sums.c.lines)
         .execution_options(synchronize_session=False)).rowcount
     if not closed:
-        db.session.rollback()
+        db.session.delete(run)  # nothing to pay: no run either
         return None
     # The other lines of the payouts just closed go on waiting, in a new open payout of
     # their vendor and currency (few: those written since the period ended, and the sales of
@@ -192,9 +150,8 @@ def run_payouts(*, period: str = "weekly", until: datetime | None = None,
             reopened.vendor_id == SplitLine.vendor_id, reopened.currency == SplitLine.currency,
             reopened.status == "open").scalar_subquery())
         .execution_options(synchronize_session=False))
-    _audit("payout.run", actor, note=f"run {run.id}: {closed} payouts, lines before "
-                                     f"{until:%Y-%m-%d %H:%M} UTC")
-    db.session.commit()
+    audit("payout.run", actor=actor, note=f"run {run.id}: {closed} payouts, lines before "
+                                       f"{until:%Y-%m-%d %H:%M} UTC")
     if current_app.extensions["portal_config"].PAYOUT_AUTO_EXECUTE:
         approve_run(None, run.id)
     return run
@@ -239,79 +196,100 @@ def _by_currency(rows) -> dict[str, list[uuid.UUID]]:
 
 
 def approve_run(admin: User | None, run_id: uuid.UUID) -> int:
-    """Approve a run: queue the execution of its payouts that are not paid. Returns how many."""
+    """Approve a run: its payouts that are not paid are executed after the commit. Returns
+    how many. NotFound when there is no such run."""
     run = db.session.get(PayoutRun, run_id)
+    if run is None:
+        raise NotFound("No such payout run.")
     run.approved_at, run.approved_by_id = utcnow(), admin.id if admin else None
-    _audit("payout.run_approved", admin, note=f"run {run.id}")
-    ids = [str(p.id) for p in run.payouts if p.status in ("pending", "failed")]
-    db.session.commit()
-    for payout_id in ids:
-        jobs.enqueue(execute_payout, payout_id, queue="payouts", retry=RETRY_DELAYS)
+    audit("payout.run_approved", actor=admin, note=f"run {run.id}")
+    ids = [(str(p.id),) for p in run.payouts if p.status in ("pending", "failed")]
+    jobs.enqueue_each(execute_payout, ids, queue="payouts", retry=RETRY_DELAYS)
     return len(ids)
 
 
 def retry_payout(admin: User, payout_id: uuid.UUID) -> bool:
-    """A failed (or waiting) payout is queued again."""
+    """A failed (or waiting) payout is executed again after the commit. False (nothing
+    changes) when there is no such payout or it is not failed or pending."""
     payout = db.session.get(Payout, payout_id)
     if payout is None or payout.status not in ("failed", "pending"):
         return False
-    _audit("payout.retried", admin, payout.amount, payout.currency, note=f"payout {payout.id}")
-    db.session.commit()
+    audit("payout.retried", actor=admin, amount=payout.amount, currency=payout.currency,
+          note=f"payout {payout.id}")
     jobs.enqueue(execute_payout, str(payout.id), queue="payouts", retry=RETRY_DELAYS)
     return True
+
+
+@dataclass(frozen=True)
+class _Transfer:
+    payout_id: uuid.UUID
+    amount: int
+    currency: str
+    destination: str
+    attempt: int
+
+
+def _locked_payout(payout_id: uuid.UUID) -> Payout | None:
+    return db.session.scalar(sa.select(Payout).where(Payout.id == payout_id)
+                             .with_for_update().execution_options(populate_existing=True))
 
 
 def execute_payout(payout_id: str) -> None:
     """The job: one Stripe transfer per payout (transfer_group = the payout id; idempotency
     key = the payout id and its attempt number, which moves on only after a 5xx that Stripe
-    keeps under the old key, and only once the group shows no transfer). Timeouts and 5xx
-    raise for RQ's retry; a 4xx ends the payout failed with Stripe's reason; a vendor without
-    a ready account leaves it pending."""
-    payout = db.session.scalar(sa.select(Payout).where(Payout.id == uuid.UUID(payout_id))
-                               .with_for_update().execution_options(populate_existing=True))
-    if payout is None or payout.status in ("paid", "open"):  # open: not closed by a run yet
-        db.session.rollback()
-        return
-    account = db.session.scalar(sa.select(VendorAccount).where(
-        VendorAccount.vendor_id == payout.vendor_id))
-    if account is None or not account.ready:
-        payout.status, payout.failure_reason = "pending", NOT_CONNECTED
-        db.session.commit()
-        return
-    payout.status, payout.failure_reason = "processing", None
-    amount, currency, destination = payout.amount, payout.currency, account.stripe_account_id
-    attempt = payout.transfer_attempt
-    db.session.commit()  # no lock held while Stripe works
-    try:
+    keeps under the old key, and only once the group shows no transfer), in three phases
+    (database.in_phases): mark it processing; send (adopting a transfer an earlier attempt
+    made); mark it paid. Timeouts and 5xx raise for RQ's retry; a 4xx ends the payout failed
+    with Stripe's reason; a vendor without a ready account leaves it pending."""
+    def reserve() -> _Transfer | None:
+        payout = _locked_payout(uuid.UUID(payout_id))
+        if payout is None or payout.status in ("paid", "open"):  # open: not closed by a run
+            return None
+        account = db.session.scalar(sa.select(VendorAccount).where(
+            VendorAccount.vendor_id == payout.vendor_id))
+        if account is None or not account.ready:
+            payout.status, payout.failure_reason = "pending", NOT_CONNECTED
+            return None
+        payout.status, payout.failure_reason = "processing", None
+        return _Transfer(payout.id, payout.amount, payout.currency, account.stripe_account_id,
+                         payout.transfer_attempt)
+
+    def call(t: _Transfer) -> gateway.Transfer:
         # A transfer made by an earlier attempt (even beyond the key's 24 h) is adopted.
         done = gateway.transfers_in_group(payout_id)
-        transfer = done[0] if done else gateway.create_transfer(
-            amount=amount, currency=currency, destination=destination,
+        return done[0] if done else gateway.create_transfer(
+            amount=t.amount, currency=t.currency, destination=t.destination,
             transfer_group=payout_id, description=f"ShopSphere payout {payout_id}",
-            idempotency_key=f"payout-{payout_id}-{attempt}")
-    except gateway.GatewayError as exc:
+            idempotency_key=f"payout-{payout_id}-{t.attempt}")
+
+    def apply(t: _Transfer, transfer: gateway.Transfer) -> None:
+        payout = _locked_payout(t.payout_id)
+        if payout.status != "paid":
+            payout.status, payout.stripe_transfer_id, payout.paid_at = (
+                "paid", transfer.id, utcnow())
+            audit("payout.paid", actor=None, amount=t.amount, currency=t.currency,
+                  note=f"payout {payout_id}: {transfer.id}")
+
+    def failed(t: _Transfer, exc: gateway.GatewayError) -> gateway.GatewayError | None:
+        """What is left to do: the error to raise once this phase commits (RQ retries)."""
         if exc.retryable:
-            if (exc.status or 0) >= 500:  # kept by Stripe under this key: next time, a new one
+            if (exc.stripe_status or 0) >= 500:  # kept by Stripe under this key: a new one
                 db.session.execute(sa.update(Payout).where(
-                    Payout.id == uuid.UUID(payout_id), Payout.transfer_attempt == attempt)
-                    .values(transfer_attempt=attempt + 1))
-                db.session.commit()
-            raise
-        payout = db.session.get(Payout, uuid.UUID(payout_id))
+                    Payout.id == t.payout_id, Payout.transfer_attempt == t.attempt)
+                    .values(transfer_attempt=t.attempt + 1))
+            return exc
+        payout = _locked_payout(t.payout_id)
         payout.status, payout.failure_reason = "failed", exc.message[:500]
         # Stripe keeps a refusal under its key for 24 h: a retry (after a top-up, or once the
         # account is fixed) needs a new one. The group is listed before any new transfer.
-        payout.transfer_attempt = attempt + 1
-        _audit("payout.failed", None, amount, currency, note=f"payout {payout_id}: "
-                                                            f"{exc.message}")
-        db.session.commit()
-        return
-    payout = db.session.scalar(sa.select(Payout).where(Payout.id == uuid.UUID(payout_id))
-                               .with_for_update().execution_options(populate_existing=True))
-    if payout.status != "paid":
-        payout.status, payout.stripe_transfer_id, payout.paid_at = "paid", transfer.id, utcnow()
-        _audit("payout.paid", None, amount, currency, note=f"payout {payout_id}: {transfer.id}")
-    db.session.commit()
+        payout.transfer_attempt = t.attempt + 1
+        audit("payout.failed", actor=None, amount=t.amount, currency=t.currency,
+              note=f"payout {payout_id}: {exc.message}")
+        return None
+
+    error = in_phases(reserve, call, apply, failed=failed, failures=(gateway.GatewayError,))
+    if error is not None:
+        raise error
 
 
 # --- Connect onboarding ---------------------------------------------------------------------
@@ -330,22 +308,36 @@ def _mirror_account(row: VendorAccount, account: gateway.Account) -> None:
 
 
 def start_onboarding(vendor: User, *, return_url: str, refresh_url: str) -> str:
-    """The vendor's Express account (created once: row lock + idempotency key) and a fresh
-    onboarding link to it. Commits."""
-    row = account_of(vendor)
-    if row is None or row.stripe_account_id is None:
+    """The vendor's Express account, created once, and a fresh onboarding link to it.
+
+    A missing account is created in three phases (database.in_phases): see that the vendor
+    has none; create it at Stripe (its idempotency key is the vendor's: a concurrent or
+    repeated attempt gets the same account); record it under the vendor's row lock, unless a
+    concurrent attempt recorded it first. The link is asked for once that is committed."""
+    known: list[str] = []
+
+    def reserve() -> str | None:
+        row = account_of(vendor)
+        if row is not None and row.stripe_account_id is not None:
+            known.append(row.stripe_account_id)
+            return None
+        return vendor.email
+
+    def call(email: str) -> gateway.Account:
+        return gateway.create_account(email=email, metadata={"vendorId": str(vendor.id)},
+                                      idempotency_key=f"account-{vendor.id}")
+
+    def apply(_: str, account: gateway.Account) -> str:
         db.session.execute(sa.select(User.id).where(User.id == vendor.id).with_for_update())
         row = account_of(vendor) or VendorAccount(vendor_id=vendor.id)
         if row.stripe_account_id is None:
-            account = gateway.create_account(email=vendor.email,
-                                             metadata={"vendorId": str(vendor.id)},
-                                             idempotency_key=f"account-{vendor.id}")
             _mirror_account(row, account)
             db.session.add(row)
-            _audit("vendor.account_created", vendor, note=account.id)
-        db.session.commit()
-    return gateway.onboarding_link(row.stripe_account_id, return_url=return_url,
-                                   refresh_url=refresh_url)
+            audit("vendor.account_created", actor=vendor, note=account.id)
+        return row.stripe_account_id
+
+    account_id = in_phases(reserve, call, apply) or known[0]
+    return gateway.onboarding_link(account_id, return_url=return_url, refresh_url=refresh_url)
 
 
 def sync_account(account_id: str) -> bool:
@@ -385,52 +377,7 @@ def missing(row: VendorAccount | None) -> list[str]:
     return words
 
 
-# --- What vendors see -----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Totals:
-    currency: str
-    sales: int
-    fees: int
-    refunds: int
-    net: int
-    paid: int
-    pending: int
-
-
-def totals(vendor: User) -> list[Totals]:
-    """Per currency: sales, fees, refunds and net from the lines; paid vs not yet paid."""
-    paid_line = sa.and_(SplitLine.payout_id == Payout.id, Payout.status == "paid")
-    rows = db.session.execute(
-        sa.select(SplitLine.currency,
-                  sa.func.sum(sa.case((SplitLine.kind == "sale", SplitLine.gross), else_=0)),
-                  sa.func.sum(SplitLine.fee),
-                  sa.func.sum(sa.case((SplitLine.kind == "refund", SplitLine.gross), else_=0)),
-                  sa.func.sum(SplitLine.net),
-                  sa.func.sum(sa.case((Payout.status == "paid", SplitLine.net), else_=0)))
-        .outerjoin(Payout, paid_line)
-        .where(SplitLine.vendor_id == vendor.id)
-        .group_by(SplitLine.currency).order_by(SplitLine.currency)).all()
-    return [Totals(c, int(s), int(f), int(r), int(n), int(p), int(n) - int(p))
-            for c, s, f, r, n, p in rows]
-
-
-def daily_net(vendor: User, days: int, today: date) -> list[tuple[date, dict[str, int]]]:
-    """Net per day (per currency) over the last ``days`` days, oldest first, every day
-    present (zero when there were no lines)."""
-    first = today - timedelta(days=days - 1)
-    start = datetime(first.year, first.month, first.day, tzinfo=UTC)
-    day = sa.func.date(SplitLine.created_at)
-    rows = db.session.execute(
-        sa.select(day, SplitLine.currency, sa.func.sum(SplitLine.net))
-        .where(SplitLine.vendor_id == vendor.id, SplitLine.created_at >= start)
-        .group_by(day, SplitLine.currency)).all()
-    by_day: dict[str, dict[str, int]] = {}
-    for d, currency, net in rows:
-        by_day.setdefault(str(d), {})[currency] = int(net)
-    return [(first + timedelta(days=i), by_day.get(str(first + timedelta(days=i)), {}))
-            for i in range(days)]
-
+# --- What vendors see (totals and the daily net: ledger.balances) ----------------------------
 
 def payouts_of(vendor: User, *, status: str | None = None, page: int = 1,
                per_page: int = 20) -> tuple[list[Payout], int]:
@@ -456,19 +403,3 @@ def payout_for(vendor: User, payout_id: uuid.UUID | None) -> Payout | None:
 def lines_of(payout: Payout) -> list[SplitLine]:
     return list(db.session.scalars(sa.select(SplitLine).where(SplitLine.payout_id == payout.id)
                                    .order_by(SplitLine.created_at, SplitLine.id)))
-
-
-def statement(vendor: User, start: datetime, end: datetime) -> list[tuple]:
-    """The vendor's lines created in [start, end) with their order id and payout status,
-    for the CSV statement."""
-    from ..orders.models import Order
-    from ..payments.models import Payment
-
-    return list(db.session.execute(
-        sa.select(SplitLine, Order.id, Payout.status)
-        .join(Payment, Payment.id == SplitLine.payment_id)
-        .join(Order, Order.id == Payment.order_id)
-        .outerjoin(Payout, Payout.id == SplitLine.payout_id)
-        .where(SplitLine.vendor_id == vendor.id, SplitLine.created_at >= start,
-               SplitLine.created_at < end)
-        .order_by(SplitLine.created_at, SplitLine.id)).all())

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
-from ..models_base import IdMixin, TimestampMixin, UTCDateTime, utcnow
+from ..models_base import IdMixin, TimestampMixin, UTCDateTime
 
 # The original description's reason, then Stripe's (sent to Stripe as they are), then ours.
 REASONS = {
@@ -70,22 +70,3 @@ class RefundRequest(IdMixin, TimestampMixin, db.Model):
     @property
     def reason_label(self) -> str:
         return REASONS.get(self.reason, self.reason)
-
-
-class AuditEntry(IdMixin, db.Model):
-    """Who did what to money, when and why. Rows are only ever added."""
-
-    __tablename__ = "audit_log"
-
-    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
-    # None: Stripe or the system (a webhook, a job).
-    actor_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id"))
-    action: Mapped[str] = mapped_column(sa.String(48))  # e.g. refund.approved
-    payment_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("payments.id"), index=True)
-    refund_request_id: Mapped[uuid.UUID | None] = mapped_column(
-        sa.ForeignKey("refund_requests.id"), index=True)
-    amount: Mapped[int | None] = mapped_column(sa.BigInteger)
-    currency: Mapped[str | None] = mapped_column(sa.String(3))
-    note: Mapped[str | None] = mapped_column(sa.String(1000))
-
-    actor = relationship("User")

@@ -10,45 +10,45 @@ after Stripe answered) finds the same refund instead of making another.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 
 from .. import jobs
 from .. import stripe_gateway as gateway
+from ..audit.services import audit
 from ..auth.models import User
+from ..database import in_phases, phase
+from ..errors import DomainError
 from ..extensions import db
+from ..ledger import splits
+from ..ledger.models import Payment, SplitLine
 from ..models_base import parse_uuid, utcnow
 from ..money import amount_step, format_minor
 from ..orders.models import OrderItem
-from ..payments import splits
-from ..payments.models import Payment, SplitLine
-from .models import IN_FLIGHT, REASONS, STRIPE_REASONS, AuditEntry, RefundRequest
+from .models import IN_FLIGHT, REASONS, STRIPE_REASONS, RefundRequest
 
 log = logging.getLogger(__name__)
 
 RETRY_DELAYS = (10, 60, 300, 900, 3600)  # timeouts and 5xx: the same idempotency key again
 
 
-class RefundError(Exception):
-    """The refund cannot be requested or decided; ``field`` names the input at fault."""
+class RefundError(DomainError):
+    """The refund cannot be requested or decided; ``field`` names the input at fault,
+    ``remaining`` what can still be refunded (when the amount was the fault)."""
+
+    code = "invalid_refund_amount"
 
     def __init__(self, message: str, field: str | None = None, remaining: int | None = None):
-        super().__init__(message)
-        self.message, self.field, self.remaining = message, field, remaining
+        self.remaining = remaining
+        api = message if remaining is None else f"{message} Refundable: {remaining} minor units."
+        super().__init__(message, field=field, fields={field: api} if field else None)
+        self._api = api
 
-
-def audit(action: str, *, actor: User | None, payment_id: uuid.UUID | None,
-          request: RefundRequest | None = None, amount: int | None = None,
-          currency: str | None = None, note: str | None = None) -> None:
-    """One line of the audit log, in the caller's transaction."""
-    db.session.add(AuditEntry(
-        actor_id=actor.id if actor else None, action=action, payment_id=payment_id,
-        refund_request_id=request.id if request else None, amount=amount,
-        currency=currency, note=note))
+    def for_api(self) -> str:
+        return self._api
 
 
 # --- Who may see what -------------------------------------------------------------------------
@@ -75,84 +75,6 @@ def payment_for_refund(user: User, payment_id: str | uuid.UUID) -> Payment | Non
 def requests_of(payment: Payment) -> list[RefundRequest]:
     return list(db.session.scalars(sa.select(RefundRequest).where(
         RefundRequest.payment_id == payment.id).order_by(RefundRequest.created_at)))
-
-
-# --- The admin queue --------------------------------------------------------------------------
-
-QUEUE_PAGE_SIZE = 50
-
-
-@dataclass(frozen=True)
-class QueuePage:
-    rows: list[tuple[RefundRequest, int]]  # (request, what its payment can still refund)
-    total: int  # requests matching the filters
-    newer: str | None  # cursor of the "Newer" link (None: this is the newest page)
-    older: str | None  # cursor of the "Older" link (None: nothing older)
-
-
-def _cursor(request: RefundRequest) -> str:
-    return f"{request.created_at.astimezone(UTC):%Y%m%d%H%M%S%f}.{request.id.hex}"
-
-
-def _parse_cursor(text: str | None) -> tuple[datetime, uuid.UUID] | None:
-    found = re.fullmatch(r"([0-9]{20})\.([0-9a-f]{32})", text or "")
-    if not found:
-        return None
-    try:
-        at = datetime.strptime(found.group(1), "%Y%m%d%H%M%S%f").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-    return at, uuid.UUID(found.group(2))
-
-
-def queue_page(status: str | None, start: datetime | None, end: datetime | None, *,
-               before: str | None = None, after: str | None = None,
-               per_page: int = QUEUE_PAGE_SIZE) -> QueuePage:
-    """One page of the admin queue, newest first, filtered by status and creation dates.
-
-    Pages are keyset pages (cursors of (created_at, id)), not numbered ones: as an admin
-    decides requests they leave the "requested" filter, and a numbered page 2 would then
-    skip as many requests as were decided on page 1; "Older" continues right after the last
-    row shown whatever happened above it. ``before``: rows older than that cursor;
-    ``after``: the rows just newer than it (the "Newer" link). A bad cursor is ignored."""
-    where = []
-    if status:
-        where.append(RefundRequest.status == status)
-    if start:
-        where.append(RefundRequest.created_at >= start)
-    if end:
-        where.append(RefundRequest.created_at <= end)
-
-    def beyond(cursor: tuple[datetime, uuid.UUID], newer: bool):
-        at, rid = cursor
-        if newer:
-            return sa.or_(RefundRequest.created_at > at,
-                          sa.and_(RefundRequest.created_at == at, RefundRequest.id > rid))
-        return sa.or_(RefundRequest.created_at < at,
-                      sa.and_(RefundRequest.created_at == at, RefundRequest.id < rid))
-
-    newest_first = (RefundRequest.created_at.desc(), RefundRequest.id.desc())
-    query = sa.select(RefundRequest).where(*where).limit(per_page)
-    rows: list[RefundRequest] = []
-    if (cursor := _parse_cursor(after)) is not None:
-        rows = list(db.session.scalars(query.where(beyond(cursor, newer=True)).order_by(
-            RefundRequest.created_at.asc(), RefundRequest.id.asc())))[::-1]
-    if len(rows) < per_page:  # the first page, or "Newer" reached it: a full first page
-        cursor = _parse_cursor(before) if not after else None
-        if cursor is not None:
-            query = query.where(beyond(cursor, newer=False))
-        rows = list(db.session.scalars(query.order_by(*newest_first)))
-
-    def any_beyond(row: RefundRequest, newer: bool) -> bool:
-        key = (row.created_at, row.id)
-        return db.session.scalar(sa.select(sa.exists().where(*where, beyond(key, newer))))
-
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(RefundRequest)
-                              .where(*where))
-    return QueuePage(
-        rows=[(r, remaining(r.payment)) for r in rows], total=total or 0,
-        newer=_cursor(rows[0]) if rows and any_beyond(rows[0], newer=True) else None,
-        older=_cursor(rows[-1]) if rows and any_beyond(rows[-1], newer=False) else None)
 
 
 # --- The remainder ----------------------------------------------------------------------------
@@ -226,15 +148,14 @@ def _waiting_request(user: User, payment: Payment) -> RefundRequest | None:
 
 def request_refund(user: User, payment: Payment, *, amount: int, reason: str,
                    notes: str | None = None) -> RefundRequest:
-    """A customer, vendor or admin asks for a refund (commits). RefundError when the amount
-    or reason is not acceptable; nothing is stored then."""
+    """A customer, vendor or admin asks for a refund, holding the payment's row lock until
+    the caller commits. RefundError when the amount or reason is not acceptable."""
     if reason not in REASONS:
         raise RefundError("Choose one of the listed reasons.", "reason")
     if notes and len(notes) > 1000:
         raise RefundError("At most 1000 characters.", "notes")
     payment = _locked_payment(payment.id)  # one request of a payment at a time from here
     if payment.status != "succeeded":
-        db.session.rollback()
         raise RefundError("Only a succeeded payment can be refunded.", "amount", 0)
     # Spam (finding 5): a customer or vendor has at most one request waiting for a decision
     # per payment. Counting waiting requests against the remainder instead would let one
@@ -243,16 +164,13 @@ def request_refund(user: User, payment: Payment, *, amount: int, reason: str,
     # under the payment's lock anyway. Admins' requests (the API) are approved at once.
     waiting = _waiting_request(user, payment) if user.role in ("customer", "vendor") else None
     if waiting is not None:
-        db.session.rollback()
         shown = format_minor(waiting.amount, waiting.currency)
         raise RefundError(f"You already asked for {shown} of this payment; you can ask again "
                           "once an admin has decided on it.", "amount")
     left = requestable(user, payment)
     if amount <= 0:
-        db.session.rollback()
         raise RefundError("The amount must be more than zero.", "amount", left)
     if amount > left:
-        db.session.rollback()
         if user.role == "vendor" and left < remaining(payment):
             shown = format_minor(left, payment.currency)
             raise RefundError(f"You can ask for at most {shown}, the part of this payment for "
@@ -264,9 +182,8 @@ def request_refund(user: User, payment: Payment, *, amount: int, reason: str,
                             reason=reason, notes=(notes or "").strip() or None)
     db.session.add(request)
     db.session.flush()  # the audit line refers to it
-    audit("refund.requested", actor=user, payment_id=payment.id, request=request,
+    audit("refund.requested", actor=user, payment_id=payment.id, refund_request_id=request.id,
           amount=amount, currency=payment.currency, note=request.notes)
-    db.session.commit()
     return request
 
 
@@ -279,31 +196,27 @@ def _pending(request_id: uuid.UUID) -> tuple[RefundRequest, Payment]:
     request = db.session.scalar(sa.select(RefundRequest).where(RefundRequest.id == request_id)
                                 .with_for_update().execution_options(populate_existing=True))
     if request.status != "requested":
-        db.session.rollback()
         raise RefundError(f"This request is already {request.status}.")
     return request, payment
 
 
 def approve(admin: User, request_id: uuid.UUID, *, amount: int | None = None,
             note: str | None = None, execute: bool = True) -> RefundRequest:
-    """Approve (optionally a smaller amount) under the payment's row lock, then queue the
-    execution. RefundError when it would refund more than what remains."""
+    """Approve (optionally a smaller amount) under the payment's row lock; the execution is
+    queued for after the commit. RefundError when it would refund more than what remains."""
     request, payment = _pending(request_id)
     amount = request.amount if amount is None else amount
     if not 0 < amount <= request.amount:
-        db.session.rollback()
         shown = format_minor(request.amount, request.currency)
         raise RefundError(f"Approve between 0 and the requested {shown}.", "amount")
     left = remaining(payment, besides=request.id)
     if amount > left:
-        db.session.rollback()
         raise _too_much(payment, left)
     request.status, request.approved_amount = "approved", amount
     request.decided_by_id, request.decided_at = admin.id, utcnow()
     request.decision_note = (note or "").strip() or None
-    audit("refund.approved", actor=admin, payment_id=payment.id, request=request,
+    audit("refund.approved", actor=admin, payment_id=payment.id, refund_request_id=request.id,
           amount=amount, currency=request.currency, note=request.decision_note)
-    db.session.commit()
     if execute:
         jobs.enqueue(execute_refund, str(request.id), queue="refunds", retry=RETRY_DELAYS)
     return request
@@ -314,9 +227,8 @@ def reject(admin: User, request_id: uuid.UUID, *, note: str | None = None) -> Re
     request, payment = _pending(request_id)
     request.status, request.decided_by_id, request.decided_at = "rejected", admin.id, utcnow()
     request.decision_note = (note or "").strip() or None
-    audit("refund.rejected", actor=admin, payment_id=payment.id, request=request,
+    audit("refund.rejected", actor=admin, payment_id=payment.id, refund_request_id=request.id,
           amount=request.amount, currency=request.currency, note=request.decision_note)
-    db.session.commit()
     return request
 
 
@@ -329,88 +241,111 @@ class Outcome:
 
 def decide_many(admin: User, request_ids: list[uuid.UUID], action: str,
                 note: str | None = None) -> list[Outcome]:
-    """Bulk approve or reject: each request on its own (its own lock and transaction); a
-    refused one is reported with the reason and changes nothing."""
+    """Bulk approve or reject: each request in a transaction of its own (a phase: its own
+    lock, committed at once); a refused one is reported with the reason and changes
+    nothing."""
     outcomes = []
     for request_id in request_ids:
         try:
-            if action == "approve":
-                done = approve(admin, request_id, note=note)
-                message = f"Approved {format_minor(done.refund_amount, done.currency)}."
-            else:
-                reject(admin, request_id, note=note)
-                message = "Rejected."
+            with phase():
+                if action == "approve":
+                    done = approve(admin, request_id, note=note)
+                    message = f"Approved {format_minor(done.refund_amount, done.currency)}."
+                else:
+                    reject(admin, request_id, note=note)
+                    message = "Rejected."
             outcomes.append(Outcome(request_id, True, message))
         except RefundError as exc:
-            db.session.rollback()
             outcomes.append(Outcome(request_id, False, exc.message))
     return outcomes
 
 
 def refund_now(admin: User, payment: Payment, *, amount: int | None, reason: str,
                notes: str | None) -> RefundRequest:
-    """An admin's refund through the API: recorded as a request approved by that admin and
-    executed at once (commits). ``amount`` None: the whole remainder."""
-    if amount is None:
-        amount = remaining(db.session.get(Payment, payment.id)) or 0
-        if amount == 0:
-            raise RefundError("Nothing of this payment can be refunded.", "amount", 0)
-    request = request_refund(admin, payment, amount=amount, reason=reason, notes=notes)
-    approve(admin, request.id, execute=False)
+    """An admin's refund through the API: one transaction records the request and its
+    approval by that admin (or nothing at all, when either is refused), then the refund is
+    executed at once. ``amount`` None: the whole remainder."""
+    with phase():  # reserve: the payment stays locked from the request to the approval
+        if amount is None:
+            amount = remaining(_locked_payment(payment.id))
+            if amount == 0:
+                raise RefundError("Nothing of this payment can be refunded.", "amount", 0)
+        request = request_refund(admin, payment, amount=amount, reason=reason, notes=notes)
+        approve(admin, request.id, execute=False)
     execute_refund(str(request.id), retry_later=True)
     return db.session.get(RefundRequest, request.id)
 
 
 # --- Execution and what Stripe reports ------------------------------------------------------
 
-def execute_refund(request_id: str, retry_later: bool = False) -> None:
-    """The job: refund an approved request at Stripe (idempotency key = request id).
+@dataclass(frozen=True)
+class _Reserved:
+    request_id: uuid.UUID
+    payment_id: uuid.UUID
+    payment_intent: str
+    amount: int
+    reason: str
+    attempt: int
 
-    A timeout or 5xx raises, and RQ runs the job again later with the same key. A 4xx ends
-    the request as failed with Stripe's message. ``retry_later``: called in a web request,
-    which must not raise; the retry is queued instead.
+
+def execute_refund(request_id: str, retry_later: bool = False) -> None:
+    """The job: refund an approved request at Stripe (idempotency key = request id), in
+    three phases (database.in_phases): mark it processing; ask Stripe (adopting a refund an
+    earlier attempt made); mirror Stripe's answer.
+
+    A timeout or 5xx raises, and RQ runs the job again later (a 5xx with the next key). A
+    4xx ends the request as failed with Stripe's message. ``retry_later``: called in a web
+    request, which must not raise; the retry is queued instead.
     """
-    request = db.session.scalar(sa.select(RefundRequest)
-                                .where(RefundRequest.id == uuid.UUID(request_id))
-                                .with_for_update())
-    if request is None or request.status not in ("approved", "processing"):
-        db.session.rollback()
-        return
-    request.status = "processing"
-    payment, attempt = request.payment, request.stripe_attempt
-    db.session.commit()  # "processing" is visible, and no lock is held while Stripe works
-    reason = request.reason if request.reason in STRIPE_REASONS else "requested_by_customer"
-    try:
+    def reserve() -> _Reserved | None:
+        request = db.session.scalar(sa.select(RefundRequest)
+                                    .where(RefundRequest.id == uuid.UUID(request_id))
+                                    .with_for_update())
+        if request is None or request.status not in ("approved", "processing"):
+            return None
+        request.status = "processing"
+        payment = request.payment
+        return _Reserved(
+            request.id, payment.id, payment.stripe_payment_intent_id, request.refund_amount,
+            request.reason if request.reason in STRIPE_REASONS else "requested_by_customer",
+            request.stripe_attempt)
+
+    def call(r: _Reserved) -> gateway.Refund:
         # A refund made by an earlier attempt (even beyond the key's 24 h) is adopted.
-        made = [r for r in gateway.refunds_of(payment.stripe_payment_intent_id)
-                if r.metadata.get("refundRequestId") == request_id]
-        refund = made[0] if made else gateway.create_refund(
-            payment_intent=payment.stripe_payment_intent_id, amount=request.refund_amount,
-            reason=reason, idempotency_key=f"refund-{request.id}-{attempt}",
-            metadata={"refundRequestId": str(request.id), "paymentId": str(payment.id)})
-    except gateway.GatewayError as exc:
+        made = [f for f in gateway.refunds_of(r.payment_intent)
+                if f.metadata.get("refundRequestId") == request_id]
+        return made[0] if made else gateway.create_refund(
+            payment_intent=r.payment_intent, amount=r.amount, reason=r.reason,
+            idempotency_key=f"refund-{r.request_id}-{r.attempt}",
+            metadata={"refundRequestId": str(r.request_id), "paymentId": str(r.payment_id)})
+
+    def apply(r: _Reserved, refund: gateway.Refund) -> None:
+        payment = _locked_payment(r.payment_id)
+        _mirror(payment, refund)
+        _recount(payment)
+
+    def failed(r: _Reserved, exc: gateway.GatewayError) -> gateway.GatewayError | None:
+        """What is left to do: the error to raise after this phase commits (RQ retries)."""
         if exc.retryable:
-            if (exc.status or 0) >= 500:  # kept by Stripe under this key: next time, a new one
+            if (exc.stripe_status or 0) >= 500:  # kept by Stripe under this key: a new one
                 db.session.execute(sa.update(RefundRequest).where(
-                    RefundRequest.id == request.id, RefundRequest.stripe_attempt == attempt)
-                    .values(stripe_attempt=attempt + 1))
-                db.session.commit()
+                    RefundRequest.id == r.request_id, RefundRequest.stripe_attempt == r.attempt)
+                    .values(stripe_attempt=r.attempt + 1))
             if not retry_later:
-                raise
-            log.warning("refund %s: Stripe unreachable; retrying later", request.id)
+                return exc
+            log.warning("refund %s: Stripe unreachable; retrying later", r.request_id)
             jobs.enqueue(execute_refund, request_id, queue="refunds", retry=RETRY_DELAYS)
-            return
-        payment = _locked_payment(payment.id)
-        request = db.session.get(RefundRequest, request.id)
+            return None
+        payment = _locked_payment(r.payment_id)
+        request = db.session.get(RefundRequest, r.request_id)
         request.status, request.failure_message = "failed", exc.message[:500]
-        audit("refund.failed", actor=None, payment_id=payment.id, request=request,
+        audit("refund.failed", actor=None, payment_id=payment.id, refund_request_id=request.id,
               amount=request.refund_amount, currency=request.currency, note=exc.message)
-        db.session.commit()
-        return
-    payment = _locked_payment(payment.id)
-    _mirror(payment, refund)
-    _recount(payment)
-    db.session.commit()
+        return None
+
+    error = in_phases(reserve, call, apply, failed=failed, failures=(gateway.GatewayError,))
+    if error is not None:
+        raise error
 
 
 # Stripe's refund status -> ours; and which of ours may follow which.
@@ -441,7 +376,7 @@ def _mirror(payment: Payment, refund: gateway.Refund) -> None:
             decided_at=datetime.fromtimestamp(refund.created, utcnow().tzinfo))
         db.session.add(request)
         db.session.flush()  # the audit line refers to it
-        audit("refund.imported", actor=None, payment_id=payment.id, request=request,
+        audit("refund.imported", actor=None, payment_id=payment.id, refund_request_id=request.id,
               amount=refund.amount, currency=payment.currency, note=refund.id)
     request.stripe_refund_id = refund.id
     new = _FROM_STRIPE.get(refund.status, "processing")
@@ -449,7 +384,7 @@ def _mirror(payment: Payment, refund: gateway.Refund) -> None:
         request.status = new
         if new == "failed":
             request.failure_message = refund.failure_reason or "the refund failed"
-        audit(f"refund.{new}", actor=None, payment_id=payment.id, request=request,
+        audit(f"refund.{new}", actor=None, payment_id=payment.id, refund_request_id=request.id,
               amount=request.refund_amount, currency=request.currency,
               note=refund.failure_reason)
 

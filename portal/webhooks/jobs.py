@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from .. import jobs
 from .. import stripe_gateway as gateway
+from ..database import phase
 from ..extensions import db
 from ..models_base import utcnow
 from .handlers import HANDLERS
@@ -22,9 +23,9 @@ log = logging.getLogger(__name__)
 RETRY_DELAYS = (10, 60, 300, 900, 3600)
 
 
-def enqueue_processing(event_id: str) -> bool:
-    """Queue ``process_event`` for a stored event, with retries."""
-    return jobs.enqueue(process_event, event_id, queue="webhooks", retry=RETRY_DELAYS)
+def enqueue_processing(event_id: str) -> None:
+    """Queue ``process_event`` for a stored event, with retries, after the commit."""
+    jobs.enqueue(process_event, event_id, queue="webhooks", retry=RETRY_DELAYS)
 
 
 # Core statements, built once, not an ORM StripeEvent: the row is taken and marked with one
@@ -57,23 +58,30 @@ _FAILED = (sa.update(_EVENTS).where(_EVENTS.c.id == sa.bindparam("event_id"))
 def process_event(event_id: str) -> None:
     """Apply one event exactly once: take it, dispatch, commit both in one transaction.
 
-    A failure (of the handler or of the commit) rolls the handler's changes back, records
+    A failure (of the handler or of its writes) rolls the handler's changes back, records
     the event as failed and raises, so RQ tries again later; a request Stripe refused (see
     ``_refused``) leaves the event failed at once, for an admin to replay.
+
+    One phase, not database.in_phases: a handler (payments, refunds, cards, payouts) reads
+    Stripe before it takes any lock of its own, then applies what it read, and the event
+    must be marked done in the transaction that applies it. The one lock held while Stripe
+    answers is the event's own row: a duplicate job for the same event waits for it, then
+    finds the event done and calls nothing.
     """
-    row = db.session.execute(_TAKE, {"event_id": event_id, "taken_at": utcnow()}).first()
-    if row is None:  # unknown, or processed (or ignored) already
-        db.session.rollback()
-        return
-    handler = HANDLERS.get(row.type)
     try:
-        if handler is not None and not handler(row.payload):
-            # e.g. a PaymentIntent that is not one of ours
-            db.session.execute(_NOT_OURS, {"event_id": event_id})
-        db.session.commit()
+        with phase():
+            row = db.session.execute(_TAKE, {"event_id": event_id,
+                                             "taken_at": utcnow()}).first()
+            if row is None:  # unknown, or processed (or ignored) already
+                return
+            handler = HANDLERS.get(row.type)
+            if handler is not None and not handler(row.payload):
+                # e.g. a PaymentIntent that is not one of ours
+                db.session.execute(_NOT_OURS, {"event_id": event_id})
+            db.session.flush()  # a write that fails, fails here: rolled back with the phase
     except Exception as exc:
-        db.session.rollback()
-        _record_failure(event_id, traceback.format_exc())
+        with phase():
+            _record_failure(event_id, traceback.format_exc())
         if _refused(exc):
             return
         raise
@@ -84,18 +92,18 @@ def _refused(exc: Exception) -> bool:
     same answer. Not 401/403, which a fixed key or permission cures, nor an error without
     a status."""
     return (isinstance(exc, gateway.GatewayError) and not exc.retryable
-            and exc.status is not None and 400 <= exc.status < 500
-            and exc.status not in (401, 403))
+            and exc.stripe_status is not None and 400 <= exc.stripe_status < 500
+            and exc.stripe_status not in (401, 403))
 
 
 def _record_failure(event_id: str, error: str) -> None:
     db.session.execute(_FAILED, {"event_id": event_id, "error": error[-4000:]})
-    db.session.commit()
     log.error("webhook event %s failed", event_id)
 
 
 def sweep_received(older_than_seconds: int = 60) -> int:
-    """Enqueue events still ``received`` (Redis was down at intake); returns how many.
+    """Queue (after the commit) the events still ``received`` (Redis was down at intake, or
+    a worker stopped); returns how many.
 
     Safe to run at any time: processing an event twice is a no-op.
     """
@@ -106,5 +114,6 @@ def sweep_received(older_than_seconds: int = 60) -> int:
         .order_by(StripeEvent.received_at)
         .limit(1000)
     ).all()
-    db.session.rollback()
-    return sum(enqueue_processing(event_id) for event_id in ids)
+    jobs.enqueue_each(process_event, [(event_id,) for event_id in ids], queue="webhooks",
+                      retry=RETRY_DELAYS)
+    return len(ids)

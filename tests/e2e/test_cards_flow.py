@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from portal.cards.models import SavedCard
 from portal.extensions import db
-from portal.payments.models import Payment
+from portal.ledger.models import Payment
 from tests.e2e.conftest import sa, scalar, wait_for
 from tests.e2e.test_checkout_flow import payment_status, sign_in
 from tests.helpers import make_order, make_user

@@ -6,8 +6,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from portal.extensions import db
+from portal.ledger.models import Payment
 from portal.orders.models import Order
-from portal.payments.models import Payment
 from portal.webhooks.models import StripeEvent
 from tests.e2e.conftest import sa, scalar, wait_for
 from tests.helpers import PASSWORD, make_order, make_user

@@ -11,10 +11,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from portal.auth.services import find_user
+from portal.ledger.models import Payout
 from portal.payments.services import confirm_with_card, start_checkout
-from portal.payouts.models import Payout
 from tests.e2e.conftest import sa, scalar, wait_for
-from tests.e2e.test_checkout_flow import sign_in
+from tests.e2e.test_refunds_flow import staff_sign_in
 from tests.helpers import make_order, make_user
 
 
@@ -42,8 +42,7 @@ def paid_order(live, amounts) -> None:
 
 
 def test_onboard_get_paid_and_see_the_payout(page: Page, shop, live):
-    sign_in(page, "vendy@example.test")
-    page.get_by_role("link", name="Dashboard").click()
+    staff_sign_in(page, "vendy@example.test", "vendor")  # lands on the dashboard
     expect(page.get_by_text("Payouts not enabled")).to_be_visible()
     page.get_by_role("button", name="Connect with Stripe").click()
     # The sandbox's stand-in for Stripe's hosted onboarding: leave it unfinished first.
@@ -56,7 +55,7 @@ def test_onboard_get_paid_and_see_the_payout(page: Page, shop, live):
     paid_order(live, (10000,))  # $100.00, fee $10.00
     paid_order(live, (2550, 1000))  # $35.50, fee $3.55
     page.get_by_role("button", name="Sign out").click()
-    sign_in(page, "boss@example.test")
+    staff_sign_in(page, "boss@example.test", "admin")
     page.get_by_role("link", name="Payouts").click()
     page.get_by_role("button", name="Run payouts now").click()
     run = page.get_by_role("region", name=re.compile("^Run of "))
@@ -66,8 +65,7 @@ def test_onboard_get_paid_and_see_the_payout(page: Page, shop, live):
     wait_for(lambda: scalar(sa.select(Payout.status)) == "paid")
     page.get_by_role("button", name="Sign out").click()
 
-    sign_in(page, "vendy@example.test")
-    page.get_by_role("link", name="Dashboard").click()
+    staff_sign_in(page, "vendy@example.test", "vendor")  # lands on the dashboard
     row = page.get_by_role("table", name="Payouts").get_by_role("row").filter(
         has_text="$121.95")
     expect(row).to_contain_text("Paid")

@@ -486,7 +486,7 @@ def seed_payments(stack: Stack, n: int) -> list[Pay]:
     """``n`` orders of one customer, each with its Payment and PaymentIntent made by the
     portal's checkout (`start_checkout`): the portal knows them, not yet paid."""
     from portal.payments.services import start_checkout
-    from tests.helpers import make_order, make_user
+    from tests.helpers import committed, make_order, make_user
 
     tag = uuid.uuid4().hex[:8]
     out = []
@@ -495,7 +495,8 @@ def seed_payments(stack: Stack, n: int) -> list[Pay]:
         vendor = make_user(f"maker-{tag}@faults.test", "vendor")
         for i in range(n):
             order = make_order(customer, vendor, amounts=(1000 + i,))
-            payment = start_checkout(order, source="api").payment
+            with committed():
+                payment = start_checkout(order, source="api").payment
             out.append(Pay(str(payment.id), str(order.id), payment.stripe_payment_intent_id))
         db.session.remove()
     return out

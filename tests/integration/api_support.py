@@ -1,5 +1,6 @@
 """Shared by the JSON API tests: a client that checks every response against the published
-OpenAPI document, and helpers to build requests (the fixtures are in conftest.py)."""
+OpenAPI document (``conforms``), and helpers to build requests (the fixtures are in
+conftest.py)."""
 
 from __future__ import annotations
 
@@ -112,17 +113,26 @@ class Api:
 
     def check(self, name, r):
         path, method = OPERATIONS[name]
-        assert r.is_json, (r.status_code, r.text[:200])
-        responses = self.spec["paths"][path][method]["responses"]
-        assert str(r.status_code) in responses, f"{name}: {r.status_code} is not documented"
-        schema = responses[str(r.status_code)]["content"]["application/json"]["schema"]
-        validator = jsonschema_rs.validator_for({**schema, "components": self.spec["components"]})
-        problems = [f"{e.instance_path}: {e.message}" for e in validator.iter_errors(r.json)]
-        assert problems == [], (name, r.status_code, problems, r.json)
+        conforms(self.spec, path, method, r)
         MODELS.get((name, r.status_code), ErrorOut).model_validate(r.json)
-        if r.status_code >= 400 and r.status_code != 402:
-            assert_error_format(r.json)
         return r
+
+
+def conforms(spec: dict, path: str, method: str, r) -> None:
+    """The response is what the published document says of the operation: a documented
+    status, JSON, a body valid against that status's schema; an error in the error format;
+    Retry-After on 429 and 503."""
+    assert r.is_json, (r.status_code, r.text[:200])
+    responses = spec["paths"][path][method]["responses"]
+    assert str(r.status_code) in responses, f"{method} {path}: {r.status_code} is not documented"
+    schema = responses[str(r.status_code)]["content"]["application/json"]["schema"]
+    validator = jsonschema_rs.validator_for({**schema, "components": spec["components"]})
+    problems = [f"{e.instance_path}: {e.message}" for e in validator.iter_errors(r.json)]
+    assert problems == [], (method, path, r.status_code, problems, r.json)
+    if r.status_code >= 400 and r.status_code != 402:
+        assert_error_format(r.json)
+    if r.status_code in (429, 503):
+        assert int(r.headers["Retry-After"]) > 0
 
 
 def assert_error_format(body: dict) -> None:

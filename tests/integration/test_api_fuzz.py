@@ -48,7 +48,7 @@ from portal import create_app
 from portal.cards.services import save_card
 from portal.config import Config
 from portal.extensions import db
-from portal.payments.models import Payment
+from portal.ledger.models import Payment
 from portal.payments.services import start_checkout
 from tests.conftest import portal_env
 from tests.helpers import bearer, make_order, make_user

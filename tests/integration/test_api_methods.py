@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from portal.cards.models import CustomerMap, SavedCard
 from portal.extensions import db
-from portal.payments.models import Payment
+from portal.ledger.models import Payment
 from tests.helpers import bearer
 from tests.integration.api_support import OPERATIONS, assert_error, card_pm, intent_body
 
@@ -36,9 +36,9 @@ def attached_ids(stripe_client, customer_id: str) -> set[str]:
 
 @pytest.mark.parametrize(("name", "statuses"), [
     ("methods", {"200", "401", "500"}),
-    ("add-method", {"201", "400", "401", "404", "409", "429", "500"}),
-    ("remove-method", {"200", "401", "404", "500"}),
-    ("default-method", {"200", "401", "404", "500"}),
+    ("add-method", {"201", "400", "401", "404", "409", "429", "500", "503"}),
+    ("remove-method", {"200", "401", "404", "500", "503"}),
+    ("default-method", {"200", "401", "404", "500", "503"}),
 ])
 def test_openapi_documents_the_method_endpoints(spec, name, statuses):
     path, method = OPERATIONS[name]

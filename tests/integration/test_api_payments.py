@@ -18,8 +18,8 @@ import pytest
 import sqlalchemy as sa
 
 from portal.extensions import db
+from portal.ledger.models import Payment
 from portal.orders.models import Order
-from portal.payments.models import Payment
 from tests.helpers import bearer, login, make_order
 from tests.integration.api_support import (
     OPERATIONS,
@@ -41,8 +41,8 @@ DECLINED = "4000000000000341"
 @pytest.mark.parametrize(
     ("name", "statuses"),
     [
-        ("create-intent", {"200", "400", "401", "404", "409", "500"}),
-        ("confirm", {"200", "400", "401", "402", "409", "500"}),
+        ("create-intent", {"200", "400", "401", "404", "409", "500", "503"}),
+        ("confirm", {"200", "400", "401", "402", "409", "500", "503"}),
         ("payment", {"200", "401", "404", "500"}),
         ("history", {"200", "400", "401", "500"}),
     ],

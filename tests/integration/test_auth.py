@@ -31,6 +31,34 @@ def test_next_only_goes_to_local_paths(client, customer, target, expected):
     assert r.status_code == 302 and r.location == expected
 
 
+@pytest.mark.parametrize(("role", "home", "heading"), [
+    ("customer", "/orders", "Your orders"), ("vendor", "/vendor", "Vendor dashboard"),
+    ("admin", "/admin/refunds", "Refund requests"), ("service", "/api/payments/docs", None)])
+def test_each_role_lands_on_its_own_home(client, role, home, heading):
+    """After signing in, on "/" and on the login page again: the role's home, never a
+    placeholder."""
+    user = make_user(f"{role}-home@example.test", role)
+    r = login(client, user.email)
+    assert r.status_code == 302 and r.location == home
+    assert client.get("/").location == home
+    assert client.get("/login").location == home
+    page = client.get(home)
+    assert page.status_code == 200
+    if heading:
+        assert f"<h1>{heading}</h1>" in page.text and "on their way" not in page.text
+
+
+@pytest.mark.parametrize("role", ["vendor", "admin"])
+def test_the_orders_page_is_for_customers(client, role):
+    login(client, make_user(f"{role}-orders@example.test", role).email)
+    assert client.get("/orders").status_code == 403
+
+
+def test_home_needs_a_sign_in(client):
+    r = client.get("/")
+    assert r.status_code == 302 and r.location.startswith("/login")
+
+
 def test_login_rotates_the_session_and_logout_needs_csrf(pg_url, sandbox, customer):
     app = create_app(Config.from_env(portal_env(pg_url, sandbox.url)))
     c = app.test_client()

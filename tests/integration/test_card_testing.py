@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.payments.models import Payment
+from portal.ledger.models import Payment
 from tests.helpers import bearer, login, make_order
 from tests.integration.api_support import assert_error, card_pm, intent_body
 

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from portal.cards import services as cards
 from portal.cards.models import SavedCard
 from portal.extensions import db
-from portal.payments.models import Payment
+from portal.ledger.models import Payment
 from portal.webhooks.models import StripeEvent
-from tests.helpers import event_body, login, make_order, make_user, sign
+from tests.helpers import committed, event_body, login, make_order, make_user, sign
 from tests.integration.api_support import card_pm
 
 HX = {"HX-Request": "true"}
@@ -31,9 +31,11 @@ def alice():
 @pytest.fixture
 def saved(alice, stripe_client):
     """Alice with a Visa (default) and a Mastercard on file."""
-    visa = cards.save_card(alice, card_pm(stripe_client)).stripe_payment_method_id
-    master = cards.save_card(alice, card_pm(stripe_client, MASTERCARD)).stripe_payment_method_id
-    return visa, master
+    with committed():
+        visa = cards.save_card(alice, card_pm(stripe_client))
+    with committed():
+        master = cards.save_card(alice, card_pm(stripe_client, MASTERCARD))
+    return visa.stripe_payment_method_id, master.stripe_payment_method_id
 
 
 def post_event(client, event_type: str, obj: dict, event_id: str):
@@ -111,7 +113,8 @@ def test_add_card_form_gets_a_setup_intent_of_the_users_customer(client, alice, 
 
 def test_finishing_a_setup_saves_its_card_once(client, alice, stripe_client):
     login(client, alice.email)
-    customer = cards.ensure_customer(alice).stripe_customer_id
+    with committed():
+        customer = cards.ensure_customer(alice).stripe_customer_id
     pm = card_pm(stripe_client)
     seti = stripe_client.v1.setup_intents.create(params={
         "customer": customer, "payment_method": pm, "confirm": True,
@@ -133,12 +136,14 @@ def test_finishing_a_setup_saves_its_card_once(client, alice, stripe_client):
 
 def test_someone_elses_setup_intent_saves_nothing(client, alice, stripe_client):
     bob = make_user("bob@example.test")
-    bob_customer = cards.ensure_customer(bob).stripe_customer_id
+    with committed():
+        bob_customer = cards.ensure_customer(bob).stripe_customer_id
     seti = stripe_client.v1.setup_intents.create(params={
         "customer": bob_customer, "payment_method": card_pm(stripe_client), "confirm": True,
         "allowed_payment_method_types": ["card"]})
     login(client, alice.email)
-    cards.ensure_customer(alice)
+    with committed():
+        cards.ensure_customer(alice)
     r = client.post("/cards", data={"setup_intent": seti.id}, headers=HX)
     assert "Setup not found." in r.text
     assert saved_ids(alice) == [] and saved_ids(bob) == []
@@ -223,7 +228,8 @@ def test_events_of_cards_not_ours_are_ignored(client, stripe_client):
 
 
 def test_setup_intent_succeeded_saves_the_card(client, alice, stripe_client):
-    customer = cards.ensure_customer(alice).stripe_customer_id
+    with committed():
+        customer = cards.ensure_customer(alice).stripe_customer_id
     pm = card_pm(stripe_client)
     seti = stripe_client.v1.setup_intents.create(params={
         "customer": customer, "payment_method": pm, "confirm": True,
@@ -243,7 +249,8 @@ def order(alice):
 def test_checkout_offers_the_saved_cards_with_the_default_preselected(client, alice, saved,
                                                                       order):
     visa, master = saved
-    cards.set_default(alice, master)
+    with committed():
+        cards.set_default(alice, master)
     login(client, alice.email)
     page = client.get(f"/checkout/{order.id}").text
     checked = re.findall(r'value="(pm_\w+)"\s+checked', page)
@@ -264,7 +271,8 @@ def test_one_click_pay_with_a_saved_card(client, alice, saved, order):
 
 def test_one_click_pay_with_a_3ds_card_hands_authentication_to_stripe_js(client, alice, order,
                                                                          stripe_client):
-    pm = cards.save_card(alice, card_pm(stripe_client, "4000002760003184"))
+    with committed():
+        pm = cards.save_card(alice, card_pm(stripe_client, "4000002760003184"))
     login(client, alice.email)
     client.get(f"/checkout/{order.id}")
     r = client.post(f"/checkout/{order.id}/pay",
@@ -305,3 +313,51 @@ def test_a_setup_that_cannot_be_an_id_is_not_found_without_asking_stripe(client,
     r = client.post("/cards", data={"setup_intent": setup_intent})
     assert r.status_code == 400 and "Setup not found." in r.text
     assert db.session.scalar(sa.select(sa.func.count()).select_from(SavedCard)) == 0
+
+
+# --- Stripe unreachable -------------------------------------------------------------------------
+
+@pytest.fixture
+def broken(pg_url):
+    """A client of the portal whose Stripe cannot be reached."""
+    from portal import create_app
+    from portal.config import Config
+    from tests.conftest import portal_env
+
+    return create_app(Config.from_env(portal_env(pg_url, "http://127.0.0.1:9"),
+                                      extra={"WTF_CSRF_ENABLED": False})).test_client()
+
+
+def test_one_click_pay_while_stripe_is_unreachable_is_503_and_changes_nothing(
+        client, broken, alice, saved, order):
+    login(client, alice.email)
+    client.get(f"/checkout/{order.id}")  # the intent exists
+    login(broken, alice.email)
+    r = broken.post(f"/checkout/{order.id}/pay", data={"payment_method": saved[0]})
+    assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 30
+    assert r.json == {"status": "error", "error": "We could not reach the payment processor; "
+                                                  "please try again in a moment."}
+    db.session.expire_all()
+    payment = db.session.scalar(sa.select(Payment).where(Payment.order_id == order.id))
+    assert (payment.status, payment.payment_method_id) == ("requires_payment_method", None)
+
+
+@pytest.mark.parametrize("headers", [HX, {}])
+def test_changing_cards_while_stripe_is_unreachable_is_503_and_changes_nothing(
+        broken, alice, saved, headers):
+    visa, master = saved
+    login(broken, alice.email)
+    for action in ("default", "remove"):
+        r = broken.post(f"/cards/{master}/{action}", headers=headers)
+        assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 30
+        assert "could not reach the payment processor" in r.headers["X-Error-Message"]
+        assert "could not reach the payment processor" in r.text  # the list, for a reload
+    assert saved_ids(alice) == [visa, master] and cards.default_card_id(alice) == visa
+
+
+def test_the_add_card_form_while_stripe_is_unreachable_is_503(broken):
+    bob = make_user("bob@example.test")  # no Stripe customer yet: it cannot be made
+    login(broken, bob.email)
+    r = broken.get("/cards/new", headers=HX)
+    assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 30
+    assert "Try again" in r.text and cards.customer_of(bob.id) is None

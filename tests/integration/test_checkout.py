@@ -6,9 +6,12 @@ import threading
 import pytest
 import sqlalchemy as sa
 
+from portal import stripe_gateway as gateway
 from portal.extensions import db
-from portal.payments.models import Payment
-from tests.helpers import login, make_order, make_user
+from portal.ledger.models import Payment
+from portal.outbox.models import OutboxMessage
+from portal.payments.services import confirm_with_card, start_checkout
+from tests.helpers import committed, login, make_order, make_user
 
 
 @pytest.fixture
@@ -138,7 +141,7 @@ def test_stripe_unreachable_fails_closed(pg_url, shop):
     c = app.test_client()
     login(c, customer.email)
     r = c.get(f"/checkout/{order.id}")
-    assert r.status_code == 503
+    assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 30
     assert "could not reach the payment processor" in r.text and "Nothing was charged" in r.text
     payment = db.session.scalar(sa.select(Payment).where(Payment.order_id == order.id))
     assert payment.stripe_payment_intent_id is None and payment.status == "pending"
@@ -155,7 +158,7 @@ def test_stripe_unreachable_with_an_intent_makes_no_promise(pg_url, client, shop
                                         extra={"WTF_CSRF_ENABLED": False})).test_client()
     login(broken, customer.email)
     r = broken.get(f"/checkout/{order.id}")
-    assert r.status_code == 503
+    assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 30
     assert "Nothing was charged" not in r.text and "If you already paid" in r.text
 
 
@@ -186,3 +189,41 @@ def test_payment_not_started_offers_to_pay_and_does_not_poll(client, shop):
     login(client, customer.email)
     r = client.get(f"/payments/{payment.id}")
     assert "has not been started" in r.text and "hx-trigger" not in r.text
+
+
+def test_a_checkout_that_lost_the_race_for_the_intent_uses_the_stored_one(shop, stripe_client,
+                                                                         monkeypatch):
+    """Stripe is called with no lock held: should a concurrent checkout (whose request
+    differed, e.g. a Stripe customer made meanwhile) store its intent first, this one
+    leaves its own unused and carries on with the stored one."""
+    customer, vendor = shop
+    order = make_order(customer, vendor)
+    theirs = stripe_client.v1.payment_intents.create(params={
+        "amount": order.total, "currency": "usd", "metadata": {"orderId": str(order.id)}})
+    create = gateway.create_payment_intent
+
+    def racing(**params):
+        mine = create(**params)
+        db.session.execute(sa.update(Payment).where(Payment.order_id == order.id)
+                           .values(stripe_payment_intent_id=theirs.id))
+        db.session.commit()  # the concurrent checkout's apply phase
+        return mine
+
+    monkeypatch.setattr(gateway, "create_payment_intent", racing)
+    with committed():
+        checkout = start_checkout(order)
+    assert checkout.intent.id == theirs.id == checkout.payment.stripe_payment_intent_id
+    assert checkout.payment.status == "requires_payment_method"
+
+
+def test_a_confirmation_stripe_refuses_changes_nothing(client, shop):
+    customer, vendor = shop
+    _, payment = checked_out(client, customer, vendor)
+    before = (payment.status, payment.updated_at, payment.payment_method_id)
+    with pytest.raises(gateway.GatewayError) as refused, committed():
+        confirm_with_card(customer, payment, "pm_unknown_to_stripe")
+    assert refused.value.status == 400 and not refused.value.retryable
+    db.session.expire_all()
+    payment = db.session.get(Payment, payment.id)
+    assert (payment.status, payment.updated_at, payment.payment_method_id) == before
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(OutboxMessage)) == 0

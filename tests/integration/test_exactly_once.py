@@ -15,15 +15,15 @@ import sqlalchemy as sa
 from portal import create_app
 from portal.config import Config
 from portal.extensions import db
+from portal.ledger.models import Payment
 from portal.models_base import utcnow
 from portal.outbox import services as outbox
 from portal.outbox.models import OutboxMessage
-from portal.payments.models import Payment
 from portal.payments.services import start_checkout
+from portal.reconciliation.services import backfill, reconcile
 from portal.webhooks.models import StripeEvent
-from portal.webhooks.reconcile import backfill, reconcile
 from tests.conftest import portal_env
-from tests.helpers import event_body, login, make_order, sign
+from tests.helpers import committed, event_body, login, make_order, sign
 from tests.integration.api_support import card_pm, pay
 
 SECRET = "whsec_portal_tests"
@@ -47,7 +47,8 @@ def messages(payment, kind=None) -> list[OutboxMessage]:
 def confirmed_at_stripe(stripe_client, people, number="4242424242424242"):
     """A payment the portal knows, confirmed at Stripe only (the portal was not told)."""
     order = make_order(people["customer"], people["vendor"], amounts=(2500,))
-    payment = start_checkout(order, source="api").payment
+    with committed():
+        payment = start_checkout(order, source="api").payment
     stripe_client.v1.payment_intents.confirm(payment.stripe_payment_intent_id, params={
         "payment_method": card_pm(stripe_client, number)})
     return payment
@@ -76,9 +77,8 @@ def test_the_same_outcome_written_again_adds_and_queues_nothing(client, people, 
     pi = stripe_client.v1.payment_intents.retrieve(payment.stripe_payment_intent_id).to_dict()
     assert post_event(client, "payment_intent.succeeded", pi).status_code == 200
     first = {m.kind: m.id for m in messages(payment)}
-    db.session.info.pop("outbox_new", None)
-    outbox.record_payment_outcome(db.session.get(Payment, payment.id))  # e.g. a retried job
-    assert db.session.info.get("outbox_new") == []  # nothing new to deliver
+    # e.g. a retried job: no message added, so no delivery queued
+    assert outbox.record_payment_outcome(db.session.get(Payment, payment.id)) == []
     assert {m.kind: m.id for m in messages(payment)} == first
     assert sorted(first) == ["order_notification", "receipt_email"]
 
@@ -171,7 +171,8 @@ def test_try_again_sends_a_given_up_message_once(client, people, stripe_client,
     payment = pay(stripe_client, people["customer"], people["vendor"])
     [msg] = messages(payment, "order_notification")
     assert [outbox.deliver(str(msg.id), force=True) for _ in range(2)] == ["pending"] * 2
-    db.session.get(OutboxMessage, msg.id).created_at = utcnow() - timedelta(hours=25)
+    written = utcnow() - timedelta(hours=25)
+    db.session.get(OutboxMessage, msg.id).created_at = written
     db.session.commit()
     assert outbox.deliver(str(msg.id), force=True) == "given_up"  # the third 500
     login(client, people["admin"].email)
@@ -181,7 +182,32 @@ def test_try_again_sends_a_given_up_message_once(client, people, stripe_client,
     assert "Only a message that was given up can be tried again" in page
     assert [r[3] for r in order_service.requests] == [500, 500, 500, 200]
     db.session.expire_all()
-    assert db.session.get(OutboxMessage, msg.id).status == "sent"
+    msg = db.session.get(OutboxMessage, msg.id)
+    assert msg.status == "sent"
+    # When it was written stays; its new 24 h of attempts ran from the "Try again".
+    assert msg.created_at == written and msg.retried_at > written + timedelta(hours=24)
+
+
+def test_try_again_gives_a_message_24_hours_of_attempts_from_the_retry(people,
+                                                                       stripe_client):
+    """A message given up and tried again fails again: it is retried later, not given up at
+    once (its 24 h run from the "Try again", not from when it was written); 24 h after the
+    retry it is given up again."""
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    [msg] = messages(payment, "order_notification")  # the order service is not running
+    db.session.get(OutboxMessage, msg.id).created_at = utcnow() - timedelta(hours=25)
+    db.session.commit()
+    assert outbox.deliver(str(msg.id), force=True) == "given_up"
+    with committed():
+        assert outbox.retry_given_up(msg.id)
+    assert outbox.deliver(str(msg.id)) == "pending"
+    db.session.expire_all()
+    retried = db.session.get(OutboxMessage, msg.id)
+    assert retried.next_attempt_at > utcnow() and retried.created_at < utcnow() - timedelta(
+        hours=24)
+    retried.retried_at = utcnow() - timedelta(hours=25)
+    db.session.commit()
+    assert outbox.deliver(str(msg.id), force=True) == "given_up"
 
 
 # --- reconciliation and backfill ----------------------------------------------------------------
@@ -192,18 +218,22 @@ def test_a_payment_whose_webhook_never_arrives_is_settled_by_reconciliation(peop
     assert db.session.get(Payment, payment.id).status == "requires_payment_method"
     db.session.execute(sa.update(Payment).values(updated_at=utcnow() - timedelta(minutes=20)))
     db.session.commit()
-    result = reconcile(older_than_minutes=10)
+    with committed():
+        result = reconcile(older_than_minutes=10)
     assert (result.payments_checked, result.payments_changed) == (1, 1)
     db.session.expire_all()
     assert db.session.get(Payment, payment.id).status == "succeeded"
     assert len(messages(payment, "order_notification")) == 1
-    assert reconcile(older_than_minutes=10).payments_checked == 0  # nothing left
+    with committed():
+        assert reconcile(older_than_minutes=10).payments_checked == 0  # nothing left
 
 
 def abandoned_checkouts(people, count):
     """Checkouts the customers never paid: non-final for good, and never changing."""
-    return [start_checkout(make_order(people["customer"], people["vendor"], amounts=(900,)),
-                           source="api").payment for _ in range(count)]
+    orders = [make_order(people["customer"], people["vendor"], amounts=(900,))
+              for _ in range(count)]
+    with committed():
+        return [start_checkout(order, source="api").payment for order in orders]
 
 
 def test_abandoned_checkouts_do_not_keep_reconciliation_from_a_paid_payment(people,
@@ -217,11 +247,13 @@ def test_abandoned_checkouts_do_not_keep_reconciliation_from_a_paid_payment(peop
         db.session.execute(sa.update(Payment).where(Payment.id == payment.id).values(
             updated_at=utcnow() - timedelta(minutes=60 - age)))
     db.session.commit()
-    runs = [reconcile(older_than_minutes=10, limit=3) for _ in range(3)]
+    with committed():
+        runs = [reconcile(older_than_minutes=10, limit=3) for _ in range(3)]
     assert [r.payments_checked for r in runs] == [3, 3, 1]
     db.session.expire_all()
     assert db.session.get(Payment, paid.id).status == "succeeded"
-    assert reconcile(older_than_minutes=10, limit=3).payments_checked == 0  # all wait now
+    with committed():
+        assert reconcile(older_than_minutes=10, limit=3).payments_checked == 0  # all wait now
 
 
 def test_a_checked_payment_is_checked_again_later_and_less_often_as_it_ages(people,
@@ -230,7 +262,8 @@ def test_a_checked_payment_is_checked_again_later_and_less_often_as_it_ages(peop
     db.session.execute(sa.update(Payment).where(Payment.id == payment.id).values(
         created_at=utcnow() - timedelta(hours=8), updated_at=utcnow() - timedelta(hours=8)))
     db.session.commit()
-    assert reconcile(older_than_minutes=10).payments_checked == 1
+    with committed():
+        assert reconcile(older_than_minutes=10).payments_checked == 1
     due = db.session.scalar(sa.select(Payment.reconcile_due_at).where(
         Payment.id == payment.id))
     # A quarter of its age (8 h): looked at again in about 2 hours, not every 5 minutes.
@@ -240,7 +273,8 @@ def test_a_checked_payment_is_checked_again_later_and_less_often_as_it_ages(peop
     db.session.commit()
     stripe_client.v1.payment_intents.confirm(payment.stripe_payment_intent_id, params={
         "payment_method": card_pm(stripe_client, "4242424242424242")})
-    assert reconcile(older_than_minutes=10).payments_changed == 1
+    with committed():
+        assert reconcile(older_than_minutes=10).payments_changed == 1
     db.session.expire_all()
     assert db.session.get(Payment, payment.id).status == "succeeded"
 
@@ -255,16 +289,19 @@ def test_a_customer_back_at_the_checkout_gets_the_payment_checked_again_soon(
     db.session.execute(sa.update(Payment).where(Payment.id == payment.id).values(
         created_at=long_ago, updated_at=long_ago))
     db.session.commit()
-    assert reconcile(older_than_minutes=10).payments_checked == 1  # not due for 18 h now
+    with committed():
+        assert reconcile(older_than_minutes=10).payments_checked == 1  # not due for 18 h now
     login(client, people["customer"].email)
     assert client.get(f"/checkout/{payment.order_id}").status_code == 200  # back to pay
     stripe_client.v1.payment_intents.confirm(payment.stripe_payment_intent_id, params={
         "payment_method": card_pm(stripe_client, "4242424242424242")})
-    assert reconcile(older_than_minutes=10).payments_checked == 0  # the payer may be back
+    with committed():
+        assert reconcile(older_than_minutes=10).payments_checked == 0  # the payer may be back
     db.session.execute(sa.update(Payment).where(Payment.id == payment.id).values(
         updated_at=utcnow() - timedelta(minutes=11)))  # ... but 11 minutes later:
     db.session.commit()
-    assert reconcile(older_than_minutes=10).payments_changed == 1
+    with committed():
+        assert reconcile(older_than_minutes=10).payments_changed == 1
     db.session.expire_all()
     assert db.session.get(Payment, payment.id).status == "succeeded"
 
@@ -288,7 +325,8 @@ def test_stripe_unreachable_puts_a_payment_back_in_five_minutes(people, stripe_c
         raise stripe_gateway.GatewayError("no luck", retryable=retryable)
 
     monkeypatch.setattr(stripe_gateway, "retrieve_payment_intent", down)
-    result = reconcile(older_than_minutes=10)
+    with committed():
+        result = reconcile(older_than_minutes=10)
     assert (result.payments_checked, result.payments_unread) == (0, 1)
     due = db.session.scalar(sa.select(Payment.reconcile_due_at).where(
         Payment.id == payment.id))
@@ -300,12 +338,15 @@ def test_payments_nobody_touched_for_30_days_are_left_alone(people, stripe_clien
     db.session.execute(sa.update(Payment).where(Payment.id == payment.id).values(
         updated_at=utcnow() - timedelta(days=31)))
     db.session.commit()
-    assert reconcile(older_than_minutes=10).payments_checked == 0
-    assert reconcile(older_than_minutes=10, limit=None, every=True).payments_checked == 0
+    with committed():
+        assert reconcile(older_than_minutes=10).payments_checked == 0
+    with committed():
+        assert reconcile(older_than_minutes=10, limit=None, every=True).payments_checked == 0
     db.session.execute(sa.update(Payment).where(Payment.id == payment.id).values(
         updated_at=utcnow() - timedelta(days=29)))
     db.session.commit()
-    assert reconcile(older_than_minutes=10).payments_changed == 1
+    with committed():
+        assert reconcile(older_than_minutes=10).payments_changed == 1
 
 
 def test_a_run_stops_at_its_time_budget_and_the_next_run_goes_on(people, stripe_client):
@@ -313,27 +354,31 @@ def test_a_run_stops_at_its_time_budget_and_the_next_run_goes_on(people, stripe_
     db.session.execute(sa.update(Payment).where(Payment.id.in_([p.id for p in payments]))
                        .values(updated_at=utcnow() - timedelta(minutes=30)))
     db.session.commit()
-    assert reconcile(older_than_minutes=10, budget_seconds=0).payments_checked == 1
-    assert reconcile(older_than_minutes=10).payments_checked == 2
+    with committed():
+        assert reconcile(older_than_minutes=10, budget_seconds=0).payments_checked == 1
+    with committed():
+        assert reconcile(older_than_minutes=10).payments_checked == 2
 
 
 def test_backfill_stores_and_processes_the_events_we_missed(people, stripe_client):
     payment = confirmed_at_stripe(stripe_client, people)
-    listed, new = backfill(utcnow() - timedelta(days=1))
+    with committed():
+        listed, new = backfill(utcnow() - timedelta(days=1))
     assert new >= 1 and listed >= new
     db.session.expire_all()
     assert db.session.get(Payment, payment.id).status == "succeeded"
     assert db.session.scalar(sa.select(sa.func.count()).select_from(StripeEvent).where(
         StripeEvent.object_id == payment.stripe_payment_intent_id,
         StripeEvent.type == "payment_intent.succeeded")) == 1
-    assert backfill(utcnow() - timedelta(days=1))[1] == 0  # twice: nothing new
+    with committed():
+        assert backfill(utcnow() - timedelta(days=1))[1] == 0  # twice: nothing new
 
 
 def test_backfill_reads_the_events_of_each_vendors_connected_account(people, stripe_client,
                                                                      sandbox):
     """Stripe keeps a Connect event on the connected account: listed only with its
     Stripe-Account. A vendor finished onboarding and the account.updated never arrived."""
-    from portal.payouts.models import VendorAccount
+    from portal.ledger.models import VendorAccount
 
     account = stripe_client.v1.accounts.create(params={
         "controller": {"stripe_dashboard": {"type": "express"}},
@@ -345,7 +390,8 @@ def test_backfill_reads_the_events_of_each_vendors_connected_account(people, str
     sandbox.test_hook("POST", f"/_sandbox/accounts/{account.id}/requirements", past_due="",
                       currently_due="", eventually_due="", payouts_enabled="true",
                       **{"capabilities[transfers]": "active"})
-    listed, new = backfill(utcnow() - timedelta(days=1))
+    with committed():
+        listed, new = backfill(utcnow() - timedelta(days=1))
     assert new >= 1
     event = db.session.scalar(sa.select(StripeEvent).where(StripeEvent.object_id == account.id))
     assert (event.type, event.payload["account"]) == ("account.updated", account.id)
@@ -364,7 +410,8 @@ def test_backfill_goes_page_by_page_however_many_events_stripe_lists(monkeypatch
                                    api_version=None, created=1, object_id=f"cus_{n}",
                                    payload={"id": f"evt_page_{n:03}"}) for n in range(250)]
     for known in listed[100:150]:  # delivered by webhook already
-        receive_event(known)
+        with committed():
+            receive_event(known)
     taken = []
 
     def pages(since, account=None):
@@ -381,7 +428,8 @@ def test_backfill_goes_page_by_page_however_many_events_stripe_lists(monkeypatch
     monkeypatch.setattr(stripe_gateway, "list_events", pages)
     sa.event.listen(db.engine, "before_cursor_execute", count_parameters)
     try:
-        assert backfill(utcnow() - timedelta(days=1)) == (250, 200)
+        with committed():
+            assert backfill(utcnow() - timedelta(days=1)) == (250, 200)
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", count_parameters)
     assert len(taken) == 250 and max(largest) <= 100

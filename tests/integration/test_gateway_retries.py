@@ -123,7 +123,8 @@ def test_a_refusal_is_never_retried(stripe_api, refusal):
     result, tries = stripe_api([refusal, OK], transfer)
     assert isinstance(result, gateway.GatewayError)
     status, body, _ = refusal
-    assert (result.status, result.code, result.retryable) == (status, body["error"]["code"], False)
+    assert (result.stripe_status, result.stripe_code, result.retryable) == (
+        status, body["error"]["code"], False)
     assert len(tries) == 1
 
 
@@ -133,13 +134,13 @@ def test_a_refusal_is_never_retried(stripe_api, refusal):
 ], ids=["429", "500"])
 def test_stripe_saying_do_not_retry_is_obeyed_and_the_job_may_retry_later(stripe_api, answer):
     result, tries = stripe_api([answer, OK], transfer)
-    assert (result.status, result.retryable) == (answer[0], True)
+    assert (result.stripe_status, result.retryable) == (answer[0], True)
     assert len(tries) == 1
 
 
 def test_a_lasting_failure_gives_up_after_one_retry(stripe_api):
     result, tries = stripe_api([error(429, "rate_limit")], transfer)
-    assert (result.status, result.code, result.retryable) == (429, "rate_limit", True)
+    assert (result.stripe_status, result.stripe_code, result.retryable) == (429, "rate_limit", True)
     assert [key for *_, key in tries] == ["payout-1", "payout-1"]
 
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from portal.extensions import db
-from portal.payments.models import Payment
+from portal.ledger.models import Payment
 from tests.helpers import login, make_order, make_user
 
 

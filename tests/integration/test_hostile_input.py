@@ -15,7 +15,7 @@ from portal.orders.models import Order
 from portal.refunds import services as refunds
 from portal.refunds.models import RefundRequest
 from portal.webhooks.models import StripeEvent
-from tests.helpers import bearer, login, make_user, paid_payment, sign
+from tests.helpers import bearer, committed, login, make_user, paid_payment, sign
 
 NUL = "\u0000"
 MAX_REQUEST_BYTES = 1024 * 1024  # the documented limit (README, "Security")
@@ -136,8 +136,9 @@ def test_control_characters_in_refund_notes_change_nothing(client, people):
 
 def test_control_characters_in_a_reject_note_change_nothing(client, people):
     payment = paid_payment(people["customer"], people["vendor"], 5000)
-    asked = refunds.request_refund(people["customer"], payment, amount=1000,
-                                   reason="customer_request", notes=None)
+    with committed():
+        asked = refunds.request_refund(people["customer"], payment, amount=1000,
+                                       reason="customer_request", notes=None)
     db.session.commit()
     login(client, people["admin"].email)
     r = client.post(f"/admin/refunds/{asked.id}/reject", data={"note": f"no{NUL}pe"},
@@ -224,7 +225,7 @@ def test_the_event_type_filter_matches_percent_and_underscore_literally(client, 
 
 def test_the_user_agent_kept_with_a_payment_has_no_control_characters(client, people):
     """A header is not a field the request checks cover; gunicorn lets C1 codes through."""
-    from portal.payments.models import Payment
+    from portal.ledger.models import Payment
     from tests.helpers import make_order
 
     order = make_order(people["customer"], people["vendor"])

@@ -15,12 +15,12 @@ import pytest
 import sqlalchemy as sa
 
 from portal.extensions import db
+from portal.ledger.models import Payout, PayoutRun, SplitLine, VendorAccount
+from portal.ledger.splits import open_payouts
 from portal.models_base import utcnow
-from portal.payments.models import SplitLine
 from portal.payouts import services as payouts
-from portal.payouts.models import Payout, PayoutRun, VendorAccount
 from portal.refunds import services as refunds
-from tests.helpers import bearer, login, paid_payment
+from tests.helpers import bearer, committed, login, paid_payment
 from tests.integration import api_support
 
 SOON = timedelta(seconds=5)
@@ -34,7 +34,8 @@ def pay(*args, **kwargs):
 
 
 def run_now():
-    return payouts.run_payouts(until=utcnow() + SOON)
+    with committed():
+        return payouts.run_payouts(until=utcnow() + SOON)
 
 
 def ready_account(stripe_client, sandbox, vendor) -> VendorAccount:
@@ -95,11 +96,13 @@ def unpaid_lines() -> int:
 
 def test_lines_after_until_wait_for_the_next_run(people, stripe_client):
     pay(stripe_client, people["customer"], people["vendor"])
-    assert payouts.run_payouts(until=utcnow() - timedelta(hours=1)) is None
+    with committed():
+        assert payouts.run_payouts(until=utcnow() - timedelta(hours=1)) is None
     # An older line and a new one in the same open payout: the run pays the older one only.
     db.session.execute(sa.update(SplitLine).values(created_at=utcnow() - timedelta(hours=2)))
     pay(stripe_client, people["customer"], people["vendor"], amounts=(5000,))
-    [first] = payouts.run_payouts(until=utcnow() - timedelta(hours=1)).payouts
+    with committed():
+        [first] = payouts.run_payouts(until=utcnow() - timedelta(hours=1)).payouts
     assert (first.amount, first.line_count) == (9000, 1)
     assert unpaid_lines() == 1
     [second] = run_now().payouts
@@ -111,8 +114,10 @@ def test_a_refund_after_the_payout_is_a_negative_line_in_the_next_payout(people,
                                                                         stripe_client):
     first = pay(stripe_client, people["customer"], people["vendor"])  # 100.00, fee 10.00
     run_now()
-    request = refunds.request_refund(people["customer"], first, amount=4000, reason="other")
-    refunds.approve(people["admin"], request.id)
+    with committed():
+        request = refunds.request_refund(people["customer"], first, amount=4000, reason="other")
+    with committed():
+        refunds.approve(people["admin"], request.id)
     assert run_now() is None  # only a negative balance: carried, not paid
     pay(stripe_client, people["customer"], people["vendor"], amounts=(5000,))
     run = run_now()
@@ -171,7 +176,7 @@ def test_a_run_waits_for_a_line_being_written_and_pays_it(app, people, stripe_cl
 
     def writer():
         with app.app_context():
-            into = payouts.open_payouts(currency, [vendor_id])
+            into = open_payouts(currency, [vendor_id])
             db.session.add(SplitLine(payment_id=payment_id, vendor_id=vendor_id, kind="sale",
                                      currency=currency, gross=500, fee=50, net=450,
                                      payout_id=into[vendor_id]))
@@ -235,7 +240,7 @@ def test_a_run_leaves_alone_an_open_payout_created_after_it_took_its_locks(app, 
     stamped = utcnow() - timedelta(seconds=1)
 
     def line(vendor_id, payment, net):
-        into = payouts.open_payouts(currency, [vendor_id])
+        into = open_payouts(currency, [vendor_id])
         db.session.add(SplitLine(payment_id=ids[payment], vendor_id=vendor_id, kind="sale",
                                  currency=currency, gross=net, fee=0, net=net,
                                  payout_id=into[vendor_id], created_at=stamped))
@@ -292,7 +297,8 @@ def test_a_run_leaves_alone_an_open_payout_created_after_it_took_its_locks(app, 
 def test_without_a_ready_account_the_payout_waits_and_says_why(client, people, stripe_client):
     pay(stripe_client, people["customer"], people["vendor"])
     run = run_now()
-    payouts.approve_run(people["admin"], run.id)  # in-process execution here
+    with committed():
+        payouts.approve_run(people["admin"], run.id)  # in-process execution here
     db.session.expire_all()
     [payout] = db.session.scalars(sa.select(Payout)).all()
     assert (payout.status, payout.failure_reason) == ("pending", payouts.NOT_CONNECTED)
@@ -306,7 +312,8 @@ def test_execution_sends_one_transfer_and_marks_it_paid(people, stripe_client, s
     account = ready_account(stripe_client, sandbox, people["vendor"])
     pay(stripe_client, people["customer"], people["vendor"])
     run = run_now()
-    payouts.approve_run(people["admin"], run.id)
+    with committed():
+        payouts.approve_run(people["admin"], run.id)
     payouts.execute_payout(str(run.payouts[0].id))  # executed twice: still one transfer
     db.session.expire_all()
     payout = db.session.get(Payout, run.payouts[0].id)
@@ -351,7 +358,8 @@ def test_a_refused_transfer_fails_with_stripes_reason_and_can_be_retried(
         headers={"Authorization": "Bearer sk_test_portal"}, method="POST")
     with urllib.request.urlopen(hook, timeout=10):  # noqa: S310 - loopback
         pass
-    payouts.approve_run(people["admin"], run.id)
+    with committed():
+        payouts.approve_run(people["admin"], run.id)
     db.session.expire_all()
     payout = db.session.get(Payout, run.payouts[0].id)
     assert payout.status == "failed" and "insufficient" in payout.failure_reason.lower()
@@ -397,7 +405,8 @@ def test_a_card_sale_waits_for_its_funds_before_it_is_paid_out(app, client, peop
     login(vendor, people["vendor"].email)
     assert "1 sale waits for Stripe to make the payment's funds available" in vendor.get(
         "/vendor").text
-    payouts.approve_run(people["admin"], payout.run_id)
+    with committed():
+        payouts.approve_run(people["admin"], payout.run_id)
     db.session.expire_all()
     assert db.session.get(Payout, payout.id).status == "paid"
 
@@ -409,7 +418,8 @@ def test_a_card_sale_waits_for_its_funds_before_it_is_paid_out(app, client, peop
     assert payouts.waiting_for_funds().lines == 0
     later = run_now()
     assert [(p.amount, p.payment_count) for p in later.payouts] == [(9000, 1)]
-    payouts.approve_run(people["admin"], later.id)
+    with committed():
+        payouts.approve_run(people["admin"], later.id)
     db.session.expire_all()
     assert db.session.get(Payout, later.payouts[0].id).status == "paid"
     assert sorted(t.amount for t in transfers_to(stripe_client, account.stripe_account_id)) == [
@@ -428,7 +438,8 @@ def test_a_transfer_stripe_cannot_fund_fails_with_stripes_reason(people, stripe_
                        .values(available_at=utcnow() - timedelta(seconds=1)))
     db.session.commit()
     run = run_now()
-    payouts.approve_run(people["admin"], run.id)
+    with committed():
+        payouts.approve_run(people["admin"], run.id)
     db.session.expire_all()
     payout = db.session.get(Payout, run.payouts[0].id)
     assert payout.status == "failed"
@@ -451,7 +462,8 @@ def test_only_an_account_with_the_transfers_capability_is_paid(people, stripe_cl
         True, False, False)
     pay(stripe_client, people["customer"], people["vendor"])
     run = run_now()
-    payouts.approve_run(people["admin"], run.id)
+    with committed():
+        payouts.approve_run(people["admin"], run.id)
     db.session.expire_all()
     payout = db.session.get(Payout, run.payouts[0].id)
     assert (payout.status, payout.failure_reason) == ("pending", payouts.NOT_CONNECTED)
@@ -463,8 +475,10 @@ def test_only_an_account_with_the_transfers_capability_is_paid(people, stripe_cl
 def test_dashboard_totals_and_the_csv_statement_agree(client, people, stripe_client):
     first = pay(stripe_client, people["customer"], people["vendor"], amounts=(6667,),
                 vendor2=people["vendor2"])
-    request = refunds.request_refund(people["customer"], first, amount=1000, reason="other")
-    refunds.approve(people["admin"], request.id)
+    with committed():
+        request = refunds.request_refund(people["customer"], first, amount=1000, reason="other")
+    with committed():
+        refunds.approve(people["admin"], request.id)
     login(client, people["vendor"].email)
     page = client.get("/vendor").text
     [totals] = payouts.totals(people["vendor"])

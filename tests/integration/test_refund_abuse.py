@@ -10,12 +10,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from portal.admin.queries import PAGE_SIZE
 from portal.extensions import db
 from portal.orders.services import ItemIn, OrderIn, create_order
 from portal.payments.services import confirm_with_card, start_checkout
 from portal.refunds import services as refunds
 from portal.refunds.models import RefundRequest
-from tests.helpers import login, paid_payment
+from tests.helpers import committed, login, paid_payment
 from tests.integration.api_support import card_pm, pay
 
 HX = {"HX-Request": "true"}
@@ -71,7 +72,8 @@ def test_a_second_request_waits_for_the_decision_on_the_first(client, people, st
     # Once the first is decided, the customer may ask again.
     first = db.session.scalar(sa.select(RefundRequest).where(
         RefundRequest.source == "customer"))
-    refunds.reject(people["admin"], first.id, note="Send the item back first")
+    with committed():
+        refunds.reject(people["admin"], first.id, note="Send the item back first")
     switch_to(client, people["customer"])
     assert ask(client, payment, "10.00").status_code == 302
     assert recorded(status="requested") == 2 and recorded(status="rejected") == 1
@@ -134,7 +136,7 @@ def test_admin_queue_pages_reach_a_request_behind_210_spam_ones_keeping_filters(
         seen += ROW.findall(page)
         pages.append(page)
     assert seen == newest_first  # every request once, newest first, the real one last
-    assert len(pages) == -(-211 // refunds.QUEUE_PAGE_SIZE) > 1
+    assert len(pages) == -(-211 // PAGE_SIZE) > 1
     # And back: Newer shows the page before it again.
     back = client.get(link(pages[-1], "Newer"), headers=HX).text
     assert ROW.findall(back) == ROW.findall(pages[-2])
@@ -143,16 +145,16 @@ def test_admin_queue_pages_reach_a_request_behind_210_spam_ones_keeping_filters(
 def test_deciding_a_page_of_the_queue_does_not_make_the_next_page_skip_requests(client,
                                                                              people):
     payment = paid_payment(people["customer"], people["vendor"], 10000)
-    rows = spam(payment, refunds.QUEUE_PAGE_SIZE + 20, datetime(2026, 3, 1, tzinfo=UTC))
+    rows = spam(payment, PAGE_SIZE + 20, datetime(2026, 3, 1, tzinfo=UTC))
     newest_first = [str(r.id) for r in reversed(rows)]
     login(client, people["admin"].email)
     first = client.get("/admin/refunds", headers=HX).text
-    assert ROW.findall(first) == newest_first[:refunds.QUEUE_PAGE_SIZE]
+    assert ROW.findall(first) == newest_first[:PAGE_SIZE]
     r = client.post("/admin/refunds/bulk", headers=HX,
                     data={"action": "reject", "ids": ROW.findall(first), "note": "Spam"})
-    assert f"{refunds.QUEUE_PAGE_SIZE} of {refunds.QUEUE_PAGE_SIZE} rejected." in r.text
+    assert f"{PAGE_SIZE} of {PAGE_SIZE} rejected." in r.text
     following = client.get(link(first, "Older"), headers=HX).text
-    assert ROW.findall(following) == newest_first[refunds.QUEUE_PAGE_SIZE:]
+    assert ROW.findall(following) == newest_first[PAGE_SIZE:]
 
 
 # --- finding 6: a vendor asks only for their own items ----------------------------------------
@@ -199,12 +201,16 @@ def test_a_vendors_maximum_counts_refunds_made_and_refunds_in_flight(client, peo
     customer, admin = people["customer"], people["admin"]
     # 20 % of the payment refunded, 20 % more approved and not yet made: each takes 20 % of
     # victor's €23.70 share (the split rule), so €14.22 of it is left to ask for.
-    done = refunds.request_refund(customer, payment, amount=1144, reason="other")
-    refunds.approve(admin, done.id)
+    with committed():
+        done = refunds.request_refund(customer, payment, amount=1144, reason="other")
+    with committed():
+        refunds.approve(admin, done.id)
     db.session.expire_all()
     assert db.session.get(RefundRequest, done.id).status == "succeeded"
-    held = refunds.request_refund(customer, payment, amount=1144, reason="other")
-    refunds.approve(admin, held.id, execute=False)
+    with committed():
+        held = refunds.request_refund(customer, payment, amount=1144, reason="other")
+    with committed():
+        refunds.approve(admin, held.id, execute=False)
     login(client, people["vendor2"].email)
     assert "Up to <strong>€14.22</strong> can be refunded." in client.get(
         f"/vendor/sales/{payment.id}/refund").text
@@ -233,7 +239,8 @@ def test_the_request_form_takes_only_plain_decimal_amounts(client, people, typed
 def test_the_admin_approve_amount_takes_only_plain_decimal_amounts(client, people,
                                                                    stripe_client):
     payment = pay(stripe_client, people["customer"], people["vendor"])
-    request = refunds.request_refund(people["customer"], payment, amount=5000, reason="other")
+    with committed():
+        request = refunds.request_refund(people["customer"], payment, amount=5000, reason="other")
     login(client, people["admin"].email)
     for typed in ("1e1", "1_0", "١٠"):
         row = client.post(f"/admin/refunds/{request.id}/approve", data={"amount": typed},

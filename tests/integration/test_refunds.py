@@ -9,11 +9,12 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from portal.audit.models import AuditEntry
 from portal.extensions import db
-from portal.payments.models import Payment, SplitLine
+from portal.ledger.models import Payment, SplitLine
 from portal.refunds import services as refunds
-from portal.refunds.models import AuditEntry, RefundRequest
-from tests.helpers import bearer, event_body, login, sign
+from portal.refunds.models import RefundRequest
+from tests.helpers import bearer, committed, event_body, login, sign
 from tests.integration.api_support import pay
 
 SECRET = "whsec_portal_tests"
@@ -96,10 +97,12 @@ def test_bad_request_amounts_rerender_the_form_and_store_nothing(client, people,
 def test_admin_may_approve_a_smaller_amount_or_reject_with_a_note(client, people,
                                                                  stripe_client):
     payment = pay(stripe_client, people["customer"], people["vendor"])
-    first = refunds.request_refund(people["customer"], payment, amount=5000,
-                                   reason="damaged")
-    second = refunds.request_refund(people["vendor"], payment, amount=1000,
-                                    reason="other")  # one request waiting per requester
+    with committed():
+        first = refunds.request_refund(people["customer"], payment, amount=5000,
+                                       reason="damaged")
+    with committed():
+        second = refunds.request_refund(people["vendor"], payment, amount=1000,
+                                        reason="other")  # one request waiting per requester
     login(client, people["admin"].email)
     r = client.post(f"/admin/refunds/{first.id}/approve", data={"amount": "30.00"},
                     headers={"HX-Request": "true"})
@@ -120,9 +123,11 @@ def test_admin_may_approve_a_smaller_amount_or_reject_with_a_note(client, people
 
 def test_a_decided_request_cannot_be_decided_again(client, people, stripe_client):
     payment = pay(stripe_client, people["customer"], people["vendor"])
-    request = refunds.request_refund(people["customer"], payment, amount=1000,
-                                     reason="other")
-    refunds.reject(people["admin"], request.id)
+    with committed():
+        request = refunds.request_refund(people["customer"], payment, amount=1000,
+                                         reason="other")
+    with committed():
+        refunds.reject(people["admin"], request.id)
     login(client, people["admin"].email)
     r = client.post(f"/admin/refunds/{request.id}/approve", headers={"HX-Request": "true"})
     assert "This request is already rejected." in r.text
@@ -172,8 +177,9 @@ def test_a_vendor_requests_only_for_payments_with_their_items(client, people, st
 def test_two_admins_approving_60_and_60_of_100_at_once_refund_once(app, people,
                                                                   stripe_client):
     payment = pay(stripe_client, people["customer"], people["vendor"])
-    ids = [refunds.request_refund(people[who], payment, amount=6000, reason="other").id
-           for who in ("customer", "vendor")]  # one request waiting per requester
+    with committed():
+        ids = [refunds.request_refund(people[who], payment, amount=6000, reason="other").id
+               for who in ("customer", "vendor")]  # one request waiting per requester
     start, outcomes = threading.Barrier(2), []
 
     def decide(admin_id, request_id):
@@ -183,7 +189,8 @@ def test_two_admins_approving_60_and_60_of_100_at_once_refund_once(app, people,
             admin = db.session.get(User, admin_id)
             start.wait()
             try:
-                refunds.approve(admin, request_id, execute=False)
+                with committed():
+                    refunds.approve(admin, request_id, execute=False)
                 outcomes.append("approved")
             except refunds.RefundError as exc:
                 outcomes.append(exc.message)
@@ -200,29 +207,33 @@ def test_two_admins_approving_60_and_60_of_100_at_once_refund_once(app, people,
                                 "approved"]
     approved = db.session.scalar(sa.select(RefundRequest.id).where(
         RefundRequest.status == "approved"))
-    refunds.execute_refund(str(approved))
+    with committed():
+        refunds.execute_refund(str(approved))
     assert [r.amount for r in stripe_refunds(stripe_client, payment)] == [6000]
 
 
 def test_refund_job_killed_after_stripe_answered_then_retried_makes_one_refund(
         people, stripe_client, monkeypatch):
     payment = pay(stripe_client, people["customer"], people["vendor"])
-    request = refunds.request_refund(people["customer"], payment, amount=2500,
-                                     reason="other")
-    refunds.approve(people["admin"], request.id, execute=False)
+    with committed():
+        request = refunds.request_refund(people["customer"], payment, amount=2500,
+                                         reason="other")
+    with committed():
+        refunds.approve(people["admin"], request.id, execute=False)
 
     class Killed(BaseException):
         """The worker dies: Stripe has answered, nothing after it is committed."""
 
     mirror = refunds._mirror
     monkeypatch.setattr(refunds, "_mirror", lambda *a: (_ for _ in ()).throw(Killed()))
-    with pytest.raises(Killed):
+    with pytest.raises(Killed), committed():
         refunds.execute_refund(str(request.id))
     db.session.rollback()
     assert db.session.get(RefundRequest, request.id).status == "processing"
     assert len(stripe_refunds(stripe_client, payment)) == 1
     monkeypatch.setattr(refunds, "_mirror", mirror)
-    refunds.execute_refund(str(request.id))  # RQ's retry
+    with committed():
+        refunds.execute_refund(str(request.id))  # RQ's retry
     [refund] = stripe_refunds(stripe_client, payment)
     db.session.expire_all()
     done = db.session.get(RefundRequest, request.id)
@@ -235,16 +246,19 @@ def test_stripe_refusing_the_refund_ends_the_request_failed(people, stripe_clien
     from portal import stripe_gateway as gateway
 
     payment = pay(stripe_client, people["customer"], people["vendor"])
-    request = refunds.request_refund(people["customer"], payment, amount=2500,
-                                     reason="other")
-    refunds.approve(people["admin"], request.id, execute=False)
+    with committed():
+        request = refunds.request_refund(people["customer"], payment, amount=2500,
+                                         reason="other")
+    with committed():
+        refunds.approve(people["admin"], request.id, execute=False)
 
     def refused(**_):
         raise gateway.GatewayError("Charge ch_1 has been disputed.", code="charge_disputed",
-                                   status=400)
+                                   stripe_status=400)
 
     monkeypatch.setattr(gateway, "create_refund", refused)
-    refunds.execute_refund(str(request.id))
+    with committed():
+        refunds.execute_refund(str(request.id))
     db.session.expire_all()
     done = db.session.get(RefundRequest, request.id)
     assert (done.status, done.failure_message) == ("failed", "Charge ch_1 has been disputed.")
@@ -255,15 +269,17 @@ def test_stripe_unreachable_raises_so_the_job_is_retried(people, stripe_client, 
     from portal import stripe_gateway as gateway
 
     payment = pay(stripe_client, people["customer"], people["vendor"])
-    request = refunds.request_refund(people["customer"], payment, amount=2500,
-                                     reason="other")
-    refunds.approve(people["admin"], request.id, execute=False)
+    with committed():
+        request = refunds.request_refund(people["customer"], payment, amount=2500,
+                                         reason="other")
+    with committed():
+        refunds.approve(people["admin"], request.id, execute=False)
 
     def down(**_):
         raise gateway.GatewayError("timeout", retryable=True)
 
     monkeypatch.setattr(gateway, "create_refund", down)
-    with pytest.raises(gateway.GatewayError):
+    with pytest.raises(gateway.GatewayError), committed():
         refunds.execute_refund(str(request.id))
     db.session.rollback()
     assert db.session.get(RefundRequest, request.id).status == "processing"
@@ -302,11 +318,13 @@ def test_bulk_approve_of_20_where_2_exceed_their_remainder(client, people, strip
     ids, over = [], []
     for _ in range(16):
         payment = pay(stripe_client, customer, vendor, amounts=(2000,))
-        ids.append(refunds.request_refund(customer, payment, amount=1000, reason="other").id)
+        with committed():
+            ids.append(refunds.request_refund(customer, payment, amount=1000, reason="other").id)
     for _ in range(2):  # two requests of 15.00 each on a 20.00 payment: one must be refused
         payment = pay(stripe_client, customer, vendor, amounts=(2000,))
-        pair = [refunds.request_refund(who, payment, amount=1500, reason="other").id
-                for who in (customer, vendor)]
+        with committed():
+            pair = [refunds.request_refund(who, payment, amount=1500, reason="other").id
+                    for who in (customer, vendor)]
         ids += pair
         over.append(pair[1])
     login(client, people["admin"].email)
@@ -332,9 +350,11 @@ def test_split_lines_follow_the_sale_and_the_refunds_exactly(people, stripe_clie
     assert sum(s.fee for s in sales) == payment.platform_fee == 667 + 333
     assert payment.vendor_amount == payment.amount - payment.platform_fee
     for amount in (3333, 1, payment.amount - 3334):
-        request = refunds.request_refund(people["customer"], payment, amount=amount,
-                                         reason="other")
-        refunds.approve(people["admin"], request.id)
+        with committed():
+            request = refunds.request_refund(people["customer"], payment, amount=amount,
+                                             reason="other")
+        with committed():
+            refunds.approve(people["admin"], request.id)
     payment = fresh(payment)
     assert payment.amount_refunded == payment.amount
     every = lines(payment)
@@ -380,6 +400,31 @@ def test_api_refund_without_amount_refunds_the_whole_remainder(client, people, s
     assert r.status_code == 400 and r.json["error"]["code"] == "invalid_refund_amount"
 
 
+def test_an_api_refund_refused_at_approval_leaves_nothing_in_the_queue(
+        client, people, stripe_client, monkeypatch):
+    """The API's refund records the request and its approval in one transaction. Here the
+    approval is refused as it is when another admin's approval took the remainder between
+    the two steps: the API answers 400 and no "requested" refund is left in the admin queue
+    (before, the request was committed first and stayed there)."""
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    approve = refunds.approve
+
+    def taken_meanwhile(admin, request_id, **kwargs):
+        approve(admin, request_id, **kwargs)
+        raise refunds.RefundError("Only $0.00 of this payment can still be refunded.",
+                                  "amount", 0)
+
+    monkeypatch.setattr(refunds, "approve", taken_meanwhile)
+    r = client.post("/api/payments/refund", headers=bearer(people["admin"]),
+                    json={"paymentId": str(payment.id), "amount": 2500})
+    assert r.status_code == 400 and r.json["error"]["code"] == "invalid_refund_amount"
+    assert db.session.scalars(sa.select(RefundRequest)).all() == []
+    assert db.session.scalars(sa.select(AuditEntry.action)).all() == []
+    assert stripe_refunds(stripe_client, payment) == []
+    login(client, people["admin"].email)
+    assert "No refund requests" in client.get("/admin/refunds?status=requested").text
+
+
 @pytest.mark.parametrize(("body", "status", "field"), [
     ({"amount": 10001}, 400, "amount"), ({"amount": 0}, 400, "amount"),
     ({"amount": 12.5}, 400, "amount"), ({"amount": "100"}, 400, "amount"),
@@ -412,9 +457,12 @@ def test_queue_filters_by_status_and_date(client, people, stripe_client):
     from datetime import UTC, datetime
 
     payment = pay(stripe_client, people["customer"], people["vendor"])
-    old = refunds.request_refund(people["customer"], payment, amount=1000, reason="other")
-    new = refunds.request_refund(people["vendor"], payment, amount=2000, reason="damaged")
-    refunds.reject(people["admin"], new.id, note="No")
+    with committed():
+        old = refunds.request_refund(people["customer"], payment, amount=1000, reason="other")
+    with committed():
+        new = refunds.request_refund(people["vendor"], payment, amount=2000, reason="damaged")
+    with committed():
+        refunds.reject(people["admin"], new.id, note="No")
     db.session.get(RefundRequest, old.id).created_at = datetime(2026, 1, 5, tzinfo=UTC)
     db.session.commit()
     login(client, people["admin"].email)
@@ -439,8 +487,10 @@ def test_a_refund_failing_after_it_succeeded_gives_the_money_back_to_the_remaind
 
     payment = pay(stripe_client, people["customer"], people["vendor"], amounts=(6667,),
                   vendor2=people["vendor2"])
-    request = refunds.request_refund(people["customer"], payment, amount=5000, reason="other")
-    refunds.approve(people["admin"], request.id)
+    with committed():
+        request = refunds.request_refund(people["customer"], payment, amount=5000, reason="other")
+    with committed():
+        refunds.approve(people["admin"], request.id)
     db.session.expire_all()
     refund_id = db.session.get(RefundRequest, request.id).stripe_refund_id
     assert fresh(payment).amount_refunded == 5000

@@ -8,9 +8,9 @@ import sqlalchemy as sa
 
 from portal.auth.models import User
 from portal.extensions import db
-from portal.payments.models import Payment
+from portal.ledger.models import Payment
 from portal.webhooks.models import StripeEvent
-from tests.helpers import event_body, login, make_order, make_user, sign
+from tests.helpers import committed, event_body, login, make_order, make_user, sign
 
 SECRET = "whsec_portal_tests"
 
@@ -56,7 +56,7 @@ def test_events_of_connected_accounts_are_signed_with_the_connect_endpoints_secr
         client, stripe_client, people):
     """Stripe sends a connected account's events (account.updated) to the platform's Connect
     endpoint, which has its own signing secret: both secrets are accepted, no other."""
-    from portal.payouts.models import VendorAccount
+    from portal.ledger.models import VendorAccount
 
     account = stripe_client.v1.accounts.create(params={
         "controller": {"stripe_dashboard": {"type": "express"}},
@@ -201,7 +201,7 @@ def test_an_event_stripe_refuses_to_serve_fails_at_once_for_an_admin_to_see(
     def refused(intent_id):
         calls.append(intent_id)
         raise stripe_gateway.GatewayError("No such payment_intent", code="resource_missing",
-                                          status=status)
+                                          stripe_status=status)
 
     monkeypatch.setattr(stripe_gateway, "retrieve_payment_intent", refused)
     post_event(client, event_body("evt_404", "payment_intent.succeeded", pi.to_dict()))
@@ -219,14 +219,14 @@ def _same_email_twice():
             for n in range(2)]
 
 
-def _negative_amount_with_a_note():  # PostgreSQL quotes the whole row, newlines and all
+def _negative_amount_with_customer_text():  # PostgreSQL quotes the whole row, newlines and all
     customer = make_user("payer@example.com")
     order = make_order(customer, make_user("seller@example.com", "vendor"))
     return [Payment(user_id=customer.id, order_id=order.id, amount=-1, currency="USD",
-                    notes="Leave it at\nhandler@example.com's door")]
+                    user_agent="Leave it at\nhandler@example.com's door")]
 
 
-@pytest.mark.parametrize("bad_write", [_same_email_twice, _negative_amount_with_a_note])
+@pytest.mark.parametrize("bad_write", [_same_email_twice, _negative_amount_with_customer_text])
 def test_an_event_whose_transaction_fails_to_commit_is_recorded_as_failed(client, monkeypatch,
                                                                           bad_write):
     """The handler ran, but its changes could not be committed: the event is failed, with
@@ -286,7 +286,7 @@ def test_sweeper_processes_events_left_received(app, client, monkeypatch):
     post_event(client, event_body("evt_swept", "customer.updated", {"id": "cus_9"}))
     assert db.session.get(StripeEvent, "evt_swept").status == "received"
     monkeypatch.setitem(app.config, "REDIS_URL", "")  # Redis "back": in-process here
-    with app.app_context():
+    with app.app_context(), committed():  # queued at its commit, run in-process here
         assert sweep_received(older_than_seconds=0) == 1
     db.session.expire_all()
     assert db.session.get(StripeEvent, "evt_swept").status == "ignored"
@@ -299,8 +299,10 @@ def test_receive_event_tells_a_new_event_from_a_redelivery():
     event = Event(id="evt_once", type="customer.created", api_version=None, created=1,
                   object_id="cus_1", payload={"id": "evt_once", "type": "customer.created",
                                               "data": {"object": {"id": "cus_1"}}})
-    assert receive_event(event) is True
-    assert receive_event(event) is False
+    with committed():  # what the intake's request does: commits, then the job runs
+        assert receive_event(event) is True
+    with committed():
+        assert receive_event(event) is False
     assert events() == 1
     assert db.session.get(StripeEvent, "evt_once").status == "ignored"  # processed in-process
 

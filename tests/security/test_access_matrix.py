@@ -42,7 +42,7 @@ from portal.payouts import services as payouts
 from portal.refunds import services as refunds
 from portal.webhooks.models import StripeEvent
 from tests.conftest import PG_URL, portal_env
-from tests.helpers import PASSWORD, csrf_token, make_user, truncate_all
+from tests.helpers import PASSWORD, committed, csrf_token, make_user, truncate_all
 from tests.integration.api_support import card_pm
 from tests.security.report import count
 
@@ -74,7 +74,7 @@ BODY_IDS = {
     "api.add_method": lambda o: {"json": {"paymentMethodId": o["card"], "setAsDefault": True}},
     "cards.add": lambda o: {"form": {"setup_intent": o["setup_intent"]}},
     "cards.added": lambda o: {"query": {"setup_intent": o["setup_intent"]}},
-    "refunds.bulk": lambda o: {"form": {"action": "approve", "ids": o["refund_request"],
+    "admin.refunds_bulk": lambda o: {"form": {"action": "approve", "ids": o["refund_request"],
                                         "note": "ok"}},
 }
 
@@ -99,7 +99,7 @@ DESIGNED_REFUSALS = {
     "cards.add": ((200,), "Setup not found."),
     "cards.make_default": ((200,), NOT_YOUR_CARD),
     "cards.remove": ((200,), NOT_YOUR_CARD),
-    "refunds.bulk": ((200, 302), "0 of "),
+    "admin.refunds_bulk": ((200, 302), "0 of "),
 }
 
 # Open to anonymous visitors.
@@ -218,8 +218,9 @@ def _customer_objects(stripe_client, customer, vendor, word: str, amount: int,
         "allowed_payment_method_types": ["card"]})
     assert setup.status == "succeeded"
     note = f"{word} wants a refund"
-    request = refunds.request_refund(customer, payment, amount=refund_amount,
-                                     reason="customer_request", notes=note)
+    with committed():
+        request = refunds.request_refund(customer, payment, amount=refund_amount,
+                                         reason="customer_request", notes=note)
     objects = {"order": [str(paid_order.id), str(unpaid_order.id)],
                "total": [amount / 100, (amount + 100) / 100],
                "payment": [str(payment.id), str(unpaid.id)],

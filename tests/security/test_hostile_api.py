@@ -41,7 +41,7 @@ from schemathesis.core.failures import FailureGroup
 
 from portal.extensions import db
 from portal.hygiene import MAX_REQUEST_BYTES
-from portal.payments.models import Payment
+from portal.ledger.models import Payment
 from tests.helpers import bearer, make_user
 from tests.integration.test_api_fuzz import (  # noqa: F401 - fixtures, requested by name
     CHECKS,

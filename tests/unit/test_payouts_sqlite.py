@@ -12,14 +12,13 @@ import sqlalchemy as sa
 from portal import create_app
 from portal.config import Config
 from portal.extensions import db
+from portal.ledger.models import Payment, Payout, SplitLine
+from portal.ledger.splits import open_payouts, record_sale, sync_refund_lines
 from portal.models_base import utcnow
 from portal.orders.models import OrderItem
-from portal.payments.models import Payment, SplitLine
-from portal.payments.splits import record_sale, sync_refund_lines
-from portal.payouts.models import Payout
-from portal.payouts.services import open_payouts, run_payouts
+from portal.payouts.services import run_payouts
 from tests.conftest import portal_env
-from tests.helpers import make_order, make_user, paid_payment
+from tests.helpers import committed, make_order, make_user, paid_payment
 
 
 @pytest.fixture
@@ -58,11 +57,13 @@ def test_a_run_on_sqlite_pays_open_payouts_and_leaves_the_rest_waiting(sqlite_ap
     first = succeeded(customer, vendor, 10000, vendor2=other)  # net 90.00 each
     db.session.execute(sa.update(SplitLine).values(created_at=utcnow() - timedelta(hours=2)))
     succeeded(customer, vendor, 5000)  # net 45.00, after `until` below
-    run = run_payouts(until=utcnow() - timedelta(hours=1))
+    with committed():
+        run = run_payouts(until=utcnow() - timedelta(hours=1))
     assert sorted((p.vendor_id == vendor.id, p.amount, p.line_count) for p in run.payouts) == [
         (False, 9000, 1), (True, 9000, 1)]
     assert open_lines() == 1
-    assert run_payouts(until=utcnow() - timedelta(hours=1)) is None  # nothing new
+    with committed():
+        assert run_payouts(until=utcnow() - timedelta(hours=1)) is None  # nothing new
 
     first.amount_refunded = 10000  # half of it refunded after its payout: 50.00 each
     sync_refund_lines(first)
@@ -74,9 +75,11 @@ def test_a_run_on_sqlite_pays_open_payouts_and_leaves_the_rest_waiting(sqlite_ap
     sync_refund_lines(first)
     db.session.commit()
     assert open_lines() == 5
-    assert run_payouts(until=utcnow()) is None  # 45.00 - 90.00 < 0, and -90.00: carried over
+    with committed():
+        assert run_payouts(until=utcnow()) is None  # 45.00 - 90.00 < 0, and -90.00: carried over
     succeeded(customer, vendor, 6000)  # + 54.00
-    [later] = run_payouts(until=utcnow()).payouts
+    with committed():
+        [later] = run_payouts(until=utcnow()).payouts
     assert later.vendor_id == vendor.id
     assert (later.amount, later.refunds, later.line_count) == (4500 - 9000 + 5400, -10000, 4)
     assert open_lines() == 2  # the other vendor's -90.00 waits for its next sales
@@ -104,7 +107,8 @@ def test_a_run_on_sqlite_waits_for_a_line_being_written_and_pays_it(sqlite_app):
 
     def runner():
         with sqlite_app.app_context():
-            run_payouts(until=utcnow() + timedelta(seconds=5))
+            with committed():
+                run_payouts(until=utcnow() + timedelta(seconds=5))
             ran.set()
             db.session.remove()
 

@@ -9,10 +9,10 @@ import pytest
 import sqlalchemy as sa
 
 from portal.extensions import db
+from portal.ledger.models import Payment
 from portal.models_base import utcnow
-from portal.payments.models import Payment
-from portal.webhooks.reconcile import LEFT_ALONE, next_check, reconcile
-from tests.helpers import make_order, make_user
+from portal.reconciliation.services import LEFT_ALONE, next_check, reconcile
+from tests.helpers import committed, make_order, make_user
 from tests.unit.test_payouts_sqlite import sqlite_app  # noqa: F401 - the fixture
 
 
@@ -39,7 +39,8 @@ def test_reconciliation_on_sqlite_takes_its_turns(sqlite_app, monkeypatch):  # n
                                      created=1, metadata={})
 
     monkeypatch.setattr(stripe_gateway, "retrieve_payment_intent", read)
-    runs = [reconcile(older_than_minutes=10, limit=2) for _ in range(3)]
+    with committed():
+        runs = [reconcile(older_than_minutes=10, limit=2) for _ in range(3)]
     assert [(r.payments_checked, r.payments_unread) for r in runs] == [(2, 0), (0, 1), (0, 0)]
     due = {pi: d - utcnow() for pi, d in db.session.execute(
         sa.select(Payment.stripe_payment_intent_id, Payment.reconcile_due_at))}
@@ -82,7 +83,8 @@ def test_a_payment_failing_on_our_side_does_not_stop_the_others(sqlite_app, monk
                                      metadata={})
 
     monkeypatch.setattr(stripe_gateway, "retrieve_payment_intent", read)
-    result = reconcile(older_than_minutes=10)
+    with committed():
+        result = reconcile(older_than_minutes=10)
     assert (result.payments_checked, result.payments_changed, result.payments_failed) == (
         1, 1, 1)
     assert dict(db.session.execute(sa.select(Payment.stripe_payment_intent_id,

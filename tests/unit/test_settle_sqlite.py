@@ -12,8 +12,8 @@ from sqlalchemy.exc import IntegrityError
 
 from portal.cards.models import CustomerMap
 from portal.extensions import db
+from portal.ledger.models import Payment, SplitLine
 from portal.outbox.models import OutboxMessage
-from portal.payments.models import Payment, SplitLine
 from portal.payments.services import settle
 from portal.stripe_gateway import Intent
 from tests.helpers import make_order, make_user

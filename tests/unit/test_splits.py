@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from portal.ledger.splits import allocate, fee_of, refund_targets, sale_shares
 from portal.money import amount_step, exponent
-from portal.payments.splits import allocate, fee_of, refund_targets, sale_shares
 
 CURRENCIES = ("USD", "JPY", "KWD", "EUR")
 

@@ -5,8 +5,8 @@ import uuid
 
 import pytest
 
+from portal.ledger.models import Payment
 from portal.orders.models import Order
-from portal.payments.models import Payment
 from portal.payments.services import apply_intent, status_from_intent
 from portal.stripe_gateway import CardDetails, Intent
 

@@ -28,13 +28,12 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
 
+from ..database import insert_or_skip, write_lock
 from ..extensions import db
 from ..models_base import utcnow
 from ..money import amount_step
 from ..orders.models import OrderItem
-from ..payouts.models import VendorAccount
-from ..payouts.services import open_payouts
-from .models import Payment, SplitLine
+from .models import Payment, Payout, SplitLine, VendorAccount
 
 
 def allocate(total: int, weights: list[int]) -> list[int]:
@@ -135,3 +134,32 @@ def sync_refund_lines(payment: Payment, refund_request_id: uuid.UUID | None = No
             payment_id=payment.id, vendor_id=vendor_id, kind="refund",
             refund_request_id=refund_request_id, currency=payment.currency,
             gross=d_gross, fee=d_fee, net=d_gross - d_fee, payout_id=into[vendor_id]))
+
+
+def open_payouts(currency: str, vendor_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """vendor id -> id of the vendor's open payout in ``currency`` (created when missing),
+    for new split lines. The rows are held (FOR SHARE) until the caller commits, so a run,
+    which takes them FOR UPDATE, waits for the lines being written into them; rows are taken
+    in vendor order, as the run takes them, so the two cannot deadlock."""
+    wanted = sorted(set(vendor_ids), key=str)
+    # SQLite ignores FOR SHARE: without its write lock, the SELECT below could read a payout
+    # that a run then closes before the lines go in (database.write_lock).
+    write_lock(Payout, Payout.status == "open", Payout.currency == currency,
+               Payout.vendor_id.in_(wanted))
+    for _ in range(3):
+        found = dict(db.session.execute(
+            sa.select(Payout.vendor_id, Payout.id)
+            .where(Payout.status == "open", Payout.currency == currency,
+                   Payout.vendor_id.in_(wanted))
+            .order_by(Payout.vendor_id).with_for_update(read=True)).all())
+        missing = [v for v in wanted if v not in found]
+        if not missing:
+            return found
+        # A concurrent writer (or a run leaving lines open) may create the same one: the
+        # partial unique index keeps one, and the next SELECT finds it.
+        now = utcnow()
+        db.session.execute(
+            insert_or_skip(Payout, ["vendor_id", "currency"], sa.text("status = 'open'")),
+            [{"id": uuid.uuid4(), "vendor_id": v, "currency": currency, "status": "open",
+              "created_at": now, "updated_at": now} for v in missing])
+    raise RuntimeError(f"no open payout for {missing} in {currency}")

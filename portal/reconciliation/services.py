@@ -7,6 +7,10 @@
 - ``backfill`` (`flask --app wsgi events backfill --since DATE`): lists Stripe's events (it
   keeps 30 days), the platform's and each vendor's connected account's, and stores and
   processes those we never received.
+
+Both commit as they go, each payment (and each page of events) in a transaction of its own
+(database.phase), never with a transaction open while Stripe answers; the command or job
+that runs them commits the rest (the jobs they queue start after it).
 """
 
 from __future__ import annotations
@@ -18,25 +22,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 
-import click
 import sqlalchemy as sa
-from flask.cli import AppGroup
+from sqlalchemy.exc import IntegrityError
 
 from .. import jobs
 from .. import stripe_gateway as gateway
+from ..cards.services import sync_method
+from ..database import in_phases, phase
 from ..extensions import db
+from ..ledger.models import NOT_FINAL, Payment, Payout, VendorAccount
 from ..models_base import utcnow
 from ..outbox import services as outbox
-from ..payments.models import NOT_FINAL, Payment
-from ..payments.services import refresh_payment
-from ..payouts.models import Payout, VendorAccount
+from ..payments.services import settle
 from ..payouts.services import RETRY_DELAYS as PAYOUT_RETRIES
 from ..payouts.services import execute_payout
 from ..refunds.models import IN_FLIGHT, RefundRequest
 from ..refunds.services import RETRY_DELAYS as REFUND_RETRIES
 from ..refunds.services import execute_refund
-from .models import StripeEvent
-from .services import receive_event
+from ..webhooks.models import StripeEvent
+from ..webhooks.services import receive_event
 
 log = logging.getLogger(__name__)
 STRIPE_EVENT_WINDOW = timedelta(days=30)
@@ -75,58 +79,99 @@ def reconcile(older_than_minutes: int = 10, limit: int | None = 500,
     out = Reconciled()
     now = utcnow()
     deadline = time.monotonic() + budget_seconds
-    due = _claim(now, now - timedelta(minutes=older_than_minutes), limit, every)
+    with phase():  # claimed (their next turn set) before Stripe is called
+        due = _claim(now, now - timedelta(minutes=older_than_minutes), limit, every)
     for n, (payment_id, _) in enumerate(due):
         if n and time.monotonic() > deadline:
             # The rest are due again at once: give them back their turn.
-            db.session.execute(_SET_DUE, [{"payment_id": pid, "due": None}
-                                          for pid, _ in due[n:]])
-            db.session.commit()
+            with phase():
+                db.session.execute(_SET_DUE, [{"payment_id": pid, "due": None}
+                                              for pid, _ in due[n:]])
             break
-        payment = db.session.get(Payment, payment_id)
-        before = payment.status
         try:
-            # Re-reads the intent, settles, commits.
-            after = refresh_payment(payment, quiet=False).status
-        except gateway.GatewayError as exc:
-            db.session.rollback()
-            if exc.retryable:
-                # Stripe unreachable for now: this one again in 5 minutes, not after a
-                # quarter of its age. (A refusal, e.g. no such intent, keeps its turn.)
-                db.session.execute(_SET_DUE, [{"payment_id": payment_id,
-                                               "due": utcnow() + MIN_INTERVAL}])
-                db.session.commit()
-            out.payments_unread += 1
-            log.warning("reconcile: could not read payment %s from Stripe", payment_id,
-                        exc_info=True)
-            continue
+            outcome = _check(payment_id)
         except Exception:  # one bad payment must not stop the others
-            db.session.rollback()
             log.exception("reconcile: payment %s", payment_id)
             out.payments_failed += 1
             continue
+        if outcome == "unread":
+            out.payments_unread += 1
+            continue
         out.payments_checked += 1
-        out.payments_changed += after != before
+        out.payments_changed += outcome == "changed"
     cutoff = utcnow() - timedelta(minutes=older_than_minutes)
     stuck = db.session.scalars(sa.select(RefundRequest.id).where(
         RefundRequest.status.in_(IN_FLIGHT), RefundRequest.updated_at < cutoff)).all()
     payouts = db.session.scalars(sa.select(Payout.id).where(
         Payout.status == "processing", Payout.updated_at < cutoff)).all()
-    db.session.rollback()
-    for request_id in stuck:
-        out.refunds_requeued += jobs.enqueue(execute_refund, str(request_id), queue="refunds",
-                                             retry=REFUND_RETRIES)
-    for payout_id in payouts:
-        out.payouts_requeued += jobs.enqueue(execute_payout, str(payout_id), queue="payouts",
-                                             retry=PAYOUT_RETRIES)
+    jobs.enqueue_each(execute_refund, [(str(i),) for i in stuck], queue="refunds",
+                      retry=REFUND_RETRIES)
+    jobs.enqueue_each(execute_payout, [(str(i),) for i in payouts], queue="payouts",
+                      retry=PAYOUT_RETRIES)
+    out.refunds_requeued, out.payouts_requeued = len(stuck), len(payouts)
     out.outbox_queued = outbox.sweep()
     return out
 
 
+@dataclass(frozen=True)
+class _Check:
+    payment_id: uuid.UUID
+    intent_id: str
+    status: str
+
+
+def _check(payment_id: uuid.UUID) -> str:
+    """Re-read one payment's intent from Stripe and settle it, in three phases
+    (database.in_phases): "changed", "unchanged", or "unread" (Stripe could not be read, or
+    refused: logged)."""
+    def reserve() -> _Check | None:
+        payment = db.session.get(Payment, payment_id)
+        if payment.is_final or not payment.stripe_payment_intent_id:
+            return None  # settled meanwhile (a webhook came in)
+        return _Check(payment.id, payment.stripe_payment_intent_id, payment.status)
+
+    def call(c: _Check) -> gateway.Intent:
+        return gateway.retrieve_payment_intent(c.intent_id)
+
+    def apply(c: _Check, intent: gateway.Intent) -> tuple[str, gateway.Intent | None]:
+        after = settle(c.payment_id, intent).status
+        return ("changed" if after != c.status else "unchanged"), intent
+
+    def failed(c: _Check, exc: gateway.GatewayError) -> tuple[str, gateway.Intent | None]:
+        if exc.retryable:
+            # Stripe unreachable for now: this one again in 5 minutes, not after a quarter
+            # of its age. (A refusal, e.g. no such intent, keeps its turn.)
+            db.session.execute(_SET_DUE, [{"payment_id": c.payment_id,
+                                           "due": utcnow() + MIN_INTERVAL}])
+        log.warning("reconcile: could not read payment %s from Stripe: %s", c.payment_id,
+                    exc)
+        return "unread", None
+
+    outcome, intent = in_phases(reserve, call, apply, failed=failed,
+                                failures=(gateway.GatewayError,)) or ("unchanged", None)
+    if intent is not None:
+        _mirror_saved_card(payment_id, intent)
+    return outcome
+
+
+def _mirror_saved_card(payment_id: uuid.UUID, intent: gateway.Intent) -> None:
+    """"Save this card": Stripe attached it to the customer; mirror it now, as the checkout
+    does (payments.services.refresh_payment), not only once its webhook comes."""
+    if not (intent.setup_future_usage and intent.status == "succeeded"
+            and intent.payment_method_id):
+        return
+    try:
+        with phase():
+            sync_method(intent.payment_method_id)
+    except (gateway.GatewayError, IntegrityError):
+        log.warning("could not mirror the card saved by payment %s", payment_id,
+                    exc_info=True)
+
+
 def _claim(now: datetime, cutoff: datetime, limit: int | None,
            every: bool) -> list[tuple[uuid.UUID, datetime]]:
-    """The payments this run checks, (id, updated_at), with their next due time set and
-    committed before Stripe is called: one that fails every time cannot hold up the
+    """The payments this run checks, (id, updated_at), with their next due time set (the
+    caller commits it before Stripe is called): one that fails every time cannot hold up the
     others. On PostgreSQL a concurrent run skips the rows being claimed (SKIP LOCKED)."""
     base = sa.select(Payment.id, Payment.updated_at).where(
         NOT_FINAL, Payment.stripe_payment_intent_id.is_not(None),
@@ -146,7 +191,6 @@ def _claim(now: datetime, cutoff: datetime, limit: int | None,
     if due:
         db.session.execute(_SET_DUE, [{"payment_id": pid, "due": next_check(now, changed)}
                                       for pid, changed in due])
-    db.session.commit()
     return due
 
 
@@ -175,66 +219,30 @@ def backfill(since: datetime) -> tuple[int, int]:
     memory nor a query; the order does not matter, as handlers re-read the object from
     Stripe. An account Stripe no longer lets us read (deleted, disconnected) is skipped."""
     since = max(since, utcnow() - STRIPE_EVENT_WINDOW)
-    accounts = list(db.session.scalars(
-        sa.select(VendorAccount.stripe_account_id)
-        .where(VendorAccount.stripe_account_id.is_not(None))
-        .order_by(VendorAccount.stripe_account_id)))
-    db.session.rollback()
+    with phase():  # read, and no transaction left open while Stripe lists
+        accounts = list(db.session.scalars(
+            sa.select(VendorAccount.stripe_account_id)
+            .where(VendorAccount.stripe_account_id.is_not(None))
+            .order_by(VendorAccount.stripe_account_id)))
     listed = new = 0
     for account in [None, *accounts]:
         events = gateway.list_events(int(since.timestamp()), account)
         try:
-            while page := list(islice(events, BACKFILL_PAGE)):
-                known = set(db.session.scalars(sa.select(StripeEvent.id).where(
-                    StripeEvent.id.in_([e.id for e in page]))))
-                db.session.rollback()
-                # An event stored meanwhile (a webhook just came in) is skipped by the insert.
-                new += sum(receive_event(e) for e in page if e.id not in known)
+            while page := list(islice(events, BACKFILL_PAGE)):  # Stripe, between phases
+                with phase():  # a page stored at once; its events processed after that
+                    known = set(db.session.scalars(sa.select(StripeEvent.id).where(
+                        StripeEvent.id.in_([e.id for e in page]))))
+                    # An event stored meanwhile (a webhook just came in) is skipped by the
+                    # insert.
+                    new += sum(receive_event(e) for e in page if e.id not in known)
                 listed += len(page)
         except gateway.GatewayError as exc:
-            if account is None or exc.status not in (401, 403, 404):
+            if account is None or exc.stripe_status not in (401, 403, 404):
                 raise
-            log.warning("events of %s not listed: %s", account, exc.message)
+            log.warning("events of %s not listed: %s", account, exc)
     return listed, new
 
 
 def scheduled_reconcile() -> None:
-    """The rq cron entry (every 5 minutes)."""
+    """The rq cron entry (every 5 minutes); jobs.run commits what is left."""
     reconcile()
-
-
-# --- CLI ------------------------------------------------------------------------------------
-
-events_cli = AppGroup("events", help="Stripe events.")
-
-
-@click.command("reconcile")
-@click.option("--minutes", default=10, show_default=True,
-              help="Settle payments not final after this many minutes.")
-@click.option("--all", "every", is_flag=True,
-              help="Check now every payment not final that changed in the last 30 days "
-                   "(and not in the last --minutes), not only those whose turn it is, "
-                   "without the 500-payment, 4-minute limits of a scheduled run.")
-def reconcile_command(minutes: int, every: bool) -> None:
-    """Settle payments, refunds and payouts that webhooks left unsettled."""
-    r = (reconcile(minutes, limit=None, budget_seconds=float("inf"), every=True) if every
-         else reconcile(minutes))
-    unread = f", {r.payments_unread} not read from Stripe" if r.payments_unread else ""
-    failed = f", {r.payments_failed} failed (see the log)" if r.payments_failed else ""
-    click.echo(f"payments checked {r.payments_checked}, changed {r.payments_changed}{unread}"
-               f"{failed}; "
-               f"refunds queued {r.refunds_requeued}; payouts queued {r.payouts_requeued}; "
-               f"outbox messages queued {r.outbox_queued}")
-
-
-@events_cli.command("backfill")
-@click.option("--since", required=True, type=click.DateTime(formats=["%Y-%m-%d"]),
-              help="First day (UTC) to fetch; Stripe keeps 30 days of events.")
-def backfill_command(since: datetime) -> None:
-    """Fetch Stripe's events since a day and process those we missed."""
-    from datetime import UTC
-
-    if utcnow() - since.replace(tzinfo=UTC) > STRIPE_EVENT_WINDOW:
-        click.echo("Stripe keeps 30 days of events: fetching the last 30 days.")
-    listed, new = backfill(since.replace(tzinfo=UTC))
-    click.echo(f"{listed} events listed, {new} new stored and queued for processing")

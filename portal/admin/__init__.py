@@ -1,0 +1,1 @@
+"""The admin area: every admin page and the queries behind them."""

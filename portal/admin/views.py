@@ -1,0 +1,239 @@
+"""Every admin page, under /admin: the refund queue (inline and bulk decisions, HTMX), the
+audit log, payout runs, the Stripe event log (inspect, replay) and the outbox. Lists are
+keyset pages (queries.py); the work is the packages' services (and services.py)."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from ..auth.access import roles_required
+from ..days import RANGE, parse_day
+from ..htmx import is_htmx, render
+from ..ledger.models import PERIODS
+from ..models_base import parse_uuid, utcnow
+from ..money import MoneyError, format_minor, parse_amount
+from ..outbox.models import STATUSES as OUTBOX_STATUSES
+from ..payouts import services as payouts
+from ..refunds import services as refunds
+from ..refunds.models import REFUND_STATUSES, RefundRequest
+from ..webhooks.models import EVENT_STATUSES
+from . import queries, services
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+def _pages() -> dict[str, str | None]:
+    return {"before": request.args.get("before"), "after": request.args.get("after")}
+
+
+def _filters(**values: str | None) -> dict[str, str]:
+    """What the Newer/Older links keep: the filters as given."""
+    return {k: v for k, v in values.items() if v}
+
+
+# --- Refund requests ----------------------------------------------------------------------------
+
+@bp.route("/refunds")
+@roles_required("admin")
+def refunds_queue():
+    """Refund requests, pending first by default, a page at a time (Older/Newer); filters
+    and pages swap the table (HTMX)."""
+    args = request.args
+    status = args.get("status", "requested")
+    status = status if status in REFUND_STATUSES else None
+    page = queries.refund_queue(status, *queries.day_range(args.get("from"), args.get("to")),
+                                **_pages())
+    return render("admin/refunds.html", "admin/_refund_table.html", rows=page.rows,
+                  page=page, outcomes={}, status=status, statuses=REFUND_STATUSES,
+                  start=args.get("from", ""), end=args.get("to", ""),
+                  filters=_filters(status=status or "all", **{
+                      "from": args.get("from"), "to": args.get("to")}))
+
+
+def _row(refund_request: RefundRequest, *, ok: str | None = None, error: str | None = None):
+    [(r, left)] = queries.with_refundable([refund_request])
+    return render_template("admin/_refund_row.html", r=r, left=left, ok=ok, error=error)
+
+
+def _request_or_404(request_id: str) -> RefundRequest:
+    found = queries.refund_request(request_id)
+    if found is None:
+        abort(404)
+    return found
+
+
+@bp.route("/refunds/<request_id>/approve", methods=["POST"])
+@roles_required("admin")
+def approve_refund(request_id: str):
+    """Approve inline (optionally a smaller amount); the row is swapped with the outcome."""
+    found = _request_or_404(request_id)
+    raw = request.form.get("amount", "").strip()
+    try:
+        amount = parse_amount(raw, found.currency, minimum=False) if raw else None
+        done = refunds.approve(current_user, found.id, amount=amount,
+                               note=request.form.get("note"))
+    except MoneyError as exc:
+        return _row(found, error=str(exc).capitalize() + ".")
+    except refunds.RefundError as exc:
+        return _row(found, error=exc.message)
+    return _row(done, ok=f"Approved {format_minor(done.refund_amount, done.currency)}.")
+
+
+@bp.route("/refunds/<request_id>/reject", methods=["POST"])
+@roles_required("admin")
+def reject_refund(request_id: str):
+    """Reject inline with a note the requester sees."""
+    found = _request_or_404(request_id)
+    try:
+        refunds.reject(current_user, found.id, note=request.form.get("note"))
+    except refunds.RefundError as exc:
+        return _row(found, error=exc.message)
+    return _row(found, ok="Rejected.")
+
+
+@bp.route("/refunds/bulk", methods=["POST"])
+@roles_required("admin")
+def refunds_bulk():
+    """Approve or reject the selected requests; each row reports its own result."""
+    action = request.form.get("action")
+    if action not in ("approve", "reject"):
+        abort(400)
+    ids = [rid for rid in map(parse_uuid, request.form.getlist("ids")) if rid]
+    outcomes = {o.request_id: o for o in refunds.decide_many(
+        current_user, ids, action, note=request.form.get("note"))}
+    done = sum(o.ok for o in outcomes.values())
+    summary = f"{done} of {len(outcomes)} {'approved' if action == 'approve' else 'rejected'}."
+    if not is_htmx():
+        flash(summary, "info")
+        return redirect(url_for("admin.refunds_queue"))
+    return render_template("admin/_refund_table.html", rows=queries.refund_requests(ids),
+                           outcomes=outcomes, summary=summary)
+
+
+@bp.route("/audit")
+@roles_required("admin")
+def audit_log():
+    """Money-moving actions, newest first, a page at a time."""
+    return render_template("admin/audit.html", page=queries.audit_log(**_pages()))
+
+
+# --- Payouts ------------------------------------------------------------------------------------
+
+def _payouts_page():
+    return render_template("admin/payouts.html", page=queries.payout_runs(**_pages()),
+                           not_connected=payouts.NOT_CONNECTED)
+
+
+@bp.route("/payouts")
+@roles_required("admin")
+def payout_runs():
+    """Payout runs with their payouts, a page of runs at a time; run, approve, retry."""
+    return _payouts_page()
+
+
+@bp.route("/payouts/run", methods=["POST"])
+@roles_required("admin")
+def run_payouts():
+    """Run payouts now for lines up to now (or up to the given day)."""
+    period = request.form.get("period") or payouts.schedule_period()
+    until = parse_day(request.form.get("until")) if request.form.get("until") else utcnow()
+    if period not in PERIODS or until is None:
+        flash(f"The period must be {' or '.join(PERIODS)}, and the day one of the {RANGE}.",
+              "error")
+        return _payouts_page(), 400
+    run = payouts.run_payouts(period=period, until=until, actor=current_user)
+    done = f"Created {len(run.payouts)} payouts." if run else "Nothing to pay."
+    flash(f"{done} {payouts.waiting_note()}".strip(), "info")
+    return redirect(url_for("admin.payout_runs"))
+
+
+@bp.route("/payouts/runs/<run_id>/approve", methods=["POST"])
+@roles_required("admin")
+def approve_run(run_id: str):
+    """Approve a run: its payouts are sent to the vendors' accounts."""
+    run = queries.payout_run(run_id)
+    if run is None:
+        abort(404)
+    flash(f"Sending {payouts.approve_run(current_user, run.id)} payouts.", "info")
+    return redirect(url_for("admin.payout_runs"))
+
+
+@bp.route("/payouts/<payout_id>/retry", methods=["POST"])
+@roles_required("admin")
+def retry_payout(payout_id: str):
+    """Send a failed payout again."""
+    found = parse_uuid(payout_id)
+    if found is None or not payouts.retry_payout(current_user, found):
+        abort(404)
+    flash("The payout was queued again.", "info")
+    return redirect(url_for("admin.payout_runs"))
+
+
+# --- Stripe events and the outbox ---------------------------------------------------------------
+
+@bp.route("/events")
+@roles_required("admin")
+def events():
+    """Stored Stripe events, newest first; filters by type, status and day swap the table."""
+    args = request.args
+    kind = (args.get("type") or "").strip()[:100]
+    status = args.get("status") if args.get("status") in EVENT_STATUSES else None
+    page = queries.events(kind, status, *queries.day_range(args.get("from"), args.get("to")),
+                          **_pages())
+    return render("admin/events.html", "admin/_event_table.html", page=page, kind=kind,
+                  status=status, statuses=EVENT_STATUSES, failed=queries.failed_events(),
+                  start=args.get("from", ""), end=args.get("to", ""),
+                  filters=_filters(type=kind, status=status,
+                                   **{"from": args.get("from"), "to": args.get("to")}))
+
+
+@bp.route("/events/<event_id>")
+@roles_required("admin")
+def event(event_id: str):
+    """One event: its payload and the last error with its traceback."""
+    found = queries.event(event_id)
+    if found is None:
+        abort(404)
+    return render_template("admin/event.html", event=found,
+                           payload=json.dumps(found.payload, indent=2, sort_keys=True))
+
+
+@bp.route("/events/<event_id>/replay", methods=["POST"])
+@roles_required("admin")
+def replay_event(event_id: str):
+    """Process one event again."""
+    services.replay(current_user, event_id)
+    flash(f"Event {event_id} was queued again.", "info")
+    return redirect(url_for("admin.event", event_id=event_id))
+
+
+@bp.route("/events/replay-failed", methods=["POST"])
+@roles_required("admin")
+def replay_failed():
+    """Process every failed event again."""
+    flash(f"{services.replay_failed(current_user)} failed event(s) queued again.", "info")
+    return redirect(url_for("admin.events"))
+
+
+@bp.route("/outbox")
+@roles_required("admin")
+def outbox():
+    """Notifications and receipts: sent, waiting, given up, or kept (no SMTP server)."""
+    status = request.args.get("status")
+    status = status if status in OUTBOX_STATUSES else None
+    return render_template("admin/outbox.html", page=queries.outbox(status, **_pages()),
+                           status=status, statuses=OUTBOX_STATUSES,
+                           filters=_filters(status=status))
+
+
+@bp.route("/outbox/<message_id>/retry", methods=["POST"])
+@roles_required("admin")
+def retry_message(message_id: str):
+    """Try a given-up message again (another 24 h of attempts), now."""
+    status = services.retry_message(current_user, message_id) or ""
+    flash(f"Tried again: {status.replace('_', ' ')}.",
+          "info" if status in ("sent", "kept") else "error")
+    return redirect(url_for("admin.outbox"))

@@ -1,0 +1,1 @@
+"""Reconciliation: the portal's records checked against Stripe's, and backfills."""
