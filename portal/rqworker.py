@@ -28,22 +28,108 @@ what was just written or that cannot find anything for the portal's jobs:
 
 That leaves 4 round trips to Redis per job: the dequeue (LMOVE), reading the job (HGETALL),
 the start and the success. Any job other than a portal job gets RQ's own handling
-throughout. Everything else is RQ's own
-code: dequeue, the job's status, registries and result, retries, failures, the scheduler,
-`rq info`. rq is pinned (requirements.txt): the methods copied from RQ below follow rq
-2.12.0 and are checked by tests/integration/test_worker.py.
+throughout. Everything else is RQ's own code: dequeue, the job's status, registries and
+result, retries, failures, the scheduler, `rq info`.
+
+**Only on the rq it was written against.** The eight methods below are copies of rq 2.12.0's
+(Job.perform, and SimpleWorker's check_for_suspension, heartbeat, set_state,
+prepare_execution, prepare_job_execution, handle_execution_ended, handle_job_success), and
+PortalJob.perform uses a private name of RQ's (``rq.job._job_stack``). On another rq they
+could leave out or undo what that rq does, silently. So ``worker_class`` (what `flask worker`
+calls) and PortalWorker itself refuse to start unless ``rq.__version__`` is exactly
+RQ_VERSION, the version pinned in requirements.txt, and the private name is there; the
+error names both versions and what to do. ``PORTAL_RQ_WORKER=rq`` runs RQ's own
+SimpleWorker instead, on any rq (slower, same behaviour: tests/integration/test_worker.py
+runs its main checks with both). To move to another rq: compare each method here with the
+new rq's, run tests/integration/test_worker.py, re-measure as below, then set RQ_VERSION
+(tests/unit/test_rqworker.py checks that it matches requirements.txt) or, if the gain is gone,
+drop this module for RQ's SimpleWorker.
+
+**Measured gain** (2026-12-05, rq 2.12.0, 2 cores; bench/webhooks.py's worker phase: one
+`flask --app wsgi worker --burst --queue webhooks` draining 3,000 stored and queued events,
+events/s from the first to the last ``processed_at``; the same runs with
+``PORTAL_RQ_WORKER=rq`` in the worker's environment for RQ's own SimpleWorker; 6 runs each,
+alternating, on an idle machine; medians, range in brackets):
+
+| events | PortalWorker | RQ's SimpleWorker | gain | CPU ms/event |
+| --- | ---: | ---: | ---: | --- |
+| unknown type (dispatch only) | 394/s (325-412) | 209/s (193-238) | +88 % | 2.9 / 4.7 |
+| payment_intent.succeeded, settled | 286/s (231-339) | 182/s (175-202) | +57 % | 5.8 / 8.2 |
+
+(At the commit before the unit-of-work changes, the same measurement gave +53 % and +52 %.)
+Without it one worker is at or under the 200 events/s target of bench/webhooks.py. Re-measure
+after any change to this module or to rq, as above; keep the module while the gain is well
+above the noise (about 10 %).
 """
 
 from __future__ import annotations
 
+import os
 import time
 
-from rq import Queue, SimpleWorker
+import rq
+from rq import Queue, SimpleWorker, Worker
 from rq.executions import Execution
-from rq.job import Job, _job_stack
+from rq.job import Job
 from rq.suspension import WORKERS_SUSPENDED
 from rq.utils import now
 from rq.worker import WorkerStatus
+
+try:  # RQ's private stack of running jobs (rq.job), which PortalJob.perform has to keep
+    from rq.job import _job_stack
+except ImportError:  # another RQ: check_rq() says so, and what to do, before any job runs
+    _job_stack = None
+
+# The exact rq that the methods copied below were read against and measured with: the one
+# pinned in requirements.txt. Another rq, even a patch release, is refused by check_rq().
+RQ_VERSION = "2.12.0"
+# "portal" (the default): PortalWorker, on RQ_VERSION only; "rq": RQ's own SimpleWorker, on
+# any rq (no copied code runs).
+WORKER_ENV = "PORTAL_RQ_WORKER"
+WORKER_CHOICES = ("portal", "rq")
+
+
+class RQVersionError(RuntimeError):
+    """The installed rq is not the one PortalWorker's copied methods were written against."""
+
+
+def check_rq() -> None:
+    """Refuse to run PortalWorker on an rq other than RQ_VERSION, loudly and saying what to do.
+
+    Its methods are copies of RQ's, minus some round trips; on another rq they could skip or
+    undo what the new RQ does (a status, a registry, a retry) without any error.
+    """
+    found = getattr(rq, "__version__", "unknown")
+    if found != RQ_VERSION:
+        problem = (f"rq {found} is installed, but portal.rqworker.PortalWorker overrides "
+                   f"methods copied from rq {RQ_VERSION}")
+    elif _job_stack is None:
+        problem = (f"rq {found} has no rq.job._job_stack, the private name that "
+                   "portal.rqworker.PortalJob.perform uses")
+    else:
+        return
+    raise RQVersionError(
+        f"{problem}. Either run RQ's own worker ({WORKER_ENV}=rq; a third to a half slower), or "
+        f"port PortalWorker: compare each overridden method in portal/rqworker.py with rq "
+        f"{found}'s, run tests/integration/test_worker.py, re-measure the worker with and "
+        f"without it (bench/webhooks.py; see the docstring of portal/rqworker.py), and set "
+        f"RQ_VERSION to {found!r} in portal/rqworker.py (and pin that rq in requirements.txt).")
+
+
+def worker_class(fork: bool = False, environ=None) -> type[Worker]:
+    """The RQ worker class for `flask worker`: RQ's forking Worker with ``fork``, otherwise
+    PortalWorker (checked against the installed rq) or, with PORTAL_RQ_WORKER=rq, RQ's own
+    SimpleWorker."""
+    if fork:
+        return Worker
+    choice = (os.environ if environ is None else environ).get(WORKER_ENV, "").strip().lower()
+    if choice not in ("", *WORKER_CHOICES):
+        raise ValueError(f"{WORKER_ENV}={choice!r}: expected one of {', '.join(WORKER_CHOICES)}")
+    if choice == "rq":
+        return SimpleWorker
+    check_rq()
+    return PortalWorker
+
 
 # Seconds between two heartbeats that RQ would send on their own. Far below the key's TTL.
 HEARTBEAT_EVERY = 10
@@ -77,6 +163,10 @@ class PortalWorker(SimpleWorker):
     log_result_lifespan = False
     # Set by the success pipeline, which also checks `rq suspend` (see check_for_suspension).
     _not_suspended = False
+
+    def __init__(self, *args, **kwargs):
+        check_rq()  # before anything of RQ's runs
+        super().__init__(*args, **kwargs)
 
     def check_for_suspension(self, burst: bool) -> None:
         """RQ's check (with a heartbeat), unless the success pipeline of the job that just

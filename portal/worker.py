@@ -9,6 +9,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from .database import unit_of_work
 from .extensions import db
 from .jobs import QUEUES, redis_connection
 from .webhooks.jobs import sweep_received
@@ -25,21 +26,26 @@ def worker_command(queues: tuple[str, ...], burst: bool, fork: bool) -> None:
     """Run an RQ worker for the portal's queues.
 
     By default jobs run in the worker process (RQ's SimpleWorker, as portal.rqworker's
-    PortalWorker, which skips RQ's repeated heartbeats): no fork, no new database connection
-    and no new app per job, which is what makes hundreds of webhook events per second
-    possible (bench/webhooks.py). Jobs are short and commit their own work; a worker killed
+    PortalWorker, which skips RQ's repeated round trips to Redis): no fork, no new database
+    connection and no new app per job, which is what makes hundreds of webhook events per
+    second possible (bench/webhooks.py). PortalWorker runs only on the rq it was written
+    against and refuses to start on another; PORTAL_RQ_WORKER=rq runs RQ's own SimpleWorker
+    instead. Jobs are short, each a transaction of its own (portal.jobs.run); a worker killed
     mid-job leaves the event "received", and it is queued again at the next start.
     """
-    from rq import Worker
+    from .rqworker import RQVersionError, worker_class
 
-    from .rqworker import PortalWorker
-
+    try:  # before anything else: on another rq, say so and what to do
+        chosen = worker_class(fork)
+    except (RQVersionError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
     if not current_app.config.get("REDIS_URL"):
         raise click.ClickException("REDIS_URL is not set: jobs run in-process, no worker needed")
     # Jobs in forked work-horses compare against this pid and drop inherited DB connections.
     current_app.extensions["pid"] = os.getpid()
     # Events stored while Redis was down wait as "received": queue them before listening.
-    queued = sweep_received(older_than_seconds=0)
+    with unit_of_work():  # queued to Redis at its commit
+        queued = sweep_received(older_than_seconds=0)
     if queued:
         click.echo(f"queued {queued} stored webhook event(s) not processed yet (Redis was "
                    "unreachable, or a worker stopped)")
@@ -47,8 +53,7 @@ def worker_command(queues: tuple[str, ...], burst: bool, fork: bool) -> None:
     # database connection: if this process is killed, the child would keep the socket open
     # and PostgreSQL would keep the killed job's transaction, and its row locks, forever.
     os.register_at_fork(before=db.engine.dispose)
-    worker_class = Worker if fork else PortalWorker
-    worker = worker_class(list(queues or QUEUES), connection=redis_connection())
+    worker = chosen(list(queues or QUEUES), connection=redis_connection())
     # The app and its imports are long-lived: keep the garbage collector's full collections
     # from walking them again and again (as gunicorn.conf.py does for the web processes).
     gc.collect()

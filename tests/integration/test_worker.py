@@ -1,19 +1,22 @@
 """PortalWorker, the RQ worker of `flask worker`: RQ's bookkeeping with fewer round trips.
 
 Jobs, their results, registries and the worker's counters must look as RQ's own SimpleWorker
-leaves them; the methods it copies from RQ are checked here against the pinned rq.
+leaves them; the methods it copies from RQ are checked here against the pinned rq (the only
+rq PortalWorker starts on: portal.rqworker.RQ_VERSION, tests/unit/test_rqworker.py). The
+first tests run with RQ's own SimpleWorker too, the worker of PORTAL_RQ_WORKER=rq.
 """
 
 from __future__ import annotations
 
 import pytest
 from redis import Redis
-from rq import Queue
+from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
 from portal import jobs
-from portal.rqworker import PortalWorker
+from portal.extensions import db
+from portal.rqworker import PortalWorker, worker_class
 
 RAN: list[str] = []
 
@@ -63,20 +66,34 @@ def conn(app, redis_url, monkeypatch):
     redis.flushdb()
 
 
-def work(app, conn, queue: str = "default") -> PortalWorker:
+# PortalWorker, as `flask worker` runs it, and RQ's own SimpleWorker (PORTAL_RQ_WORKER=rq).
+BOTH = pytest.mark.parametrize("worker_cls", [
+    pytest.param(worker_class(environ={}), id="portal"),
+    pytest.param(worker_class(environ={"PORTAL_RQ_WORKER": "rq"}), id="rq"),
+])
+
+
+def test_the_workers_compared_are_portals_and_rqs():
+    assert worker_class(environ={}) is PortalWorker
+    assert worker_class(environ={"PORTAL_RQ_WORKER": "rq"}) is SimpleWorker
+
+
+def work(app, conn, queue: str = "default", worker_cls=PortalWorker) -> PortalWorker:
     with app.app_context():
-        worker = PortalWorker([queue], connection=conn)
+        worker = worker_cls([queue], connection=conn)
         worker.work(burst=True)
     return worker
 
 
-def test_a_portal_job_finishes_with_rqs_own_records(app, conn):
+@BOTH
+def test_a_portal_job_finishes_with_rqs_own_records(app, conn, worker_cls):
     with app.app_context():
-        assert jobs.enqueue(record, "a")
-        assert jobs.enqueue(record, "b")
+        jobs.enqueue(record, "a")
+        jobs.enqueue(record, "b")
+        db.session.commit()  # jobs go to Redis at commit
     first, second = Queue("default", connection=conn).job_ids
 
-    worker = work(app, conn)
+    worker = work(app, conn, worker_cls=worker_cls)
 
     assert RAN == ["a", "b"]
     for job_id in (first, second):
@@ -95,26 +112,31 @@ def test_a_portal_job_finishes_with_rqs_own_records(app, conn):
 
 def test_jobs_queued_together_are_separate_jobs_run_in_order(app, conn):
     with app.app_context():
-        assert jobs.enqueue_each(record, [("a",), ("b",), ("c",)], queue="outbox")
+        jobs.enqueue_each(record, [("a",), ("b",), ("c",)], queue="outbox")
+        db.session.commit()
     assert len(Queue("outbox", connection=conn).job_ids) == 3
     work(app, conn, "outbox")
     assert RAN == ["a", "b", "c"]
 
 
-def test_without_redis_jobs_run_at_once_and_a_failure_stops_none(app):
+def test_without_redis_jobs_run_after_the_context_and_a_failure_stops_none(app):
     RAN.clear()
     with app.app_context():
         assert not app.config.get("REDIS_URL")
-        assert jobs.enqueue_each(fail, [("x",), ("y",)])  # each logged, none raised
-    assert RAN == ["x", "y"]
+        jobs.enqueue_each(fail, [("x",), ("y",)])
+        db.session.commit()
+        assert RAN == []  # not in the caller's transaction: once its context ends
+    assert RAN == ["x", "y"]  # each failure logged, none raised
 
 
-def test_a_running_portal_job_is_started_in_rqs_records(app, conn):
+@BOTH
+def test_a_running_portal_job_is_started_in_rqs_records(app, conn, worker_cls):
     with app.app_context():
-        assert jobs.enqueue(look_around, "a")
+        jobs.enqueue(look_around, "a")
+        db.session.commit()
     [job_id] = Queue("default", connection=conn).job_ids
 
-    worker = work(app, conn)
+    worker = work(app, conn, worker_cls=worker_cls)
 
     [(value, status, worker_name, started, current, state, ttl)] = RAN
     assert (value, status, worker_name) == ("a", JobStatus.STARTED, worker.name)
@@ -123,12 +145,14 @@ def test_a_running_portal_job_is_started_in_rqs_records(app, conn):
     assert conn.hget(worker.key, "state") in (b"idle", None)  # None once it has died
 
 
-def test_a_failing_portal_job_is_retried_then_failed(app, conn):
+@BOTH
+def test_a_failing_portal_job_is_retried_then_failed(app, conn, worker_cls):
     with app.app_context():
-        assert jobs.enqueue(fail, "x", retry=(0,))
+        jobs.enqueue(fail, "x", retry=(0,))
+        db.session.commit()
     [job_id] = Queue("default", connection=conn).job_ids
 
-    worker = work(app, conn)
+    worker = work(app, conn, worker_cls=worker_cls)
 
     assert RAN == ["x", "x"]  # the first run and its one retry
     job = Job.fetch(job_id, connection=conn)
@@ -142,8 +166,9 @@ def test_a_failing_portal_job_is_retried_then_failed(app, conn):
 
 def test_rq_suspend_stops_the_worker_before_its_next_job(app, conn):
     with app.app_context():
-        assert jobs.enqueue(suspend_workers, "a")
-        assert jobs.enqueue(record, "b")
+        jobs.enqueue(suspend_workers, "a")
+        jobs.enqueue(record, "b")
+        db.session.commit()
 
     work(app, conn)
 
@@ -166,6 +191,7 @@ def test_portal_jobs_are_portal_jobs_run_without_dependencies(app, conn):
     """What the worker relies on: portal jobs are portal.jobs.run, without dependencies."""
     with app.app_context():
         jobs.enqueue(record, "a", retry=(10, 60))
+        db.session.commit()
     [job_id] = Queue("default", connection=conn).job_ids
     job = Job.fetch(job_id, connection=conn)
     assert job.func_name == "portal.jobs.run"
