@@ -250,7 +250,7 @@ def build_dataset(tables, *, customers: int, vendors: int, payments: int, target
             "failure_code": failure[0], "failure_message": failure[1],
             "ip_address": f"203.0.{bits >> 24}.{1 + (bits >> 16) % 254}",
             "user_agent": USER_AGENTS[(bits >> 8) % len(USER_AGENTS)],
-            "source": sources[i], "notes": None,
+            "source": sources[i],
             "succeeded_at": done if succeeded else None,
             "funds_available_at": done if succeeded else None, "amount_refunded": 0,
             "reconcile_due_at": None, "created_at": at, "updated_at": done,
