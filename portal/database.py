@@ -23,10 +23,13 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 from flask import Response
+from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from .extensions import db
 
+_COMMITS = "portal_commits"  # session.info: how many times the session committed
 R = TypeVar("R")
 S = TypeVar("S")
 T = TypeVar("T")
@@ -42,6 +45,17 @@ def unit_of_work() -> Iterator[None]:
     except BaseException:
         db.session.rollback()
         raise
+
+
+@event.listens_for(Session, "after_commit")
+def _counted(session: Session) -> None:
+    session.info[_COMMITS] = session.info.get(_COMMITS, 0) + 1
+
+
+def commits() -> int:
+    """How many times the current session has committed: a caller compares two readings to
+    know whether work in between committed anything (a phase that may have moved money)."""
+    return db.session().info.get(_COMMITS, 0)
 
 
 def commit_request(response: Response) -> Response:

@@ -15,7 +15,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from flask import Response, current_app, g, make_response, request
 from sqlalchemy.exc import IntegrityError
 
-from ..database import phase
+from ..database import commits, phase
 from ..errors import api_error
 from ..extensions import db
 from ..models_base import utcnow
@@ -43,8 +43,13 @@ def idempotent_call(call) -> Response:
 
     The key is reserved in a transaction of its own (committed before the call), then the
     call runs in a phase that stores its response with whatever it changed (a refusal too:
-    ``call`` answers domain errors, see openapi.operation). A server error (5xx, or an
-    exception) rolls the call's changes back and frees the key: it may be retried with it.
+    ``call`` answers domain errors, see openapi.operation). A 503 (Stripe unreachable: try
+    again later; the reserved rows key the Stripe calls, so the retry does nothing twice)
+    frees the key. Another server error (a 500, an exception) frees it only when the call
+    committed nothing: once one of its phases has committed (a refund reserved, maybe made
+    at Stripe), the outcome is stored as it is, as Stripe stores its own 500s, and a retry
+    with the key replays it instead of acting twice; reconciliation finishes what the
+    failed call left in flight.
     """
     key = request.headers.get("Idempotency-Key", "").strip()
     if not key:
@@ -60,24 +65,34 @@ def idempotent_call(call) -> Response:
                 user_id=user_id, key=key, fingerprint=fingerprint))
     except IntegrityError:
         return _replay(user_id, key, fingerprint, call)
+    before = commits()
     try:
         with phase():
             response = make_response(call())
-            if response.status_code >= 500:
+            if response.status_code == 503 or (
+                    response.status_code >= 500 and commits() == before):
                 raise _ServerError(response)
-            db.session.execute(
-                sa.update(IdempotencyKey)
-                .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-                .values(status_code=response.status_code,
-                        response_body={"sealed": _box().encrypt(response.get_data()).decode()})
-                .execution_options(synchronize_session=False))
+            _store(user_id, key, response)
     except _ServerError as exc:
-        _forget(user_id, key)  # a server error may be retried with the same key
+        _forget(user_id, key)  # nothing was done: the same key may try again
         return exc.response
     except Exception:
-        _forget(user_id, key)
+        if commits() == before:
+            _forget(user_id, key)
+        else:
+            with phase():
+                _store(user_id, key, api_error(500, "server_error", "Something went wrong"))
         raise
     return response
+
+
+def _store(user_id, key: str, response: Response) -> None:
+    db.session.execute(
+        sa.update(IdempotencyKey)
+        .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+        .values(status_code=response.status_code,
+                response_body={"sealed": _box().encrypt(response.get_data()).decode()})
+        .execution_options(synchronize_session=False))
 
 
 def _replay(user_id, key: str, fingerprint: str, call) -> Response:

@@ -20,7 +20,7 @@ from .. import jobs
 from .. import stripe_gateway as gateway
 from ..audit.services import audit
 from ..auth.models import User
-from ..database import in_phases, phase
+from ..database import in_phases, phase, write_lock
 from ..errors import DomainError
 from ..extensions import db
 from ..ledger import splits
@@ -128,6 +128,10 @@ def requestable(user: User, payment: Payment) -> int:
 
 
 def _locked_payment(payment_id: uuid.UUID) -> Payment:
+    """The payment, re-read and held until the commit: FOR UPDATE, and on SQLite (which
+    ignores it) the database's write lock, so that two decisions never both read the same
+    remainder."""
+    write_lock(Payment, Payment.id == payment_id)
     return db.session.scalar(sa.select(Payment).where(Payment.id == payment_id)
                              .with_for_update(of=Payment)
                              .execution_options(populate_existing=True))

@@ -425,6 +425,37 @@ def test_an_api_refund_refused_at_approval_leaves_nothing_in_the_queue(
     assert "No refund requests" in client.get("/admin/refunds?status=requested").text
 
 
+def test_a_keyed_api_refund_that_failed_after_stripe_refunded_is_not_made_again(
+        client, people, stripe_client, monkeypatch):
+    """A server error after the refund was made at Stripe (here: the database fails while
+    the outcome is applied) is stored under the Idempotency-Key: the client's retry with
+    the same key gets that answer again instead of a second refund (before, the key was
+    freed and the retry refunded 30.00 twice). Reconciliation finishes the first one."""
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    recount, failures = refunds._recount, [sa.exc.OperationalError(
+        "UPDATE payments", {}, Exception("deadlock detected"))]
+
+    def fails_once(p):
+        if failures:
+            raise failures.pop()
+        return recount(p)
+
+    monkeypatch.setattr(refunds, "_recount", fails_once)
+    headers = {**bearer(people["admin"]), "Idempotency-Key": "refund-30-once"}
+    body = {"paymentId": str(payment.id), "amount": 3000}
+    first = client.post("/api/payments/refund", headers=headers, json=body)
+    again = client.post("/api/payments/refund", headers=headers, json=body)
+    assert first.status_code == again.status_code == 500
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert [r.amount for r in stripe_refunds(stripe_client, payment)] == [3000]
+    assert [(r.amount, r.status) for r in db.session.scalars(sa.select(RefundRequest))] == [
+        (3000, "processing")]  # in flight: reconciliation adopts Stripe's refund
+    with committed():
+        refunds.execute_refund(str(db.session.scalar(sa.select(RefundRequest.id))))
+    assert fresh(payment).amount_refunded == 3000
+    assert [r.amount for r in stripe_refunds(stripe_client, payment)] == [3000]
+
+
 @pytest.mark.parametrize(("body", "status", "field"), [
     ({"amount": 10001}, 400, "amount"), ({"amount": 0}, 400, "amount"),
     ({"amount": 12.5}, 400, "amount"), ({"amount": "100"}, 400, "amount"),
