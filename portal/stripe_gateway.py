@@ -23,6 +23,8 @@ from flask import current_app
 from .errors import DomainError, Unavailable
 
 SignatureError = stripe.SignatureVerificationError
+# The API version every request sends (the pinned SDK's); webhook endpoints are set to it too.
+API_VERSION: str = stripe.api_version
 # At DEBUG the SDK logs whole response bodies, client secrets included: never below INFO.
 logging.getLogger("stripe").setLevel(logging.INFO)
 

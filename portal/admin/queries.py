@@ -207,6 +207,14 @@ def events(kind: str, status: str | None, start: datetime | None, end: datetime 
                        per_page=per_page)
 
 
+def other_api_versions(pinned: str) -> list[tuple[str, int]]:
+    """The API versions of stored events other than ``pinned``, with their counts."""
+    return [tuple(row) for row in db.session.execute(
+        sa.select(StripeEvent.api_version, sa.func.count())
+        .where(StripeEvent.api_version != pinned)
+        .group_by(StripeEvent.api_version).order_by(StripeEvent.api_version))]
+
+
 def failed_events() -> int:
     return db.session.scalar(sa.select(sa.func.count()).select_from(StripeEvent)
                              .where(StripeEvent.status == "failed")) or 0

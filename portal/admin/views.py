@@ -19,6 +19,7 @@ from ..outbox.models import STATUSES as OUTBOX_STATUSES
 from ..payouts import services as payouts
 from ..refunds import services as refunds
 from ..refunds.models import REFUND_STATUSES, RefundRequest
+from ..stripe_gateway import API_VERSION
 from ..webhooks.models import EVENT_STATUSES
 from . import queries, services
 
@@ -185,6 +186,7 @@ def events():
                           **_pages())
     return render("admin/events.html", "admin/_event_table.html", page=page, kind=kind,
                   status=status, statuses=EVENT_STATUSES, failed=queries.failed_events(),
+                  pinned=API_VERSION, versions=queries.other_api_versions(API_VERSION),
                   start=args.get("from", ""), end=args.get("to", ""),
                   filters=_filters(type=kind, status=status,
                                    **{"from": args.get("from"), "to": args.get("to")}))

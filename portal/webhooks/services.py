@@ -7,15 +7,32 @@ start after that commit, so a worker always finds the row.
 from __future__ import annotations
 
 import functools
+import logging
 
 import sqlalchemy as sa
 
 from ..database import dialect, insert_or_skip
 from ..extensions import db
 from ..models_base import utcnow
-from ..stripe_gateway import Event
+from ..stripe_gateway import API_VERSION, Event
 from .jobs import enqueue_processing
 from .models import StripeEvent
+
+log = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # the other API versions this process has warned about
+
+
+def _check_version(event: Event) -> None:
+    """An event of another API version than the portal's (a webhook endpoint left on an old
+    version, an account's default): warned once per version and process, shown and counted
+    on the admin's events page, and processed all the same: every handler re-reads the
+    object from Stripe, in the portal's version, and takes only its id from the payload."""
+    version = event.api_version
+    if version and version != API_VERSION and version not in _WARNED:
+        _WARNED.add(version)
+        log.warning("Stripe event %s is of API version %s; the portal uses %s. Set the "
+                    "webhook endpoint's version to %s in Stripe's dashboard", event.id,
+                    version, API_VERSION, API_VERSION)
 
 
 @functools.cache
@@ -28,6 +45,7 @@ def _insert_once(dialect_name: str):
 
 def receive_event(event: Event) -> bool:
     """Store the event and queue its processing; False if it was already stored."""
+    _check_version(event)
     # One Core INSERT ... ON CONFLICT (id) DO NOTHING: no ORM unit of work for a row that is
     # written once and never read back here, and a redelivery is a row count of 0 rather
     # than an IntegrityError and a rolled-back transaction.

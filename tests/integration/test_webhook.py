@@ -313,3 +313,33 @@ def test_a_signed_body_that_is_not_a_stripe_event_is_400(client, body):
     r = post_event(client, body)
     assert r.status_code == 400 and r.json["error"]["code"] == "invalid_payload"
     assert events() == 0
+
+
+def test_events_of_another_api_version_are_processed_warned_once_and_shown(
+        client, paid_intent, caplog):
+    """A webhook endpoint left on an old API version: its events are applied all the same
+    (the handler re-reads the intent, in the portal's version), the log warns once per
+    version, and the admin's events page counts them and marks each one."""
+    payment, pi = paid_intent
+    old = json.loads(event_body("evt_old_1", "payment_intent.succeeded", pi.to_dict()))
+    old["api_version"] = "2019-02-19"
+    with caplog.at_level("WARNING", logger="portal.webhooks.services"):
+        for n in (1, 2):
+            old["id"] = f"evt_old_{n}"
+            assert post_event(client, json.dumps(old).encode()).status_code == 200
+    assert post_event(client, event_body("evt_new", "customer.updated",
+                                          {"id": "cus_x"})).status_code == 200
+    db.session.expire_all()
+    assert payment.status == "succeeded"  # applied
+    assert db.session.get(StripeEvent, "evt_old_2").status == "processed"
+    warned = [r.getMessage() for r in caplog.records if "API version 2019-02-19" in
+              r.getMessage()]
+    assert len(warned) == 1 and "the portal uses 2026-10-28.endive" in warned[0]
+    client.post("/logout")  # the customer who paid
+    login(client, make_user("ops@example.test", "admin").email)
+    r = client.get("/admin/events")
+    assert r.status_code == 200, (r.status_code, r.headers.get("X-Error-Message"))
+    page = r.text
+    assert "Events of another API version than the portal's (2026-10-28.endive)" in page
+    assert "2 of 2019-02-19" in page
+    assert page.count("API 2019-02-19") == 2  # the two events, not the current one
