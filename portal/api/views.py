@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, current_app, g, jsonify, render_template, request
 from sqlalchemy.exc import DBAPIError
 
@@ -17,6 +19,7 @@ from ..webhooks.services import receive_event
 from .openapi import build_spec, operation
 from .schemas import OrderDetail, OrderItemOut, OrderOut, TokenIn, TokenOut, WebhookOut, iso
 
+security = logging.getLogger("portal.security")
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # Bearer tokens and Stripe signatures, never the session cookie
 
@@ -86,13 +89,19 @@ def _is_stripe_delivery() -> bool:
 
 
 def _verified_event(payload: bytes):
-    """The Stripe event the body is, checked against the Stripe-Signature header."""
+    """The Stripe event the body is, checked against the Stripe-Signature header. A refusal
+    is a security event (forged or replayed deliveries, a wrong secret after a rotation):
+    logged with the sender's address and the reason, never the body."""
     try:
         return gateway.verify_webhook(payload, request.headers.get("Stripe-Signature"))
-    except gateway.SignatureError:
+    except gateway.SignatureError as exc:
+        security.warning("webhook refused from %s: %s (%d bytes)", request.remote_addr,
+                         str(exc)[:200], len(payload))
         raise DomainError("invalid or expired Stripe signature",
                           code="invalid_signature") from None
     except (ValueError, KeyError):
+        security.warning("webhook refused from %s: signed, but not a Stripe event (%d bytes)",
+                         request.remote_addr, len(payload))
         raise DomainError("the body is not a Stripe event", code="invalid_payload") from None
 
 

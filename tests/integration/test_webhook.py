@@ -30,7 +30,7 @@ def events() -> int:
     ["tampered body", "wrong secret", "stale timestamp", "future timestamp", "no header",
      "not json"],
 )
-def test_bad_signature_is_400_and_stores_nothing(client, how):
+def test_bad_signature_is_400_and_stores_nothing(client, how, caplog):
     body = event_body("evt_bad", "payment_intent.succeeded", {"id": "pi_x"})
     headers = {"Stripe-Signature": sign(body, SECRET)}
     if how == "tampered body":
@@ -46,10 +46,15 @@ def test_bad_signature_is_400_and_stores_nothing(client, how):
     else:
         body = b"not json at all"
         headers["Stripe-Signature"] = sign(body, SECRET)
-    r = client.post("/api/payments/webhook", data=body, headers=headers)
+    with caplog.at_level("WARNING", logger="portal.security"):
+        r = client.post("/api/payments/webhook", data=body, headers=headers)
     assert r.status_code == 400
     assert r.json["success"] is False
     assert events() == 0
+    # A security event: who sent it and why it was refused, never what it carried.
+    [line] = [r.getMessage() for r in caplog.records if r.name == "portal.security"]
+    assert line.startswith("webhook refused from 127.0.0.1: ")
+    assert "pi_" not in line and "evt_bad" not in line and "not json" not in line
 
 
 def test_events_of_connected_accounts_are_signed_with_the_connect_endpoints_secret(
