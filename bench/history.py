@@ -253,7 +253,8 @@ def build_dataset(tables, *, customers: int, vendors: int, payments: int, target
             "source": sources[i],
             "succeeded_at": done if succeeded else None,
             "funds_available_at": done if succeeded else None, "amount_refunded": 0,
-            "reconcile_due_at": None, "created_at": at, "updated_at": done,
+            "reconcile_due_at": None, "refunds_checked_at": None, "created_at": at,
+            "updated_at": done,
         }
         data.payments.append(payment_row(payment))
     return data

@@ -28,6 +28,7 @@ FINAL_STATUSES = frozenset({"succeeded", "canceled"})
 # Statuses where the customer has to act (enter another card); the status page stops polling.
 SETTLED_FOR_NOW = FINAL_STATUSES | {"failed", "requires_payment_method"}
 NOT_FINAL = sa.text("status NOT IN ('succeeded', 'canceled')")
+SUCCEEDED = sa.text("status = 'succeeded'")
 
 
 class Payment(IdMixin, TimestampMixin, db.Model):
@@ -40,6 +41,9 @@ class Payment(IdMixin, TimestampMixin, db.Model):
         # Reconciliation: the payments not final, next due first (never checked: NULL).
         sa.Index("ix_payments_reconcile_due", "reconcile_due_at", "updated_at",
                  postgresql_where=NOT_FINAL, sqlite_where=NOT_FINAL),
+        # Reconciliation of refunds: succeeded payments, never checked (NULL) or longest ago.
+        sa.Index("ix_payments_refunds_checked", "refunds_checked_at",
+                 postgresql_where=SUCCEEDED, sqlite_where=SUCCEEDED),
     )
 
     user_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id"))
@@ -87,6 +91,8 @@ class Payment(IdMixin, TimestampMixin, db.Model):
     amount_refunded: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
     # When reconciliation next re-reads a payment that is not final (NULL: not checked yet).
     reconcile_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When reconciliation last compared its refunds at Stripe with ours (None: never).
+    refunds_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     order = relationship("Order")
 

@@ -31,7 +31,9 @@ def reconcile_command(minutes: int, every: bool) -> None:
     click.echo(f"payments checked {r.payments_checked}, changed {r.payments_changed}{unread}"
                f"{failed}; "
                f"refunds queued {r.refunds_requeued}; payouts queued {r.payouts_requeued}; "
-               f"outbox messages queued {r.outbox_queued}")
+               f"outbox messages queued {r.outbox_queued}; refunds of {r.refunds_compared} "
+               f"payments compared with Stripe's, {r.refunds_imported} imported"
+               + (f", {r.refunds_unread} not read" if r.refunds_unread else ""))
 
 
 @events_cli.command("backfill")

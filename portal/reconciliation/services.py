@@ -38,7 +38,7 @@ from ..payouts.services import RETRY_DELAYS as PAYOUT_RETRIES
 from ..payouts.services import execute_payout
 from ..refunds.models import IN_FLIGHT, RefundRequest
 from ..refunds.services import RETRY_DELAYS as REFUND_RETRIES
-from ..refunds.services import execute_refund
+from ..refunds.services import execute_refund, sync_refunds
 from ..webhooks.models import StripeEvent
 from ..webhooks.services import receive_event
 
@@ -49,6 +49,11 @@ MAX_IDLE = timedelta(days=30)  # payments unchanged for longer are no longer che
 # Their due time: out of the way of the index walk of those due (see _claim).
 LEFT_ALONE = datetime(9999, 12, 31, tzinfo=UTC)
 BACKFILL_PAGE = 100  # events per query (Stripe's page size)
+# Refunds made at Stripe whose webhook was lost: the refunds of payments paid within the
+# window are compared with ours, in turns, each at most once an interval, so many a run.
+REFUND_WINDOW = timedelta(days=180)
+REFUND_INTERVAL = timedelta(hours=1)
+REFUND_CHECKS = 200
 
 
 @dataclass
@@ -60,6 +65,9 @@ class Reconciled:
     refunds_requeued: int = 0
     payouts_requeued: int = 0
     outbox_queued: int = 0
+    refunds_compared: int = 0  # payments whose refunds at Stripe were compared with ours
+    refunds_imported: int = 0  # refunds found at Stripe only, now mirrored
+    refunds_unread: int = 0  # Stripe could not be asked (logged); their turn comes again
 
 
 def reconcile(older_than_minutes: int = 10, limit: int | None = 500,
@@ -99,6 +107,7 @@ def reconcile(older_than_minutes: int = 10, limit: int | None = 500,
             continue
         out.payments_checked += 1
         out.payments_changed += outcome == "changed"
+    _compare_refunds(out, deadline, REFUND_CHECKS if limit is not None else None)
     cutoff = utcnow() - timedelta(minutes=older_than_minutes)
     stuck = db.session.scalars(sa.select(RefundRequest.id).where(
         RefundRequest.status.in_(IN_FLIGHT), RefundRequest.updated_at < cutoff)).all()
@@ -111,6 +120,68 @@ def reconcile(older_than_minutes: int = 10, limit: int | None = 500,
     out.refunds_requeued, out.payouts_requeued = len(stuck), len(payouts)
     out.outbox_queued = outbox.sweep()
     return out
+
+
+def _compare_refunds(out: Reconciled, deadline: float, limit: int | None) -> None:
+    """Import the refunds Stripe holds and we do not (made in its dashboard, their webhook
+    lost), with the webhook's effects: the remainder, the vendors' split lines (before their
+    next payout), the audit log. Each payment in a transaction of its own."""
+    with phase():  # claimed (their turn moved) before Stripe is called
+        due = _claim_refund_checks(utcnow(), limit)
+    for n, (payment_id, intent_id) in enumerate(due):
+        if n and time.monotonic() > deadline:
+            with phase():  # the rest keep their place in the line
+                db.session.execute(_SET_REFUNDS_CHECKED, [
+                    {"payment_id": pid, "at": None} for pid, _ in due[n:]])
+            break
+        known = sa.select(sa.func.count()).select_from(RefundRequest).where(
+            RefundRequest.payment_id == payment_id)
+        try:
+            with phase():
+                before = db.session.scalar(known)
+                sync_refunds(intent_id)
+                out.refunds_imported += db.session.scalar(known) - before
+        except gateway.GatewayError as exc:
+            log.warning("reconcile: refunds of payment %s not read from Stripe: %s",
+                        payment_id, exc)
+            out.refunds_unread += 1
+            continue
+        except Exception:  # one bad payment must not stop the others
+            log.exception("reconcile: refunds of payment %s", payment_id)
+            out.refunds_unread += 1
+            continue
+        out.refunds_compared += 1
+
+
+def _claim_refund_checks(now: datetime, limit: int | None) -> list[tuple[uuid.UUID, str]]:
+    """The succeeded payments whose refunds to compare now: never compared first, then
+    those compared longest ago (not within REFUND_INTERVAL); their turn moves to now.
+    Payments paid before REFUND_WINDOW leave the line for good (their refunds still come by
+    webhook or backfill)."""
+    line = sa.select(Payment.id, Payment.stripe_payment_intent_id, Payment.succeeded_at).where(
+        Payment.status == "succeeded")
+    rows = db.session.execute(line.where(Payment.refunds_checked_at.is_(None))
+                              .limit(limit)).all()
+    if limit is None or len(rows) < limit:
+        rows += db.session.execute(
+            line.where(Payment.refunds_checked_at < now - REFUND_INTERVAL)
+            .order_by(Payment.refunds_checked_at)
+            .limit(None if limit is None else limit - len(rows))).all()
+    due = [(r.id, r.stripe_payment_intent_id) for r in rows if r.stripe_payment_intent_id
+           and r.succeeded_at is not None and r.succeeded_at >= now - REFUND_WINDOW]
+    if rows:
+        keep = {pid for pid, _ in due}
+        db.session.execute(_SET_REFUNDS_CHECKED, [
+            {"payment_id": r.id, "at": now if r.id in keep else LEFT_ALONE} for r in rows])
+    return due
+
+
+# A turn is bookkeeping, not a change of the payment: updated_at stays (as in _SET_DUE).
+_SET_REFUNDS_CHECKED = (
+    sa.update(Payment.__table__).where(Payment.__table__.c.id == sa.bindparam("payment_id"))
+    .values(refunds_checked_at=sa.bindparam(
+        "at", type_=Payment.__table__.c.refunds_checked_at.type),
+        updated_at=Payment.__table__.c.updated_at))
 
 
 @dataclass(frozen=True)
