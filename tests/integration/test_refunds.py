@@ -543,3 +543,31 @@ def test_a_refund_failing_after_it_succeeded_gives_the_money_back_to_the_remaind
         sale = next(line for line in mine if line.kind == "sale")
         assert sum(line.gross for line in mine) == sale.gross
     assert "refund.failed" in db.session.scalars(sa.select(AuditEntry.action)).all()
+
+
+def test_refund_events_out_of_order_end_in_stripes_state(client, people, sandbox,
+                                                          stripe_client):
+    """Issue 17, item 8: a refund made in Stripe's dashboard that the bank then refuses; its
+    events arrive shuffled, `refund.updated` (failed) before `refund.created` (whose payload
+    still says succeeded). Each handler reads the refunds as Stripe holds them now, so the
+    order changes nothing: one imported request, failed, and the whole payment refundable."""
+    import urllib.request
+
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    created = stripe_client.v1.refunds.create(params={
+        "payment_intent": payment.stripe_payment_intent_id, "amount": 4000})
+    hook = urllib.request.Request(f"{sandbox.url}/_sandbox/refunds/{created.id}/fail",
+                                  data=b"failure_reason=lost_or_stolen_card",
+                                  headers={"Authorization": "Bearer sk_test_portal"},
+                                  method="POST")
+    with urllib.request.urlopen(hook, timeout=10) as r:  # noqa: S310 - loopback
+        assert r.status == 200
+    updated = stripe_client.v1.refunds.retrieve(created.id)
+    post_event(client, "refund.updated", updated.to_dict())
+    post_event(client, "refund.created", created.to_dict())  # stale: "succeeded"
+    db.session.expire_all()
+    [request] = db.session.scalars(sa.select(RefundRequest)).all()
+    assert (request.source, request.status, request.amount) == ("stripe", "failed", 4000)
+    payment = fresh(payment)
+    assert payment.amount_refunded == 0 and refunds.remaining(payment) == payment.amount
+    assert sum(line.gross for line in lines(payment)) == payment.amount  # vendors whole
