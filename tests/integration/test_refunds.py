@@ -4,6 +4,7 @@ the remainder under concurrency, bulk decisions, split lines, and the refund API
 from __future__ import annotations
 
 import threading
+import urllib.request
 import uuid
 
 import pytest
@@ -512,10 +513,19 @@ def test_queue_filters_by_status_and_date(client, people, stripe_client):
     assert "refund.rejected" in audit and "ada@example.test" in audit
 
 
+def fail_at_the_bank(sandbox, refund_id: str, reason: str) -> None:
+    """The bank refuses a refund after it succeeded, as Stripe reports asynchronously (the
+    sandbox's hook)."""
+    hook = urllib.request.Request(f"{sandbox.url}/_sandbox/refunds/{refund_id}/fail",
+                                  data=f"failure_reason={reason}".encode(),
+                                  headers={"Authorization": "Bearer sk_test_portal"},
+                                  method="POST")
+    with urllib.request.urlopen(hook, timeout=10) as r:  # noqa: S310 - loopback
+        assert r.status == 200
+
+
 def test_a_refund_failing_after_it_succeeded_gives_the_money_back_to_the_remainder(
         client, people, sandbox, stripe_client):
-    import urllib.request
-
     payment = pay(stripe_client, people["customer"], people["vendor"], amounts=(6667,),
                   vendor2=people["vendor2"])
     with committed():
@@ -525,13 +535,7 @@ def test_a_refund_failing_after_it_succeeded_gives_the_money_back_to_the_remaind
     db.session.expire_all()
     refund_id = db.session.get(RefundRequest, request.id).stripe_refund_id
     assert fresh(payment).amount_refunded == 5000
-    # The bank refuses it later, as Stripe reports asynchronously (the sandbox's hook).
-    hook = urllib.request.Request(f"{sandbox.url}/_sandbox/refunds/{refund_id}/fail",
-                                  data=b"failure_reason=expired_or_canceled_card",
-                                  headers={"Authorization": "Bearer sk_test_portal"},
-                                  method="POST")
-    with urllib.request.urlopen(hook, timeout=10) as r:  # noqa: S310 - loopback
-        assert r.status == 200
+    fail_at_the_bank(sandbox, refund_id, "expired_or_canceled_card")
     post_event(client, "refund.failed", stripe_client.v1.refunds.retrieve(refund_id).to_dict())
     db.session.expire_all()
     failed = db.session.get(RefundRequest, request.id)
@@ -551,17 +555,10 @@ def test_refund_events_out_of_order_end_in_stripes_state(client, people, sandbox
     events arrive shuffled, `refund.updated` (failed) before `refund.created` (whose payload
     still says succeeded). Each handler reads the refunds as Stripe holds them now, so the
     order changes nothing: one imported request, failed, and the whole payment refundable."""
-    import urllib.request
-
     payment = pay(stripe_client, people["customer"], people["vendor"])
     created = stripe_client.v1.refunds.create(params={
         "payment_intent": payment.stripe_payment_intent_id, "amount": 4000})
-    hook = urllib.request.Request(f"{sandbox.url}/_sandbox/refunds/{created.id}/fail",
-                                  data=b"failure_reason=lost_or_stolen_card",
-                                  headers={"Authorization": "Bearer sk_test_portal"},
-                                  method="POST")
-    with urllib.request.urlopen(hook, timeout=10) as r:  # noqa: S310 - loopback
-        assert r.status == 200
+    fail_at_the_bank(sandbox, created.id, "lost_or_stolen_card")
     updated = stripe_client.v1.refunds.retrieve(created.id)
     post_event(client, "refund.updated", updated.to_dict())
     post_event(client, "refund.created", created.to_dict())  # stale: "succeeded"
