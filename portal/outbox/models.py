@@ -11,7 +11,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from ..extensions import db
 from ..models_base import IdMixin, UTCDateTime, utcnow
 
-KINDS = ("order_notification", "receipt_email")
+# refund_email: the customer is told a refund succeeded or failed; admin_alert: admins are
+# e-mailed about what needs a person (a refund that failed after it had succeeded).
+KINDS = ("order_notification", "receipt_email", "refund_email", "admin_alert")
 # pending → sent; or given_up (24 h of failures; flagged to admins); or kept (a receipt with
 # no SMTP server configured: it stays in the local outbox for admins to see).
 STATUSES = ("pending", "sent", "given_up", "kept")

@@ -7,6 +7,9 @@ hours (from the message's creation, or from an admin's "Try again").
   and queues their delivery in the same transaction: a job each, started after the commit
   (portal.jobs: RQ, or in-process after the request without Redis). The unique
   ``dedupe_key`` makes a second write of the same outcome a no-op that queues nothing.
+- ``record_refund_outcome`` (called under the payment's row lock when a refund succeeds or
+  fails) adds the customer's refund notice, and, for a refund that failed after it had
+  succeeded, an alert to every admin; once each (the same dedupe keys).
 - ``sweep`` (rq cron, every minute) queues whatever is due (retries, and messages whose
   queueing was lost with Redis).
 - The order service gets ``Idempotency-Key: <message id>``: if we crash after it answered and
@@ -29,6 +32,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from .. import jobs
+from ..auth.models import User
 from ..database import in_phases, insert_or_skip
 from ..extensions import db
 from ..models_base import utcnow
@@ -84,9 +88,40 @@ def record_payment_outcome(payment) -> list[str]:
             "to": order.customer.email, "name": order.customer.name or "",
             "orderNumber": order.number,
             "amount": format_minor(payment.amount, payment.currency),
-            "card": f"{(payment.card_brand or 'card').capitalize()} •••• {payment.card_last4}"
-            if payment.card_last4 else None,
+            "card": _card(payment),
             "receiptNumber": payment.receipt_number, "receiptUrl": payment.receipt_url}))
+    return _add(payment.id, rows)
+
+
+def _card(payment) -> str | None:
+    return (f"{(payment.card_brand or 'card').capitalize()} •••• {payment.card_last4}"
+            if payment.card_last4 else None)
+
+
+def record_refund_outcome(request, payment, *, was: str) -> list[str]:
+    """A refund request reached succeeded or failed (``was``: its status before): e-mail the
+    customer, once per outcome, with the amount and the card; a refund that failed after it
+    had succeeded (the bank returned it) also alerts every admin, since the customer expects
+    money that did not arrive. In the caller's transaction; returns the ids added."""
+    if request.status not in ("succeeded", "failed"):
+        return []
+    order = payment.order
+    amount = format_minor(request.refund_amount, request.currency)
+    rows = [("refund_email", f"refund_email:{request.id}:{request.status}", {
+        "to": order.customer.email, "name": order.customer.name or "",
+        "orderNumber": order.number, "amount": amount, "card": _card(payment),
+        "status": request.status, "failure": request.failure_message})]
+    if request.status == "failed" and was == "succeeded":
+        admins = db.session.scalars(sa.select(User.email).where(User.role == "admin")
+                                    .order_by(User.email)).all()
+        rows.append(("admin_alert", f"admin_alert:refund_failed:{request.id}", {
+            "to": list(admins),
+            "subject": f"Refund of {amount} for order #{order.number} failed after it succeeded",
+            "text": f"The refund {request.stripe_refund_id} of {amount} for order "
+                    f"#{order.number} ({order.customer.email}) was returned by the bank: "
+                    f"{request.failure_message or 'no reason given'}. The customer has been "
+                    "told; the amount is refundable again. Refund it another way or contact "
+                    "the customer."}))
     return _add(payment.id, rows)
 
 
@@ -118,7 +153,9 @@ def deliver(message_id: str, *, force: bool = False) -> str | None:
         return _Sending(msg.id, msg.kind, msg.payload, now)
 
     def call(s: _Sending) -> str:
-        return (_notify if s.kind == "order_notification" else _email)(s.message_id, s.payload)
+        if s.kind == "order_notification":
+            return _notify(s.message_id, s.payload)
+        return _email(*_MAILS[s.kind](s.payload))
 
     def apply(s: _Sending, outcome: str) -> str:
         msg = _locked(message_id)
@@ -177,18 +214,43 @@ def _notify(message_id: uuid.UUID, payload: dict) -> str:
     return "sent"
 
 
-def _email(_message_id: uuid.UUID, p: dict) -> str:
-    cfg = current_app.extensions["portal_config"]
-    if not cfg.SMTP_HOST:
-        return "kept"  # no mail server: admins read it in the local outbox
-    mail = EmailMessage()
-    mail["From"], mail["To"] = cfg.SMTP_FROM, p["to"]
-    mail["Subject"] = f"Your ShopSphere receipt {p['receiptNumber']}"
-    mail.set_content(
+def _receipt(p: dict) -> tuple[str | list[str], str, str]:
+    return p["to"], f"Your ShopSphere receipt {p['receiptNumber']}", (
         f"Hello {p['name']},\n\nWe received your payment of {p['amount']} for order "
         f"#{p['orderNumber']}{' with ' + p['card'] if p.get('card') else ''}.\n"
         f"Receipt: {p['receiptNumber']}{chr(10) + p['receiptUrl'] if p.get('receiptUrl') else ''}"
         "\n\nShopSphere\n")
+
+
+def _refund(p: dict) -> tuple[str | list[str], str, str]:
+    to = f" to your {p['card']}" if p.get("card") else ""
+    if p["status"] == "succeeded":
+        return p["to"], f"Your refund of {p['amount']} for order #{p['orderNumber']}", (
+            f"Hello {p['name']},\n\nWe refunded {p['amount']} for order #{p['orderNumber']}"
+            f"{to}. Depending on your bank, it shows on your statement within 5 to 10 "
+            "business days.\n\nShopSphere\n")
+    reason = f" ({p['failure'].replace('_', ' ')})" if p.get("failure") else ""
+    return p["to"], f"Your refund for order #{p['orderNumber']} could not be completed", (
+        f"Hello {p['name']},\n\nThe refund of {p['amount']} for order #{p['orderNumber']}"
+        f"{to} could not be completed by your bank{reason}. Our team has been told and will "
+        "contact you to return the money another way.\n\nShopSphere\n")
+
+
+def _alert(p: dict) -> tuple[str | list[str], str, str]:
+    return p["to"], f"[ShopSphere] {p['subject']}", p["text"] + "\n"
+
+
+_MAILS = {"receipt_email": _receipt, "refund_email": _refund, "admin_alert": _alert}
+
+
+def _email(to: str | list[str], subject: str, text: str) -> str:
+    cfg = current_app.extensions["portal_config"]
+    if not cfg.SMTP_HOST or not to:
+        return "kept"  # no mail server (or no admin yet): admins read it in the local outbox
+    mail = EmailMessage()
+    mail["From"], mail["To"] = cfg.SMTP_FROM, to if isinstance(to, str) else ", ".join(to)
+    mail["Subject"] = subject
+    mail.set_content(text)
     with smtplib.SMTP(cfg.SMTP_HOST, cfg.SMTP_PORT, timeout=TIMEOUT_S) as smtp:
         if cfg.SMTP_USER:
             smtp.starttls()

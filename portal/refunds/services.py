@@ -28,6 +28,7 @@ from ..ledger.models import Payment, SplitLine
 from ..models_base import parse_uuid, utcnow
 from ..money import amount_step, format_minor
 from ..orders.models import OrderItem
+from ..outbox.services import record_refund_outcome
 from .models import IN_FLIGHT, REASONS, STRIPE_REASONS, RefundRequest
 
 log = logging.getLogger(__name__)
@@ -342,9 +343,11 @@ def execute_refund(request_id: str, retry_later: bool = False) -> None:
             return None
         payment = _locked_payment(r.payment_id)
         request = db.session.get(RefundRequest, r.request_id)
-        request.status, request.failure_message = "failed", exc.message[:500]
+        was, request.status, request.failure_message = (request.status, "failed",
+                                                         exc.message[:500])
         audit("refund.failed", actor=None, payment_id=payment.id, refund_request_id=request.id,
               amount=request.refund_amount, currency=request.currency, note=exc.message)
+        record_refund_outcome(request, payment, was=was)
         return None
 
     error = in_phases(reserve, call, apply, failed=failed, failures=(gateway.GatewayError,))
@@ -383,14 +386,18 @@ def _mirror(payment: Payment, refund: gateway.Refund) -> None:
         audit("refund.imported", actor=None, payment_id=payment.id, refund_request_id=request.id,
               amount=refund.amount, currency=payment.currency, note=refund.id)
     request.stripe_refund_id = refund.id
-    new = _FROM_STRIPE.get(refund.status, "processing")
-    if new != request.status and new in _MAY_BECOME.get(request.status, ()):
+    new, was = _FROM_STRIPE.get(refund.status, "processing"), request.status
+    if new != was and new in _MAY_BECOME.get(was, ()):
         request.status = new
         if new == "failed":
             request.failure_message = refund.failure_reason or "the refund failed"
         audit(f"refund.{new}", actor=None, payment_id=payment.id, refund_request_id=request.id,
               amount=request.refund_amount, currency=request.currency,
               note=refund.failure_reason)
+        if new == "failed" and was == "succeeded":
+            log.warning("refund %s (%s) failed after it succeeded: %s; admins alerted",
+                        request.id, refund.id, request.failure_message)
+        record_refund_outcome(request, payment, was=was)  # the customer hears of it once
 
 
 def _recount(payment: Payment) -> None:

@@ -242,6 +242,15 @@ def test_refund_job_killed_after_stripe_answered_then_retried_makes_one_refund(
     assert fresh(payment).amount_refunded == 2500
 
 
+def fail_at_stripe(monkeypatch, gateway):
+    """Stripe refuses every refund asked for (a 400)."""
+    def refused(**_):
+        raise gateway.GatewayError("Charge ch_1 has been disputed.", code="charge_disputed",
+                                   stripe_status=400)
+
+    monkeypatch.setattr(gateway, "create_refund", refused)
+
+
 def test_stripe_refusing_the_refund_ends_the_request_failed(people, stripe_client,
                                                           monkeypatch):
     from portal import stripe_gateway as gateway
@@ -252,12 +261,7 @@ def test_stripe_refusing_the_refund_ends_the_request_failed(people, stripe_clien
                                          reason="other")
     with committed():
         refunds.approve(people["admin"], request.id, execute=False)
-
-    def refused(**_):
-        raise gateway.GatewayError("Charge ch_1 has been disputed.", code="charge_disputed",
-                                   stripe_status=400)
-
-    monkeypatch.setattr(gateway, "create_refund", refused)
+    fail_at_stripe(monkeypatch, gateway)
     with committed():
         refunds.execute_refund(str(request.id))
     db.session.expire_all()
@@ -568,3 +572,112 @@ def test_refund_events_out_of_order_end_in_stripes_state(client, people, sandbox
     payment = fresh(payment)
     assert payment.amount_refunded == 0 and refunds.remaining(payment) == payment.amount
     assert sum(line.gross for line in lines(payment)) == payment.amount  # vendors whole
+
+
+# --- notices to the customer and alerts to admins (issue 17, item 6) ------------------------
+
+class FakeSMTP:
+    """smtplib.SMTP as the outbox uses it; what it was given to send is kept in ``sent``."""
+
+    sent: list = []
+
+    def __init__(self, host, port, timeout):
+        self.host = host
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def send_message(self, mail):
+        FakeSMTP.sent.append(mail)
+
+
+@pytest.fixture
+def mailbox(app, test_app, monkeypatch):
+    """An SMTP server configured in both apps; returns the mails sent, as text, by subject."""
+    from portal.outbox import services as outbox
+
+    for a in (app, test_app):
+        monkeypatch.setattr(a.extensions["portal_config"], "SMTP_HOST", "mail.test")
+    monkeypatch.setattr(outbox.smtplib, "SMTP", FakeSMTP)
+    FakeSMTP.sent = []
+
+    def mails() -> dict[str, str]:
+        return {m["Subject"]: f"To: {m['To']}\n\n{m.get_content()}" for m in FakeSMTP.sent}
+    return mails
+
+
+def notices(payment, kind):
+    from portal.outbox.models import OutboxMessage
+
+    db.session.expire_all()
+    return list(db.session.scalars(sa.select(OutboxMessage).where(
+        OutboxMessage.payment_id == payment.id, OutboxMessage.kind == kind)
+        .order_by(OutboxMessage.created_at, OutboxMessage.dedupe_key)))
+
+
+def test_a_refund_that_succeeds_tells_the_customer_once_with_the_amount_and_the_card(
+        client, people, stripe_client, mailbox):
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    with committed():
+        request = refunds.request_refund(people["customer"], payment, amount=2500,
+                                         reason="other")
+    with committed():
+        refunds.approve(people["admin"], request.id)
+    refund_id = db.session.get(RefundRequest, request.id).stripe_refund_id
+    for _ in range(2):  # Stripe's events about it change nothing more
+        post_event(client, "refund.updated", stripe_client.v1.refunds.retrieve(refund_id)
+                   .to_dict())
+    [notice] = notices(payment, "refund_email")
+    assert (notice.payload["status"], notice.status) == ("succeeded", "sent")
+    assert not notices(payment, "admin_alert")
+    [(subject, text)] = [m for m in mailbox().items() if "refund" in m[0]]
+    assert subject == f"Your refund of $25.00 for order #{payment.order.number}"
+    assert "To: carol@example.test" in text and "We refunded $25.00 for order" in text
+    assert "to your Visa •••• 4242" in text
+
+
+def test_a_refund_failing_after_it_succeeded_tells_the_customer_and_alerts_the_admins(
+        client, people, sandbox, stripe_client, mailbox):
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    with committed():
+        request = refunds.request_refund(people["customer"], payment, amount=5000,
+                                         reason="other")
+    with committed():
+        refunds.approve(people["admin"], request.id)
+    refund_id = db.session.get(RefundRequest, request.id).stripe_refund_id
+    fail_at_the_bank(sandbox, refund_id, "expired_or_canceled_card")
+    failed = stripe_client.v1.refunds.retrieve(refund_id).to_dict()
+    post_event(client, "refund.failed", failed)
+    post_event(client, "refund.failed", failed)  # delivered twice: told once
+    told = notices(payment, "refund_email") + notices(payment, "admin_alert")
+    assert [(m.kind, m.payload.get("status"), m.status) for m in told] == [
+        ("refund_email", "succeeded", "sent"), ("refund_email", "failed", "sent"),
+        ("admin_alert", None, "sent")]
+    number, mails = payment.order.number, mailbox()
+    text = mails[f"Your refund for order #{number} could not be completed"]
+    assert "To: carol@example.test" in text and "The refund of $50.00" in text
+    assert "Visa •••• 4242" in text and "(expired or canceled card)" in text
+    text = mails[f"[ShopSphere] Refund of $50.00 for order #{number} failed after it succeeded"]
+    assert text.startswith("To: ada@example.test, alan@example.test\n")  # every admin
+    assert refund_id in text and "carol@example.test" in text
+
+
+def test_a_refund_stripe_refuses_tells_the_customer_without_alerting_admins(
+        people, stripe_client, monkeypatch):
+    from portal import stripe_gateway as gateway
+
+    payment = pay(stripe_client, people["customer"], people["vendor"])
+    with committed():
+        request = refunds.request_refund(people["customer"], payment, amount=2500,
+                                         reason="other")
+    with committed():
+        refunds.approve(people["admin"], request.id, execute=False)
+    fail_at_stripe(monkeypatch, gateway)
+    with committed():
+        refunds.execute_refund(str(request.id))
+    [notice] = notices(payment, "refund_email")
+    assert (notice.payload["status"], notice.payload["amount"]) == ("failed", "$25.00")
+    assert not notices(payment, "admin_alert")  # the admin queue shows it failed
