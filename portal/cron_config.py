@@ -17,6 +17,10 @@ cron.register(run, "default", args=("portal.api.idempotency.purge_expired",), in
 # new lines once a month has ended, and a run with nothing to pay creates nothing).
 cron.register(run, "payouts", args=("portal.payouts.cli.scheduled_run",), cron="0 2 * * 1",
               name="payout-run")
+# Payouts Stripe refused for lack of available balance: sent again once it covers them (also
+# on balance.available; a run with nothing waiting makes no Stripe call).
+cron.register(run, "payouts", args=("portal.payouts.services.resume_waiting",), interval=600,
+              name="resume-waiting-payouts")
 # Reconciliation: payments, refunds and payouts that webhooks left unsettled; due outbox
 # messages (retries, and those whose queueing was lost with Redis). A run stops checking
 # payments after 4 minutes (the rest wait for the next run); RQ's default job timeout is 3.

@@ -543,6 +543,14 @@ def transfers_in_group(transfer_group: str) -> list[Transfer]:
                                           {"transfer_group": transfer_group, "limit": 10})]
 
 
+def available_balance() -> dict[str, int]:
+    """The platform's available balance by currency (lower case, minor units) as Stripe holds
+    it now: what transfers can be paid out of."""
+    balance = _call(_client().v1.balance.retrieve)
+    return {str(_get(b, "currency")).lower(): int(_get(b, "amount"))
+            for b in _get(balance, "available") or []}
+
+
 @dataclass(frozen=True)
 class Event:
     id: str

@@ -8,6 +8,7 @@ import hmac
 import json
 import re
 import time
+import uuid
 
 from portal import jobs
 from portal.auth.services import create_user, issue_token
@@ -84,6 +85,15 @@ def event_body(event_id: str, event_type: str, obj: dict) -> bytes:
         "created": int(time.time()), "livemode": False, "pending_webhooks": 1,
         "request": {"id": None, "idempotency_key": None}, "data": {"object": obj},
     }).encode()
+
+
+def post_event(client, event_type: str, obj: dict, event_id: str | None = None,
+               secret: str = "whsec_portal_tests"):
+    """POST a signed Stripe event (a new id unless given) to the webhook; the response."""
+    body = event_body(event_id or f"evt_{uuid.uuid4().hex[:14]}", event_type, obj)
+    return client.post("/api/payments/webhook", data=body,
+                       headers={"Stripe-Signature": sign(body, secret),
+                                "Content-Type": "application/json"})
 
 
 def truncate_all() -> None:

@@ -226,6 +226,10 @@ class Payout(IdMixin, TimestampMixin, db.Model):
         sa.Enum(*STATUSES, name="payout_status", native_enum=False,
                 create_constraint=True), default="pending", index=True)
     failure_reason: Mapped[str | None] = mapped_column(sa.String(500))
+    # Stripe refused the transfer for lack of available balance (a pending payout; the
+    # reason says so): since when it waits. payouts.resume_waiting queues it again, once,
+    # when Stripe's available balance covers it (balance.available, and every 10 minutes).
+    waiting_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     stripe_transfer_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
     # Part of the transfer's idempotency key: Stripe keeps a 500 answer under its key, so
     # after one the next attempt needs a new key (a transfer is first looked up by group).

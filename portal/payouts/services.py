@@ -38,6 +38,8 @@ from ..models_base import utcnow
 log = logging.getLogger(__name__)
 RETRY_DELAYS = (30, 120, 600, 1800, 3600)
 NOT_CONNECTED = "Waiting for the vendor to connect a Stripe account that can receive payouts."
+NO_FUNDS = ("Waiting for the platform's available balance at Stripe to cover it; sent again "
+            "automatically once it does. Stripe said: ")
 
 
 # --- Periods --------------------------------------------------------------------------------
@@ -250,7 +252,7 @@ def execute_payout(payout_id: str) -> None:
         if account is None or not account.ready:
             payout.status, payout.failure_reason = "pending", NOT_CONNECTED
             return None
-        payout.status, payout.failure_reason = "processing", None
+        payout.status, payout.failure_reason, payout.waiting_since = "processing", None, None
         return _Transfer(payout.id, payout.amount, payout.currency, account.stripe_account_id,
                          payout.transfer_attempt)
 
@@ -279,10 +281,16 @@ def execute_payout(payout_id: str) -> None:
                     .values(transfer_attempt=t.attempt + 1))
             return exc
         payout = _locked_payout(t.payout_id)
-        payout.status, payout.failure_reason = "failed", exc.message[:500]
         # Stripe keeps a refusal under its key for 24 h: a retry (after a top-up, or once the
         # account is fixed) needs a new one. The group is listed before any new transfer.
         payout.transfer_attempt = t.attempt + 1
+        if exc.stripe_code == "balance_insufficient":  # not the vendor's fault: wait
+            payout.status, payout.waiting_since = "pending", utcnow()
+            payout.failure_reason = (NO_FUNDS + exc.message)[:500]
+            audit("payout.waiting", actor=None, amount=t.amount, currency=t.currency,
+                  note=f"payout {payout_id}: {exc.message}")
+            return None
+        payout.status, payout.failure_reason = "failed", exc.message[:500]
         audit("payout.failed", actor=None, amount=t.amount, currency=t.currency,
               note=f"payout {payout_id}: {exc.message}")
         return None
@@ -290,6 +298,49 @@ def execute_payout(payout_id: str) -> None:
     error = in_phases(reserve, call, apply, failed=failed, failures=(gateway.GatewayError,))
     if error is not None:
         raise error
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    payout_id: uuid.UUID
+    currency: str
+    amount: int
+
+
+def resume_waiting() -> int:
+    """The job (balance.available, and rq cron every 10 minutes): queue again the payouts
+    waiting for funds that Stripe's available balance now covers, oldest first, in three
+    phases (database.in_phases): list them; read the balance (no Stripe call when none
+    waits); clear each one's wait with a conditional UPDATE and queue it. A payout is thus
+    queued once per wait, and a wait follows each refusal, which moved the transfer's
+    attempt (its idempotency key) on: each key is tried once. Returns how many."""
+    def reserve() -> list[_Waiting] | None:
+        return [_Waiting(p.id, p.currency, p.amount) for p in db.session.scalars(
+            sa.select(Payout).where(Payout.status == "pending", Payout.waiting_since.is_not(None))
+            .order_by(Payout.waiting_since, Payout.id))] or None
+
+    def call(_: list[_Waiting]) -> dict[str, int]:
+        return gateway.available_balance()
+
+    def apply(waiting: list[_Waiting], available: dict[str, int]) -> int:
+        queued = []
+        for w in waiting:
+            left = available.get(w.currency.lower(), 0)
+            if w.amount > left:
+                continue
+            if db.session.execute(
+                    sa.update(Payout).where(Payout.id == w.payout_id, Payout.status == "pending",
+                                            Payout.waiting_since.is_not(None))
+                    .values(waiting_since=None).execution_options(synchronize_session=False)
+            ).rowcount:
+                available[w.currency.lower()] = left - w.amount
+                queued.append((str(w.payout_id),))
+                audit("payout.resumed", actor=None, amount=w.amount, currency=w.currency,
+                      note=f"payout {w.payout_id}: the available balance covers it")
+        jobs.enqueue_each(execute_payout, queued, queue="payouts", retry=RETRY_DELAYS)
+        return len(queued)
+
+    return in_phases(reserve, call, apply) or 0
 
 
 # --- Connect onboarding ---------------------------------------------------------------------

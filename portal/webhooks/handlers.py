@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .. import jobs
 from ..cards.services import sync_default, sync_method
 from ..payments.services import sync_intent
-from ..payouts.services import sync_account
+from ..payouts.services import resume_waiting, sync_account
 from ..refunds.services import sync_refunds
 
 
@@ -50,6 +51,13 @@ def account_updated(event: dict) -> bool:
     return sync_account(event["data"]["object"]["id"])
 
 
+def balance_available(_event: dict) -> bool:
+    """Funds became available: payouts waiting for them are tried again (a job that reads
+    the balance as Stripe holds it now)."""
+    jobs.enqueue(resume_waiting, queue="payouts")
+    return True
+
+
 HANDLERS: dict[str, Callable[[dict], bool]] = {
     "payment_intent.succeeded": payment_intent_changed,
     "payment_intent.payment_failed": payment_intent_changed,
@@ -68,4 +76,5 @@ HANDLERS: dict[str, Callable[[dict], bool]] = {
     "charge.refunded": refund_changed,
     "charge.refund.updated": refund_changed,
     "account.updated": account_updated,
+    "balance.available": balance_available,
 }

@@ -5,7 +5,6 @@ fault tests are in tests/faults."""
 from __future__ import annotations
 
 import threading
-import uuid
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,17 +22,10 @@ from portal.payments.services import start_checkout
 from portal.reconciliation.services import backfill, reconcile
 from portal.webhooks.models import StripeEvent
 from tests.conftest import portal_env
-from tests.helpers import committed, event_body, login, make_order, sign
+from tests.helpers import committed, event_body, login, make_order, post_event, sign
 from tests.integration.api_support import card_pm, pay
 
 SECRET = "whsec_portal_tests"
-
-
-def post_event(client, event_type, obj, event_id=None):
-    body = event_body(event_id or f"evt_{uuid.uuid4().hex[:14]}", event_type, obj)
-    return client.post("/api/payments/webhook", data=body,
-                       headers={"Stripe-Signature": sign(body, SECRET),
-                                "Content-Type": "application/json"})
 
 
 def messages(payment, kind=None) -> list[OutboxMessage]:

@@ -14,13 +14,14 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from portal.audit.models import AuditEntry
 from portal.extensions import db
 from portal.ledger.models import Payout, PayoutRun, SplitLine, VendorAccount
 from portal.ledger.splits import open_payouts
 from portal.models_base import utcnow
 from portal.payouts import services as payouts
 from portal.refunds import services as refunds
-from tests.helpers import bearer, committed, login, paid_payment
+from tests.helpers import bearer, committed, login, paid_payment, post_event
 from tests.integration import api_support
 
 SOON = timedelta(seconds=5)
@@ -354,7 +355,8 @@ def test_a_refused_transfer_fails_with_stripes_reason_and_can_be_retried(
     run = run_now()
     hook = urllib.request.Request(
         f"{sandbox.url}/_sandbox/fail_next_transfers",
-        data=urllib.parse.urlencode({"count": 1, "status": "balance_insufficient"}).encode(),
+        data=urllib.parse.urlencode({"count": 1,
+                                     "status": "insufficient_capabilities_for_transfer"}).encode(),
         headers={"Authorization": "Bearer sk_test_portal"}, method="POST")
     with urllib.request.urlopen(hook, timeout=10):  # noqa: S310 - loopback
         pass
@@ -362,7 +364,7 @@ def test_a_refused_transfer_fails_with_stripes_reason_and_can_be_retried(
         payouts.approve_run(people["admin"], run.id)
     db.session.expire_all()
     payout = db.session.get(Payout, run.payouts[0].id)
-    assert payout.status == "failed" and "insufficient" in payout.failure_reason.lower()
+    assert payout.status == "failed" and "capabilit" in payout.failure_reason.lower()
     # Stripe keeps a refusal under its idempotency key for 24 h (so does the sandbox): the
     # retry must send another key, or it would get the same refusal back.
     assert payout.transfer_attempt == 1
@@ -426,11 +428,13 @@ def test_a_card_sale_waits_for_its_funds_before_it_is_paid_out(app, client, peop
         1800, 9000]
 
 
-def test_a_transfer_stripe_cannot_fund_fails_with_stripes_reason(people, stripe_client,
-                                                                  sandbox):
-    """The portal believes the funds available, Stripe does not (the platform paid them out
-    to its bank, say): Stripe's balance_insufficient, said as Stripe says it."""
-    ready_account(stripe_client, sandbox, people["vendor"])
+def test_a_transfer_stripe_cannot_fund_waits_and_is_sent_once_the_funds_come(
+        app, client, people, stripe_client, sandbox):
+    """Issue 17, item 3. The portal believes the funds available, Stripe does not (the
+    platform paid them out to its bank, say): Stripe's balance_insufficient. The payout
+    waits, says why, and is sent by itself once Stripe's available balance covers it, with
+    the next idempotency key, once, however often the news comes."""
+    account = ready_account(stripe_client, sandbox, people["vendor"])
     # 999,999.99 AUD: pending at Stripe, and more than this session's sandbox ever holds.
     payment = api_support.pay(stripe_client, people["customer"], people["vendor"],
                               amounts=(99_999_999,), currency="AUD")
@@ -442,8 +446,33 @@ def test_a_transfer_stripe_cannot_fund_fails_with_stripes_reason(people, stripe_
         payouts.approve_run(people["admin"], run.id)
     db.session.expire_all()
     payout = db.session.get(Payout, run.payouts[0].id)
-    assert payout.status == "failed"
-    assert payout.failure_reason.startswith("You have insufficient available funds")
+    assert (payout.status, payout.transfer_attempt) == ("pending", 1)
+    assert payout.waiting_since is not None
+    assert payout.failure_reason.startswith("Waiting for the platform's available balance")
+    assert "You have insufficient available funds" in payout.failure_reason
+    login(client, people["admin"].email)
+    page = client.get("/admin/payouts").text
+    assert "Waiting for funds" in page and "sent again automatically" in page
+
+    with committed():  # the schedule's check: still not enough, so nothing is sent
+        assert payouts.resume_waiting() == 0
+    assert not transfers_to(stripe_client, account.stripe_account_id)
+
+    sandbox.make_funds_available()
+    balance_event = {"object": "balance", "livemode": False,
+                     "available": [{"amount": 1, "currency": "aud"}], "pending": []}
+    for _ in range(2):  # two balance.available events: one transfer
+        assert post_event(client, "balance.available", balance_event).status_code == 200
+    db.session.expire_all()
+    payout = db.session.get(Payout, payout.id)
+    assert (payout.status, payout.waiting_since, payout.failure_reason) == ("paid", None, None)
+    [transfer] = transfers_to(stripe_client, account.stripe_account_id)
+    assert transfer.amount == payout.amount
+    with committed():
+        assert payouts.resume_waiting() == 0
+    actions = db.session.scalars(sa.select(AuditEntry.action)).all()
+    assert [actions.count(a) for a in ("payout.waiting", "payout.resumed", "payout.paid")] == [
+        1, 1, 1]
 
 
 def test_only_an_account_with_the_transfers_capability_is_paid(people, stripe_client, sandbox):

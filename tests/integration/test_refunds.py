@@ -15,7 +15,8 @@ from portal.extensions import db
 from portal.ledger.models import Payment, SplitLine
 from portal.refunds import services as refunds
 from portal.refunds.models import RefundRequest
-from tests.helpers import bearer, committed, event_body, login, sign
+from tests import helpers
+from tests.helpers import bearer, committed, login
 from tests.integration.api_support import pay
 
 SECRET = "whsec_portal_tests"
@@ -291,12 +292,8 @@ def test_stripe_unreachable_raises_so_the_job_is_retried(people, stripe_client, 
     assert refunds.remaining(fresh(payment)) == 7500  # still held for the retry
 
 
-def post_event(client, event_type, obj, event_id=None):
-    body = event_body(event_id or f"evt_{uuid.uuid4().hex[:12]}", event_type, obj)
-    r = client.post("/api/payments/webhook", data=body,
-                    headers={"Stripe-Signature": sign(body, SECRET),
-                             "Content-Type": "application/json"})
-    assert r.status_code == 200
+def post_event(client, event_type, obj):
+    assert helpers.post_event(client, event_type, obj).status_code == 200
 
 
 def test_refund_made_in_stripe_is_imported_and_lowers_the_remainder(client, people,

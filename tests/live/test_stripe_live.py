@@ -232,6 +232,12 @@ def test_a_transfer_out_of_available_funds_goes_through_once(connected):
     assert gateway.transfers_in_group(group) == [transfer]
 
 
+
+def test_funds_available_at_once_are_in_the_available_balance(app):
+    before = gateway.available_balance().get("usd", 0)
+    paid(amount=1000, card="pm_card_bypassPending")  # 4000000000000077: available at once
+    assert gateway.available_balance()["usd"] >= before + 1000 - 60  # Stripe's fee: < 60
+
 # --- events ----------------------------------------------------------------------------------
 
 def test_events_are_listed_and_webhooks_verified(app):
