@@ -98,6 +98,10 @@ class Config:
     # without an admin's approval.
     PAYOUT_SCHEDULE: str = "weekly"
     PAYOUT_AUTO_EXECUTE: bool = False
+    # A refund of a sale already paid out to the vendor: "carry" takes it from the vendor's
+    # next payouts (a negative balance until then; admins see vendors in debt); "reverse"
+    # also takes it back at once from the transfer that paid it (Stripe transfer reversal).
+    REFUND_AFTER_PAYOUT: str = "carry"
     # Receipt e-mails; without SMTP_HOST they stay in the local outbox (admins see them).
     SMTP_HOST: str = ""
     SMTP_PORT: int = 587
@@ -184,6 +188,10 @@ class Config:
         for name in ("ORDER_SERVICE_URL", "AUTH_SERVICE_URL"):
             if not getattr(self, name).startswith(("http://", "https://")):
                 raise ConfigError(f"{name} must be an http(s) URL")
+        self.REFUND_AFTER_PAYOUT = self.REFUND_AFTER_PAYOUT.lower()
+        if self.REFUND_AFTER_PAYOUT not in ("carry", "reverse"):
+            raise ConfigError(f"REFUND_AFTER_PAYOUT={self.REFUND_AFTER_PAYOUT!r} must be carry "
+                              "or reverse")
         self.PAYOUT_SCHEDULE = self.PAYOUT_SCHEDULE.lower()
         if self.PAYOUT_SCHEDULE not in ("weekly", "monthly"):
             raise ConfigError(f"PAYOUT_SCHEDULE={self.PAYOUT_SCHEDULE!r} must be weekly or "

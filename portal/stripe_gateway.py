@@ -552,6 +552,45 @@ def available_balance() -> dict[str, int]:
 
 
 @dataclass(frozen=True)
+class TransferState:
+    id: str
+    amount: int
+    amount_reversed: int
+
+
+def retrieve_transfer(transfer_id: str) -> TransferState:
+    tr = _call(_client().v1.transfers.retrieve, transfer_id)
+    return TransferState(tr["id"], int(tr["amount"]), int(tr.get("amount_reversed") or 0))
+
+
+@dataclass(frozen=True)
+class Reversal:
+    id: str
+    amount: int
+    metadata: dict[str, str]
+
+
+def _reversal(trr: dict) -> Reversal:
+    return Reversal(trr["id"], int(trr["amount"]), dict(_get(trr, "metadata") or {}))
+
+
+def reverse_transfer(transfer_id: str, *, amount: int, idempotency_key: str,
+                     metadata: dict[str, str]) -> Reversal:
+    """Take ``amount`` back from a connected account (a partial reversal of the transfer).
+    Stripe refuses more than the transfer still holds (400)."""
+    return _reversal(_call(_client().v1.transfers.reversals.create, transfer_id,
+                           params={"amount": amount, "metadata": metadata},
+                           options={"idempotency_key": idempotency_key}))
+
+
+def reversals_of(transfer_id: str) -> list[Reversal]:
+    """The transfer's reversals (to adopt one an earlier attempt made)."""
+    return [_reversal(r) for r in _listed(
+        lambda params: _client().v1.transfers.reversals.list(transfer_id, params=params),
+        {"limit": 100})]
+
+
+@dataclass(frozen=True)
 class Event:
     id: str
     type: str

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from ..auth.access import roles_required
@@ -16,6 +16,7 @@ from ..ledger.models import PERIODS
 from ..models_base import parse_uuid, utcnow
 from ..money import MoneyError, format_minor, parse_amount
 from ..outbox.models import STATUSES as OUTBOX_STATUSES
+from ..payouts import reversals
 from ..payouts import services as payouts
 from ..refunds import services as refunds
 from ..refunds.models import REFUND_STATUSES, RefundRequest
@@ -125,7 +126,9 @@ def audit_log():
 
 def _payouts_page():
     return render_template("admin/payouts.html", page=queries.payout_runs(**_pages()),
-                           not_connected=payouts.NOT_CONNECTED)
+                           not_connected=payouts.NOT_CONNECTED, now=utcnow(),
+                           debts=reversals.vendors_in_debt(),
+                           policy=current_app.extensions["portal_config"].REFUND_AFTER_PAYOUT)
 
 
 @bp.route("/payouts")

@@ -25,15 +25,19 @@ class Totals:
 
 
 def totals(vendor: User) -> list[Totals]:
-    """Per currency: sales, fees, refunds and net from the lines; paid vs not yet paid."""
+    """Per currency: sales, fees, refunds and net from the lines; paid vs not yet paid.
+    Paid is what the vendor kept: their paid payouts' transfers less what transfer reversals
+    took back (reversal lines, which are not earnings: net leaves them out)."""
     paid_line = sa.and_(SplitLine.payout_id == Payout.id, Payout.status == "paid")
+    reversal = SplitLine.kind == "reversal"
     rows = db.session.execute(
         sa.select(SplitLine.currency,
                   sa.func.sum(sa.case((SplitLine.kind == "sale", SplitLine.gross), else_=0)),
                   sa.func.sum(SplitLine.fee),
                   sa.func.sum(sa.case((SplitLine.kind == "refund", SplitLine.gross), else_=0)),
-                  sa.func.sum(SplitLine.net),
-                  sa.func.sum(sa.case((Payout.status == "paid", SplitLine.net), else_=0)))
+                  sa.func.sum(sa.case((reversal, 0), else_=SplitLine.net)),
+                  sa.func.sum(sa.case((Payout.status == "paid", SplitLine.net), else_=0))
+                  - sa.func.sum(sa.case((reversal, SplitLine.net), else_=0)))
         .outerjoin(Payout, paid_line)
         .where(SplitLine.vendor_id == vendor.id)
         .group_by(SplitLine.currency).order_by(SplitLine.currency)).all()
@@ -49,7 +53,8 @@ def daily_net(vendor: User, days: int, today: date) -> list[tuple[date, dict[str
     day = sa.func.date(SplitLine.created_at)
     rows = db.session.execute(
         sa.select(day, SplitLine.currency, sa.func.sum(SplitLine.net))
-        .where(SplitLine.vendor_id == vendor.id, SplitLine.created_at >= start)
+        .where(SplitLine.vendor_id == vendor.id, SplitLine.created_at >= start,
+               SplitLine.kind != "reversal")
         .group_by(day, SplitLine.currency)).all()
     by_day: dict[str, dict[str, int]] = {}
     for d, currency, net in rows:

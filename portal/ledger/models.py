@@ -108,13 +108,18 @@ class Payment(IdMixin, TimestampMixin, db.Model):
         return "refunded" if self.amount_refunded >= self.amount else "partially_refunded"
 
 
-SPLIT_KINDS = ("sale", "refund")
+# sale: the vendor's share of a payment; refund: what a refund took back from it (negative);
+# reversal: what a Stripe transfer reversal took back from the vendor for a refund line whose
+# sale was already paid out (positive: it settles that refund line, so the next payout does
+# not take it again; not earnings, so the vendor's totals leave it out of their net).
+SPLIT_KINDS = ("sale", "refund", "reversal")
 SALE = sa.text("kind = 'sale'")
 
 
 class SplitLine(IdMixin, db.Model):
-    """A vendor's share of a payment (kind "sale"), or what a refund took back from it
-    (kind "refund", negative). Lines are never changed, only added (payouts group them)."""
+    """A vendor's share of a payment (kind "sale"), what a refund took back from it (kind
+    "refund", negative), or what a transfer reversal recovered of such a refund line (kind
+    "reversal"). Lines are never changed, only added (payouts group them)."""
 
     __tablename__ = "split_lines"
     __table_args__ = (
@@ -138,6 +143,11 @@ class SplitLine(IdMixin, db.Model):
     gross: Mapped[int] = mapped_column(sa.BigInteger)
     fee: Mapped[int] = mapped_column(sa.BigInteger)
     net: Mapped[int] = mapped_column(sa.BigInteger)
+    # A reversal line: the refund line it settles (one reversal per refund line at most) and
+    # the Stripe transfer reversal (trr_...) that recovered the money.
+    reverses_line_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("split_lines.id"), unique=True)
+    stripe_reversal_id: Mapped[str | None] = mapped_column(sa.String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # A sale line: when Stripe makes the payment's funds available (payouts wait for it: a
     # transfer needs available balance). None: a refund line, or a line from before this

@@ -119,7 +119,7 @@ def sync_refund_lines(payment: Payment, refund_request_id: uuid.UUID | None = No
                              amount_step(payment.currency))
     new = []
     for sale, (gross_back, fee_back) in zip(sales, targets, strict=True):
-        given = [line for line in lines if line.kind != "sale" and
+        given = [line for line in lines if line.kind == "refund" and
                  line.vendor_id == sale.vendor_id]
         d_gross = -gross_back - sum(line.gross for line in given)
         d_fee = -fee_back - sum(line.fee for line in given)

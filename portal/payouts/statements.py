@@ -133,9 +133,10 @@ def statement_lines(vendor: User, start: datetime, end: datetime) -> Iterator[St
 
 
 def totals(lines: list[StatementLine]) -> dict[str, tuple[int, int, int]]:
-    """Per currency (sorted): the lines' gross, fee and net sums."""
+    """Per currency (sorted): the earnings' gross, fee and net sums (sale and refund lines; a
+    reversal line is listed, as money taken back by Stripe, but is not earnings)."""
     sums: dict[str, tuple[int, int, int]] = {}
-    for line in lines:
+    for line in (line for line in lines if line.kind != "reversal"):
         gross, fee, net = sums.get(line.currency, (0, 0, 0))
         sums[line.currency] = (gross + line.gross, fee + line.fee, net + line.net)
     return dict(sorted(sums.items()))

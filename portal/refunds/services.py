@@ -29,6 +29,7 @@ from ..models_base import parse_uuid, utcnow
 from ..money import amount_step, format_minor
 from ..orders.models import OrderItem
 from ..outbox.services import record_refund_outcome
+from ..payouts.reversals import queue_reversals
 from .models import IN_FLIGHT, REASONS, STRIPE_REASONS, RefundRequest
 
 log = logging.getLogger(__name__)
@@ -407,6 +408,8 @@ def _recount(payment: Payment) -> None:
     payment.amount_refunded = int(succeeded)
     db.session.flush()
     splits.sync_refund_lines(payment)
+    db.session.flush()
+    queue_reversals(payment.id)  # REFUND_AFTER_PAYOUT=reverse: from the vendors' transfers
 
 
 def sync_refunds(payment_intent_id: str | None) -> bool:

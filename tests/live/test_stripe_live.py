@@ -232,6 +232,18 @@ def test_a_transfer_out_of_available_funds_goes_through_once(connected):
     assert gateway.transfers_in_group(group) == [transfer]
 
 
+def test_a_transfer_is_reversed_in_part_once_per_key(connected):
+    paid(amount=1000, card="pm_card_bypassPending")
+    group = key()
+    transfer = gateway.create_transfer(amount=500, currency="usd", destination=connected.id,
+                                       transfer_group=group, description="Live suite",
+                                       idempotency_key=group)
+    args = {"amount": 200, "idempotency_key": f"{group}-r", "metadata": {"splitLineId": group}}
+    reversal = gateway.reverse_transfer(transfer.id, **args)
+    assert gateway.reverse_transfer(transfer.id, **args) == reversal
+    assert gateway.reversals_of(transfer.id) == [reversal]
+    assert gateway.retrieve_transfer(transfer.id) == gateway.TransferState(transfer.id, 500, 200)
+
 
 def test_funds_available_at_once_are_in_the_available_balance(app):
     before = gateway.available_balance().get("usd", 0)

@@ -25,7 +25,7 @@ def raises_naming(message: str):
 
 def test_defaults_talk_to_the_sandbox_on_sqlite():
     c = Config.from_env({})
-    assert c.PORT == 3006 and c.PLATFORM_FEE_PERCENT == 10
+    assert c.PORT == 3006 and c.PLATFORM_FEE_PERCENT == 10 and c.REFUND_AFTER_PAYOUT == "carry"
     assert c.DATABASE_URL.startswith("sqlite:///") and "instance" in c.DATABASE_URL
     assert c.STRIPE_API_BASE == "http://127.0.0.1:8420"
     assert c.STRIPE_JS_URL == "http://127.0.0.1:8420/js.stripe.com/v3/"
@@ -64,6 +64,8 @@ def test_postgres_urls_use_psycopg3():
         ({"STRIPE_SECRET_KEY": "nope"}, "STRIPE_SECRET_KEY must start with"),
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"REFUND_AFTER_PAYOUT": "forgive"},
+         "REFUND_AFTER_PAYOUT='forgive' must be carry or reverse"),
     ],
 )
 def test_bad_values_name_the_variable(env, message):
