@@ -318,6 +318,26 @@ def confirm_payment_intent(intent_id: str, *, payment_method: str, return_url: s
     return _intent(pi)
 
 
+def cancel_payment_intent(intent_id: str, *, reason: str, idempotency_key: str) -> Intent:
+    """Cancel a PaymentIntent that can no longer be paid (``reason``: Stripe's
+    cancellation_reason, e.g. "abandoned", "duplicate"); a held authorization is released.
+    Stripe refuses (400 payment_intent_unexpected_state) once it succeeded or was canceled."""
+    return _intent(_call(_client().v1.payment_intents.cancel, intent_id,
+                         params={"cancellation_reason": reason, "expand": _EXPAND},
+                         options={"idempotency_key": idempotency_key}))
+
+
+def payment_intents_with(key: str, value: str, *, created_from: int,
+                         created_to: int) -> list[Intent]:
+    """The PaymentIntents created within [created_from, created_to] (Unix time) whose
+    metadata ``key`` is ``value``: those made for one of our records whose id was lost.
+    A plain list, read page by page (Stripe's list is consistent at once, unlike its Search
+    API); the charge and card are not expanded (retrieve the one you keep)."""
+    listed = _listed(_client().v1.payment_intents.list,
+                     {"created": {"gte": created_from, "lte": created_to}, "limit": 100})
+    return [_intent(pi) for pi in listed if (_get(pi, "metadata") or {}).get(key) == value]
+
+
 # --- Customers and saved payment methods --------------------------------------------------
 
 def create_customer(*, email: str, name: str, metadata: dict[str, str],

@@ -146,7 +146,15 @@ def _reserve_checkout(order: Order, origin: _Origin, card: str | None) -> _Reser
     if order.status != "unpaid":
         paid = payment_of_order(order) if order.status == "paid" else None
         raise AlreadyPaid(paid) if paid else CheckoutError("This order can no longer be paid.")
-    payment = payment_of_order(order) or _insert_payment(order, origin)
+    payment = payment_of_order(order)
+    if payment is None:
+        payment = _insert_payment(order, origin)
+    elif payment.stripe_payment_intent_id is None:
+        # A new try at creating its intent (an earlier one failed, or its process died): its
+        # time bounds where reconciliation looks at Stripe for an intent whose id was lost,
+        # and the payment is back in reconciliation's line (one with no intent at Stripe is
+        # otherwise left alone: reconciliation.services).
+        payment.updated_at, payment.reconcile_due_at = utcnow(), None
     cmap = cards.customer_of(order.customer_id)
     customer = cmap.stripe_customer_id if cmap else None
     return _Reserved(
@@ -212,6 +220,19 @@ def _apply_checkout(r: _Reserved, intent: gateway.Intent) -> Checkout | None:
         # after a quarter of the checkout's age (reconciliation.services).
         payment.updated_at, payment.reconcile_due_at = utcnow(), None
     return Checkout(payment, intent)
+
+
+def adopt_intent(payment_id: uuid.UUID, intent: gateway.Intent) -> Payment | None:
+    """Store ``intent``, found at Stripe, on a payment that lost it (the process died between
+    Stripe's answer and the checkout's third phase) and apply its state, with the same effects
+    as the webhook (the sale, the receipt, the outbox). None when the payment holds another
+    intent by now (its customer came back and the checkout stored one). The caller commits."""
+    payment = _locked(payment_id)
+    if payment.stripe_payment_intent_id not in (None, intent.id):
+        return None
+    payment.stripe_payment_intent_id = intent.id
+    _settle_locked(payment, intent)
+    return payment
 
 
 def _use_card(intent: gateway.Intent, payment_method: str,

@@ -33,7 +33,9 @@ def reconcile_command(minutes: int, every: bool) -> None:
                f"refunds queued {r.refunds_requeued}; payouts queued {r.payouts_requeued}; "
                f"outbox messages queued {r.outbox_queued}; refunds of {r.refunds_compared} "
                f"payments compared with Stripe's, {r.refunds_imported} imported"
-               + (f", {r.refunds_unread} not read" if r.refunds_unread else ""))
+               + (f", {r.refunds_unread} not read" if r.refunds_unread else "")
+               + f"; lost intents: {r.intents_linked} found and linked, "
+                 f"{r.intents_canceled} canceled at Stripe, {r.intents_missing} not at Stripe")
 
 
 @events_cli.command("backfill")

@@ -1,9 +1,10 @@
 """Reconciliation: whatever webhooks did not settle is settled from Stripe's own state.
 
 - ``reconcile`` (`flask --app wsgi reconcile`, and rq cron every 5 minutes): payments still
-  not final after N minutes are re-read from Stripe and settled; refunds and payouts stuck
-  in flight are queued again (their idempotency keys make that safe); due outbox messages
-  are queued.
+  not final after N minutes are re-read from Stripe and settled (one whose intent id was lost
+  in a crash is linked to the intent Stripe made for it, or that intent is canceled); refunds
+  and payouts stuck in flight are queued again (their idempotency keys make that safe); due
+  outbox messages are queued.
 - ``backfill`` (`flask --app wsgi events backfill --since DATE`): lists Stripe's events (it
   keeps 30 days), the platform's and each vendor's connected account's, and stores and
   processes those we never received.
@@ -27,13 +28,14 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import jobs
 from .. import stripe_gateway as gateway
+from ..audit.services import audit
 from ..cards.services import sync_method
 from ..database import in_phases, phase
 from ..extensions import db
 from ..ledger.models import NOT_FINAL, Payment, Payout, VendorAccount
 from ..models_base import utcnow
 from ..outbox import services as outbox
-from ..payments.services import settle
+from ..payments.services import adopt_intent, settle
 from ..payouts.services import RETRY_DELAYS as PAYOUT_RETRIES
 from ..payouts.services import execute_payout
 from ..refunds.models import IN_FLIGHT, RefundRequest
@@ -54,6 +56,21 @@ BACKFILL_PAGE = 100  # events per query (Stripe's page size)
 REFUND_WINDOW = timedelta(days=180)
 REFUND_INTERVAL = timedelta(hours=1)
 REFUND_CHECKS = 200
+# Payments without their PaymentIntent (the process died between Stripe's answer and storing
+# the id, or the answer was lost): looked up at Stripe once their last checkout is surely over
+# (a request lasts at most gunicorn's timeout, a minute), whatever --minutes says; among the
+# intents created from their reservation (or, when retried, from one idempotency-key window
+# before the last try: Stripe keeps a key at least 24 h, and a try only gets back an intent
+# made under its key) to the last try, give or take a margin for the clocks and the request.
+ORPHAN_AFTER = timedelta(minutes=5)
+ORPHAN_MARGIN = timedelta(minutes=5)
+KEY_WINDOW = timedelta(days=2)
+# Which intent a payment keeps when Stripe holds several (tries with other parameters): the one
+# that took money first, then the furthest along, then the newest; canceled ones last.
+_KEEP_FIRST = ("succeeded", "processing", "requires_capture", "requires_action",
+               "requires_confirmation", "requires_payment_method", "canceled")
+CANCELABLE = ("requires_payment_method", "requires_confirmation", "requires_action",
+              "requires_capture")
 
 
 @dataclass
@@ -68,6 +85,11 @@ class Reconciled:
     refunds_compared: int = 0  # payments whose refunds at Stripe were compared with ours
     refunds_imported: int = 0  # refunds found at Stripe only, now mirrored
     refunds_unread: int = 0  # Stripe could not be asked (logged); their turn comes again
+    # Payments whose intent id was lost (counted in payments_checked too):
+    intents_linked: int = 0  # the intent Stripe made for it found and stored (and applied)
+    intents_canceled: int = 0  # intents canceled at Stripe: the order is no longer payable,
+    # or another intent of the same payment was kept
+    intents_missing: int = 0  # none at Stripe: left for the customer's next try
 
 
 def reconcile(older_than_minutes: int = 10, limit: int | None = 500,
@@ -82,22 +104,23 @@ def reconcile(older_than_minutes: int = 10, limit: int | None = 500,
     alone (a customer coming back to pay touches theirs: see ``payments.services``).
     ``every``: all payments not final, due or not (an operator's `reconcile --all`). A run
     stops after ``budget_seconds`` (the rest wait for the next run) so it ends well within
-    its job timeout.
+    its job timeout. A payment without its intent (lost in a crash) is looked up at Stripe:
+    see ``_adopt``.
     """
     out = Reconciled()
     now = utcnow()
     deadline = time.monotonic() + budget_seconds
     with phase():  # claimed (their next turn set) before Stripe is called
         due = _claim(now, now - timedelta(minutes=older_than_minutes), limit, every)
-    for n, (payment_id, _) in enumerate(due):
+    for n, (payment_id, _, intent_id) in enumerate(due):
         if n and time.monotonic() > deadline:
             # The rest are due again at once: give them back their turn.
             with phase():
                 db.session.execute(_SET_DUE, [{"payment_id": pid, "due": None}
-                                              for pid, _ in due[n:]])
+                                              for pid, *_ in due[n:]])
             break
         try:
-            outcome = _check(payment_id)
+            outcome = _check(payment_id) if intent_id else _adopt(payment_id, out)
         except Exception:  # one bad payment must not stop the others
             log.exception("reconcile: payment %s", payment_id)
             out.payments_failed += 1
@@ -239,13 +262,155 @@ def _mirror_saved_card(payment_id: uuid.UUID, intent: gateway.Intent) -> None:
                     exc_info=True)
 
 
+# --- Payments whose intent id was lost ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Orphan:
+    payment_id: uuid.UUID
+    status: str
+    payable: bool  # its order can still be paid; if not, an unpaid intent is canceled
+    created_from: int  # the intents made for it were created within these (Unix time)
+    created_to: int
+
+
+@dataclass(frozen=True)
+class _Found:
+    keep: gateway.Intent | None  # the one to store on the payment; None: Stripe made none
+    canceled: bool  # ``keep`` was canceled at Stripe by this run
+    others: tuple[gateway.Intent, ...]  # other intents made for the payment
+
+
+def _adopt(payment_id: uuid.UUID, out: Reconciled) -> str:
+    """A payment not final without its intent id: the process died between Stripe's answer
+    and the checkout's third phase (or the answer was lost), and the webhook of an intent no
+    payment names is ignored. In three phases: the intents Stripe made for the payment are
+    listed (its id is in their metadata; created around the times it was tried); the one it
+    keeps (``_KEEP_FIRST``) is stored and applied as the webhook applies one (``settle``: a
+    paid one makes the sale, the vendors' lines, the receipt and the outbox message, once),
+    after being canceled at Stripe when the order can no longer be paid and nothing was
+    charged; then the others are canceled at Stripe (no checkout can pick them up once one is
+    stored). With none at Stripe the payment is left alone (LEFT_ALONE) until its customer
+    tries again: that checkout creates the intent under the same key and clears the turn.
+    Audited and logged; "changed", "unchanged" or "unread" (Stripe could not be read)."""
+    def reserve() -> _Orphan | None:
+        payment = db.session.get(Payment, payment_id)
+        if payment.is_final or payment.stripe_payment_intent_id:
+            return None  # a checkout stored its intent meanwhile
+        since = max(payment.created_at, payment.updated_at - KEY_WINDOW) - ORPHAN_MARGIN
+        return _Orphan(payment.id, payment.status, payment.order.status == "unpaid",
+                       int(since.timestamp()),
+                       int((payment.updated_at + ORPHAN_MARGIN).timestamp()))
+
+    def failed(o: _Orphan, exc: gateway.GatewayError) -> tuple[str, bool, None]:
+        if exc.retryable:  # again in 5 minutes
+            db.session.execute(_SET_DUE, [{"payment_id": o.payment_id,
+                                           "due": utcnow() + MIN_INTERVAL}])
+        log.warning("reconcile: the intents of payment %s not listed at Stripe: %s",
+                    o.payment_id, exc)
+        return "unread", False, None
+
+    kind, changed, found = in_phases(reserve, _find_intents, _link, failed=failed,
+                                     failures=(gateway.GatewayError,)) or ("", False, None)
+    if kind == "unread":
+        return "unread"
+    if kind == "missing":
+        out.intents_missing += 1
+    elif kind == "linked":
+        out.intents_linked += 1
+        out.intents_canceled += found.canceled + _cancel_others(payment_id, found)
+        _mirror_saved_card(payment_id, found.keep)
+    return "changed" if changed else "unchanged"
+
+
+def _find_intents(o: _Orphan) -> _Found:
+    """Phase 2 of ``_adopt``: list, choose, and cancel the kept one if its order is gone."""
+    found = gateway.payment_intents_with("paymentId", str(o.payment_id),
+                                         created_from=o.created_from, created_to=o.created_to)
+    if not found:
+        return _Found(None, False, ())
+    # Stripe lists newest first, and min() keeps the first of equals: the newest, made with
+    # the parameters of the latest try (the customer's next try replays it).
+    keep = min(found, key=lambda i: _KEEP_FIRST.index(i.status)
+               if i.status in _KEEP_FIRST else len(_KEEP_FIRST))
+    others = tuple(i for i in found if i.id != keep.id)
+    if not o.payable and keep.status in CANCELABLE:
+        kept = _cancel(o.payment_id, keep.id, "abandoned")
+        return _Found(kept, kept.status == "canceled", others)
+    # Read again, with its charge (the funds' date) and card, as the webhook's handler does.
+    return _Found(gateway.retrieve_payment_intent(keep.id), False, others)
+
+
+def _link(o: _Orphan, f: _Found) -> tuple[str, bool, _Found]:
+    """Phase 3 of ``_adopt``: store and apply the kept intent, or leave the payment alone."""
+    if f.keep is None:
+        db.session.execute(_SET_DUE, [{"payment_id": o.payment_id, "due": LEFT_ALONE}])
+        log.info("reconcile: payment %s has no intent at Stripe; left for its customer's "
+                 "next try", o.payment_id)
+        return "missing", False, f
+    payment = adopt_intent(o.payment_id, f.keep)
+    if payment is None:
+        return "", False, f  # its customer came back and the checkout stored one first
+    log.warning("reconcile: payment %s had lost its intent %s (%s at Stripe): linked",
+                payment.id, f.keep.id, f.keep.status)
+    audit("payment.intent_linked", actor=None, payment_id=payment.id, amount=payment.amount,
+          currency=payment.currency,
+          note=f"{f.keep.id} ({f.keep.status}), found at Stripe by reconciliation")
+    if f.canceled:
+        audit("payment.intent_canceled", actor=None, payment_id=payment.id,
+              amount=payment.amount, currency=payment.currency,
+              note=f"{f.keep.id}: the order is {payment.order.status}")
+    elif not o.payable and payment.status == "succeeded":
+        log.error("reconcile: payment %s of an order that was %s is paid (intent %s): a "
+                  "person must refund it", payment.id, payment.order.status, f.keep.id)
+    return "linked", payment.status != o.status, f
+
+
+def _cancel(payment_id: uuid.UUID, intent_id: str, reason: str) -> gateway.Intent:
+    """Cancel at Stripe; the intent as it is when Stripe refuses (paid or canceled
+    meanwhile). GatewayError when Stripe cannot be reached."""
+    try:
+        return gateway.cancel_payment_intent(
+            intent_id, reason=reason, idempotency_key=f"payment-{payment_id}-cancel-{intent_id}")
+    except gateway.GatewayError as exc:
+        if exc.retryable:
+            raise
+        return gateway.retrieve_payment_intent(intent_id)
+
+
+def _cancel_others(payment_id: uuid.UUID, f: _Found) -> int:
+    """Cancel at Stripe the payment's other intents (made by tries with other parameters),
+    now that it holds ``f.keep``; one that took money needs a person. How many were
+    canceled."""
+    canceled = 0
+    for other in f.others:
+        try:
+            intent = _cancel(payment_id, other.id, "duplicate") \
+                if other.status in CANCELABLE else other
+        except gateway.GatewayError as exc:  # left as it is: nobody can pay it now
+            log.warning("reconcile: intent %s of payment %s not canceled: %s", other.id,
+                        payment_id, exc)
+            continue
+        if intent.status in ("succeeded", "processing"):
+            log.error("reconcile: payment %s was paid by intent %s too (it holds %s): a "
+                      "person must refund it", payment_id, intent.id, f.keep.id)
+        elif intent.status == "canceled" and other.status != "canceled":
+            with phase():
+                audit("payment.intent_canceled", actor=None, payment_id=payment_id,
+                      amount=intent.amount, currency=intent.currency,
+                      note=f"{intent.id}: the payment holds {f.keep.id}")
+            canceled += 1
+    return canceled
+
+
 def _claim(now: datetime, cutoff: datetime, limit: int | None,
-           every: bool) -> list[tuple[uuid.UUID, datetime]]:
-    """The payments this run checks, (id, updated_at), with their next due time set (the
-    caller commits it before Stripe is called): one that fails every time cannot hold up the
-    others. On PostgreSQL a concurrent run skips the rows being claimed (SKIP LOCKED)."""
-    base = sa.select(Payment.id, Payment.updated_at).where(
-        NOT_FINAL, Payment.stripe_payment_intent_id.is_not(None),
+           every: bool) -> list[tuple[uuid.UUID, datetime, str | None]]:
+    """The payments this run checks, (id, updated_at, intent id), with their next due time set
+    (the caller commits it before Stripe is called): one that fails every time cannot hold up
+    the others. On PostgreSQL a concurrent run skips the rows being claimed (SKIP LOCKED).
+    Those without an intent id only once their checkout is surely over (ORPHAN_AFTER)."""
+    base = sa.select(Payment.id, Payment.updated_at, Payment.stripe_payment_intent_id).where(
+        NOT_FINAL, sa.or_(Payment.stripe_payment_intent_id.is_not(None),
+                          Payment.updated_at < now - ORPHAN_AFTER),
         Payment.updated_at < cutoff, Payment.updated_at > now - MAX_IDLE,
     ).with_for_update(of=Payment, skip_locked=True).limit(limit)
     if every:
@@ -261,7 +426,7 @@ def _claim(now: datetime, cutoff: datetime, limit: int | None,
                                       .limit(limit and limit - len(due))).all()
     if due:
         db.session.execute(_SET_DUE, [{"payment_id": pid, "due": next_check(now, changed)}
-                                      for pid, changed in due])
+                                      for pid, changed, _ in due])
     return due
 
 

@@ -119,6 +119,26 @@ def test_a_decline_comes_back_as_a_failed_intent(app):
     assert failed.failure_code == "generic_decline" and failed.failure_message
 
 
+def test_intents_made_for_a_record_are_found_by_its_metadata_and_canceled(app):
+    """What reconciliation does for a payment whose intent id was lost in a crash."""
+    record = key()
+    made = gateway.create_payment_intent(amount=1100, currency="usd", idempotency_key=key(),
+                                         metadata={"paymentId": record})
+    gateway.create_payment_intent(amount=1100, currency="usd", idempotency_key=key(),
+                                  metadata={"paymentId": key()})  # another record's
+    found = gateway.payment_intents_with("paymentId", record, created_from=made.created - 60,
+                                         created_to=made.created + 60)
+    assert [i.id for i in found] == [made.id]
+    args = {"reason": "abandoned", "idempotency_key": key()}
+    canceled = gateway.cancel_payment_intent(made.id, **args)
+    assert canceled.status == "canceled"
+    assert gateway.cancel_payment_intent(made.id, **args) == canceled  # the key: replayed
+    with pytest.raises(gateway.GatewayError) as refused:  # canceled: no second time
+        gateway.cancel_payment_intent(made.id, reason="duplicate", idempotency_key=key())
+    assert refused.value.stripe_code == "payment_intent_unexpected_state"
+    assert not refused.value.retryable
+
+
 def test_an_unconfirmed_intent_can_change(app):
     intent = gateway.create_payment_intent(amount=900, currency="usd", idempotency_key=key(),
                                            metadata={})
@@ -243,6 +263,7 @@ def test_a_transfer_is_reversed_in_part_once_per_key(connected):
     assert gateway.reverse_transfer(transfer.id, **args) == reversal
     assert gateway.reversals_of(transfer.id) == [reversal]
     assert gateway.retrieve_transfer(transfer.id) == gateway.TransferState(transfer.id, 500, 200)
+
 
 
 def test_funds_available_at_once_are_in_the_available_balance(app):
