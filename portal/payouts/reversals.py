@@ -34,9 +34,9 @@ from ..extensions import db
 from ..ledger.models import Payout, SplitLine
 from ..ledger.splits import open_payouts
 from ..models_base import utcnow
+from .services import RETRY_DELAYS
 
 log = logging.getLogger(__name__)
-RETRY_DELAYS = (30, 120, 600, 1800, 3600)
 
 
 def _unsettled(payment_id: uuid.UUID | None = None, line_id: uuid.UUID | None = None):

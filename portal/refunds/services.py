@@ -343,7 +343,7 @@ def execute_refund(request_id: str, retry_later: bool = False) -> None:
             jobs.enqueue(execute_refund, request_id, queue="refunds", retry=RETRY_DELAYS)
             return None
         payment = _locked_payment(r.payment_id)
-        request = db.session.get(RefundRequest, r.request_id)
+        request = db.session.get(RefundRequest, r.request_id, populate_existing=True)
         was, request.status, request.failure_message = (request.status, "failed",
                                                          exc.message[:500])
         audit("refund.failed", actor=None, payment_id=payment.id, refund_request_id=request.id,
@@ -367,12 +367,15 @@ _MAY_BECOME = {"requested": {"processing", "succeeded", "failed", "canceled"},
 
 def _mirror(payment: Payment, refund: gateway.Refund) -> None:
     """Bring the local request of a Stripe refund to its state (importing refunds made
-    outside the portal). The caller holds the payment row."""
+    outside the portal). The caller holds the payment row. The request is read afresh: the
+    session keeps rows across commits, and a webhook may have mirrored this refund while a
+    refund job waited on Stripe (a stale copy would undo what it recorded)."""
+    fresh = {"populate_existing": True}
     request = db.session.scalar(sa.select(RefundRequest).where(
-        RefundRequest.stripe_refund_id == refund.id))
+        RefundRequest.stripe_refund_id == refund.id).execution_options(**fresh))
     if request is None:
         rid = parse_uuid(refund.metadata.get("refundRequestId", ""))
-        request = db.session.get(RefundRequest, rid) if rid else None
+        request = db.session.get(RefundRequest, rid, populate_existing=True) if rid else None
         if request is not None and request.payment_id != payment.id:
             request = None
     if request is None:  # made in Stripe's dashboard (or by another system)

@@ -11,13 +11,14 @@ import pytest
 import sqlalchemy as sa
 from flask import Blueprint
 from redis import Redis
-from rq import Queue
+from rq import Queue, SimpleWorker
+from rq.registry import FailedJobRegistry
 
 from portal import jobs
 from portal.database import unit_of_work
 from portal.extensions import db
 from portal.ledger.models import Payment
-from tests.helpers import make_order, make_user
+from tests.helpers import committed, make_order, make_user
 
 SEEN: list = []
 
@@ -33,6 +34,13 @@ def note(payment_id: str) -> None:
 def explode(payment_id: str) -> None:
     SEEN.append(("exploded", payment_id))
     raise RuntimeError("the job failed on purpose")
+
+
+def queue_then_fail(payment_id: str) -> None:
+    """A job that queues another one, then fails: its transaction rolls back."""
+    SEEN.append(("queued then failed", payment_id))
+    jobs.enqueue(note, payment_id)
+    raise RuntimeError("the job failed after queueing another")
 
 
 bp = Blueprint("jobs_test", __name__)
@@ -129,3 +137,66 @@ def test_with_redis_the_job_reaches_the_queue_only_at_the_commit(app, redis_url,
         assert queue.count == 1  # the rolled-back one was dropped
     queue.empty()
     assert SEEN == []  # nothing ran in-process
+
+
+@pytest.fixture
+def redis(app, redis_url, monkeypatch):
+    """The app queues its jobs on Redis; the default queue starts empty."""
+    monkeypatch.setitem(app.config, "REDIS_URL", redis_url)
+    monkeypatch.delitem(app.extensions, "redis", raising=False)
+    monkeypatch.delitem(app.extensions, "rq_queues", raising=False)
+    conn = Redis.from_url(redis_url)
+    Queue("default", connection=conn).empty()
+    yield conn
+    Queue("default", connection=conn).empty()
+
+
+def work(app, conn) -> bool:
+    """An RQ worker on the default queue until it is empty; whether it ran any job."""
+    with app.app_context():
+        return SimpleWorker(["default"], connection=conn).work(burst=True)
+
+
+def test_with_redis_a_refused_request_queues_nothing_so_no_worker_runs_its_jobs(
+        app, client, redis, payment):
+    queue = Queue("default", connection=redis)
+    assert client.post("/_test/pay/1").status_code == 400
+    assert queue.count == 0
+    assert work(app, redis) is False  # a worker finds nothing to run
+    assert [s for s in SEEN if s[0] != "request session"] == []
+    db.session.expire_all()
+    refused = db.session.get(Payment, payment.id)
+    assert (refused.status, refused.failure_message) == ("processing", None)
+    # The same request accepted: its two jobs are queued at the commit and a worker runs them.
+    assert client.post("/_test/pay/0").status_code == 200
+    assert queue.count == 2
+    assert work(app, redis) is True
+    assert [s[:2] for s in SEEN if s[0] != "request session"] == [
+        (str(payment.id), "succeeded"), ("exploded", str(payment.id))]
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).failure_message == "seen by the job"
+
+
+@pytest.mark.parametrize("where", ["in-process", "rq"])
+def test_a_job_queued_by_a_job_that_fails_never_runs(app, redis_url, payment, where,
+                                                     monkeypatch, request):
+    """A job's own transaction rolls back when it fails: what it queued is dropped, in a
+    worker (RQ) as in-process."""
+    if where == "rq":
+        conn = request.getfixturevalue("redis")
+        failed = FailedJobRegistry("default", connection=conn)
+        failures = failed.count
+        with app.app_context():
+            jobs.enqueue(queue_then_fail, str(payment.id))
+            db.session.commit()
+        assert Queue("default", connection=conn).count == 1
+        assert work(app, conn) is True
+        assert Queue("default", connection=conn).count == 0  # nothing queued by the job
+        assert failed.count == failures + 1
+    else:
+        with committed():  # the job runs in-process after the commit, and fails (logged)
+            jobs.enqueue(queue_then_fail, str(payment.id))
+    [only] = SEEN  # `note` never ran
+    assert only == ("queued then failed", str(payment.id))
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).failure_message is None
