@@ -138,3 +138,18 @@ def people():
             "outsider": make_user("otto@example.test", "vendor"),
             "admin": make_user("ada@example.test", "admin"),
             "admin2": make_user("alan@example.test", "admin")}
+
+
+@pytest.fixture
+def redis(app, redis_url, monkeypatch):
+    """The app queues its jobs on Redis (as in production); the tests' Redis database starts
+    and ends empty."""
+    from redis import Redis
+
+    monkeypatch.setitem(app.config, "REDIS_URL", redis_url)
+    monkeypatch.delitem(app.extensions, "redis", raising=False)
+    monkeypatch.delitem(app.extensions, "rq_queues", raising=False)
+    conn = Redis.from_url(redis_url)
+    conn.flushdb()
+    yield conn
+    conn.flushdb()

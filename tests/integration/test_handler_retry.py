@@ -14,7 +14,6 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.registry import FailedJobRegistry
@@ -61,18 +60,6 @@ def event(event_id: str) -> StripeEvent:
 
 
 # --- payment_intent.succeeded, retried by the RQ worker ------------------------------------------
-
-@pytest.fixture
-def redis(app, redis_url, monkeypatch):
-    """The app queues its jobs on Redis (as in production); every queue starts empty."""
-    monkeypatch.setitem(app.config, "REDIS_URL", redis_url)
-    monkeypatch.delitem(app.extensions, "redis", raising=False)
-    monkeypatch.delitem(app.extensions, "rq_queues", raising=False)
-    conn = Redis.from_url(redis_url)
-    conn.flushdb()
-    yield conn
-    conn.flushdb()
-
 
 def work(app, conn) -> None:
     """An RQ worker on the webhooks queue, until the queue is empty."""

@@ -139,18 +139,6 @@ def test_with_redis_the_job_reaches_the_queue_only_at_the_commit(app, redis_url,
     assert SEEN == []  # nothing ran in-process
 
 
-@pytest.fixture
-def redis(app, redis_url, monkeypatch):
-    """The app queues its jobs on Redis; the default queue starts empty."""
-    monkeypatch.setitem(app.config, "REDIS_URL", redis_url)
-    monkeypatch.delitem(app.extensions, "redis", raising=False)
-    monkeypatch.delitem(app.extensions, "rq_queues", raising=False)
-    conn = Redis.from_url(redis_url)
-    Queue("default", connection=conn).empty()
-    yield conn
-    Queue("default", connection=conn).empty()
-
-
 def work(app, conn) -> bool:
     """An RQ worker on the default queue until it is empty; whether it ran any job."""
     with app.app_context():

@@ -39,6 +39,16 @@ def lines(payment, kind=None) -> list[SplitLine]:
     return list(db.session.scalars(query))
 
 
+def approved(people, payment, amount) -> RefundRequest:
+    """The customer's request of ``amount``, approved by an admin; not executed yet."""
+    with committed():
+        request = refunds.request_refund(people["customer"], payment, amount=amount,
+                                         reason="other")
+    with committed():
+        refunds.approve(people["admin"], request.id, execute=False)
+    return request
+
+
 # --- the customer's request and the admin's decision ------------------------------------------
 
 def test_customer_requests_40_admin_approves_then_70_is_refused_with_the_remainder(
@@ -217,11 +227,7 @@ def test_two_admins_approving_60_and_60_of_100_at_once_refund_once(app, people,
 def test_refund_job_killed_after_stripe_answered_then_retried_makes_one_refund(
         people, stripe_client, monkeypatch):
     payment = pay(stripe_client, people["customer"], people["vendor"])
-    with committed():
-        request = refunds.request_refund(people["customer"], payment, amount=2500,
-                                         reason="other")
-    with committed():
-        refunds.approve(people["admin"], request.id, execute=False)
+    request = approved(people, payment, 2500)
 
     class Killed(BaseException):
         """The worker dies: Stripe has answered, nothing after it is committed."""
@@ -257,11 +263,7 @@ def test_stripe_refusing_the_refund_ends_the_request_failed(people, stripe_clien
     from portal import stripe_gateway as gateway
 
     payment = pay(stripe_client, people["customer"], people["vendor"])
-    with committed():
-        request = refunds.request_refund(people["customer"], payment, amount=2500,
-                                         reason="other")
-    with committed():
-        refunds.approve(people["admin"], request.id, execute=False)
+    request = approved(people, payment, 2500)
     fail_at_stripe(monkeypatch, gateway)
     with committed():
         refunds.execute_refund(str(request.id))
@@ -275,11 +277,7 @@ def test_stripe_unreachable_raises_so_the_job_is_retried(people, stripe_client, 
     from portal import stripe_gateway as gateway
 
     payment = pay(stripe_client, people["customer"], people["vendor"])
-    with committed():
-        request = refunds.request_refund(people["customer"], payment, amount=2500,
-                                         reason="other")
-    with committed():
-        refunds.approve(people["admin"], request.id, execute=False)
+    request = approved(people, payment, 2500)
 
     def down(**_):
         raise gateway.GatewayError("timeout", retryable=True)
@@ -667,11 +665,7 @@ def test_a_refund_stripe_refuses_tells_the_customer_without_alerting_admins(
     from portal import stripe_gateway as gateway
 
     payment = pay(stripe_client, people["customer"], people["vendor"])
-    with committed():
-        request = refunds.request_refund(people["customer"], payment, amount=2500,
-                                         reason="other")
-    with committed():
-        refunds.approve(people["admin"], request.id, execute=False)
+    request = approved(people, payment, 2500)
     fail_at_stripe(monkeypatch, gateway)
     with committed():
         refunds.execute_refund(str(request.id))
