@@ -1,6 +1,7 @@
 # ShopSphere Payments Portal: one image for every process (DESIGN.md section 2).
 #
 #   web        (default CMD)  gunicorn wsgi:app on $PORT (3006)
+#   webhooks   gunicorn wsgi_webhooks:app: Stripe's deliveries in a pool of their own (3007)
 #   worker     flask --app wsgi worker
 #   scheduler  rq cron portal.cron_config   (Redis from --url or RQ_REDIS_URL)
 #   migrations flask --app wsgi db upgrade
@@ -32,13 +33,13 @@ RUN groupadd --system --gid 10001 portal \
     && mkdir -p /app/instance \
     && chown portal:portal /app/instance
 
-COPY wsgi.py gunicorn.conf.py ./
+COPY wsgi.py wsgi_webhooks.py gunicorn.conf.py ./
 COPY portal/ portal/
 COPY templates/ templates/
 COPY static/ static/
 COPY migrations/ migrations/
 # Byte-compile now: the app user cannot write __pycache__ next to root-owned code.
-RUN python -m compileall -q portal migrations wsgi.py
+RUN python -m compileall -q portal migrations wsgi.py wsgi_webhooks.py
 
 ENV PORTAL_ENV=production \
     FLASK_APP=wsgi
@@ -46,9 +47,10 @@ ENV PORTAL_ENV=production \
 # Numeric so that runtimes enforcing "run as non-root" (runAsNonRoot) can verify it.
 USER 10001:10001
 
-EXPOSE 3006
+EXPOSE 3006 3007
 
-# Only the web process answers; compose disables this check for worker, cron and migrate.
+# Only web and webhooks answer (each on its $PORT); compose disables this check for worker, cron
+# and migrate.
 # No curl in slim: python's urllib, without any HTTP(S)_PROXY from the environment.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:%s/healthz' % (os.environ.get('PORT') or '3006'), timeout=4)"]

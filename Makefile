@@ -65,6 +65,7 @@ bench: install
 	$(PY) bench/api_latency.py
 	$(PY) bench/payouts.py
 	$(PY) bench/webhooks.py
+	$(PY) bench/webhook_isolation.py
 
 clean:
 	rm -rf .venv static/vendor instance .pytest_cache .ruff_cache

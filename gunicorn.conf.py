@@ -1,4 +1,16 @@
-"""gunicorn settings read from the working directory by every `gunicorn wsgi:app`.
+"""gunicorn settings read from the working directory by every gunicorn of the portal.
+
+Two pools run with this file (docs/operations.md, "Processes"; docker-compose.yml):
+
+- web, `gunicorn wsgi:app` (the image's CMD: port $PORT, 3006; $WEB_CONCURRENCY workers);
+- webhook intake, `gunicorn wsgi_webhooks:app` (port 3007 in compose; $WEBHOOK_CONCURRENCY
+  workers): Stripe's deliveries only, so that none waits behind web requests that wait on
+  Stripe (issue 17, item 9). The proxy sends /api/payments/webhook there.
+
+Both use the settings below, with sync workers, about one per core. Intake is CPU-bound, a few
+milliseconds a delivery: on the 2-core bench machine neither gthread threads nor more workers
+than cores brought it closer to the floor (bench/webhook_isolation.py, bench/README.md). The
+timeout is for web (intake never calls Stripe); intake does not come near it.
 
 The access log leaves out query strings and referers: Stripe.js returns customers to
 /checkout/<order>/complete?payment_intent_client_secret=..., and secrets stay out of logs. The

@@ -22,12 +22,20 @@ Test hooks (a secret key; `/_sandbox/...`), each documented in its module: deliv
 (events: hold, release, drop, redeliver, list), `/_config/webhooks/{id}` (register an
 endpoint), refunds failing (refunds), the card account updater (payment_methods), pending
 funds made available (balance), account requirements, expired account links and transfer
-failures (connect).
+failures (connect); and here, the API's latency (`/_sandbox/latency`, below).
+
+Latency: every API request (`/v1/...`) can be made to wait LATENCY seconds before it is
+handled, as Stripe takes 100-300 ms to answer a call (more to confirm a card), so that a
+benchmark's callers really wait on "Stripe" (bench/webhook_isolation.py). Off (0) by default.
+`--latency SECONDS` sets it at start; `POST /_sandbox/latency` with `seconds` changes it at
+any time (`GET`: the current value). Hooks, pages, the Stripe.js double's files and webhook
+deliveries are never delayed.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -81,6 +89,35 @@ async def cors_headers(request, response):
             "Access-Control-Max-Age": "300",
             "Vary": "Origin",
         })
+
+
+# --- Latency -------------------------------------------------------------------------------------
+
+LATENCY = 0.0  # seconds each /v1/ request waits before it is handled (module docstring)
+MAX_LATENCY = 60.0
+
+
+@web.middleware
+async def latency_middleware(request, handler):
+    if LATENCY and request.path.startswith("/v1/"):
+        await asyncio.sleep(LATENCY)
+    return await handler(request)
+
+
+def latency_hook(seconds=None):
+    """POST /_sandbox/latency (sandbox only): each API request waits `seconds` (0 to 60)
+    from now on; without `seconds` (and GET), only the current value."""
+    global LATENCY
+    if seconds is not None:
+        try:
+            value = float(seconds)
+        except ValueError:
+            value = -1.0
+        if not 0 <= value <= MAX_LATENCY:  # NaN fails both
+            raise core.invalid_param(f"seconds must be a number from 0 to {MAX_LATENCY:g}",
+                                     param="seconds")
+        LATENCY = value
+    return {"object": "sandbox.latency", "seconds": LATENCY}
 
 
 # --- Idempotency ---------------------------------------------------------------------------------
@@ -220,8 +257,9 @@ async def auth_middleware(request, handler):
 
 def build_app() -> web.Application:
     """The sandbox: every module's routes, each Stripe endpoint checked by the contract."""
-    app = web.Application(middlewares=[front_middleware, idempotency_middleware,
-                                       error_middleware, auth_middleware])
+    app = web.Application(middlewares=[front_middleware, latency_middleware,
+                                       idempotency_middleware, error_middleware,
+                                       auth_middleware])
     app.on_response_prepare.append(cors_headers)
     for module in MODULES:
         for method, path, handler in getattr(module, "ROUTES", ()):
@@ -233,6 +271,8 @@ def build_app() -> web.Application:
             app.router.add_route(method, path, core.api(handler))
         for method, path, handler in getattr(module, "PAGES", ()):
             app.router.add_route(method, path, handler)
+    for method in ("GET", "POST"):
+        app.router.add_route(method, "/_sandbox/latency", core.api(latency_hook))
     return app
 
 
@@ -259,6 +299,9 @@ def main(argv=None):
             "(4000000000000077: at once)")
     seconds("webhook-delay", events.WEBHOOK_DELAY,
             "how long after an event its first delivery is attempted")
+    seconds("latency", 0.0,
+            "how long every API request (/v1/...) waits before it is answered, as Stripe's "
+            "own time to answer; POST /_sandbox/latency changes it later")
     parser.add_argument("--webhook-retries", type=int, default=events.WEBHOOK_RETRIES,
                         metavar="N", help="how many times a failed delivery (not 2xx, or no "
                         f"answer) is retried (default {events.WEBHOOK_RETRIES})")
@@ -266,9 +309,13 @@ def main(argv=None):
             "wait before the first retry, doubled before each next one")
     args = parser.parse_args(argv)
     for option in ("refund_delay", "funds_delay", "webhook_delay", "webhook_retries",
-                   "webhook_retry_delay"):
+                   "webhook_retry_delay", "latency"):
         if getattr(args, option) < 0:
             parser.error(f"--{option.replace('_', '-')} must not be negative")
+    if args.latency > MAX_LATENCY:
+        parser.error(f"--latency must be at most {MAX_LATENCY:g}")
+    global LATENCY
+    LATENCY = args.latency
     refunds.REFUND_DELAY = args.refund_delay
     balance.FUNDS_DELAY = args.funds_delay
     events.WEBHOOK_DELAY = args.webhook_delay

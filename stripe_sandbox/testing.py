@@ -18,6 +18,10 @@ Webhook deliveries can be controlled (see server's docstring):
     sandbox.drop(count=2)             # the next 2 events are never delivered
     sandbox.deliveries()["data"]      # attempts, status codes, per event
     sandbox.redeliver(all_failed=True)
+
+Stripe's time to answer (off by default): Sandbox(latency=0.2), or later
+
+    sandbox.set_latency(0.2)          # every /v1/ request waits 0.2 s first
 """
 
 import json
@@ -63,8 +67,12 @@ class Sandbox:
         secret_key=HOOK_KEY,
         funds_delay=None,
         connect_webhook_secret=None,
+        latency=None,
     ):
         self.host = host
+        # Seconds every API request waits before it is answered (None: the server's
+        # default, 0); see set_latency().
+        self.latency = latency
         # Webhook timing (None: the server's defaults, 1 s, 3 retries, 1 s
         # doubling); see `python -m stripe_sandbox --help`.
         self.webhook_delay = webhook_delay
@@ -119,6 +127,7 @@ class Sandbox:
             ("--webhook-delay", self.webhook_delay),
             ("--webhook-retries", self.webhook_retries),
             ("--webhook-retry-delay", self.webhook_retry_delay),
+            ("--latency", self.latency),
         ):
             if value is not None:
                 command += [option, str(value)]
@@ -240,6 +249,11 @@ class Sandbox:
             all_failed=all_failed,
             endpoint=endpoint,
         )
+
+    def set_latency(self, seconds):
+        """Every API request (/v1/...) waits `seconds` before it is answered, from now on
+        (0: at once); hooks, pages and webhook deliveries are not delayed."""
+        return self.test_hook("POST", "/_sandbox/latency", seconds=seconds)
 
     def make_funds_available(self):
         """Every pending charge's funds become available now (the days Stripe waits)."""

@@ -18,6 +18,11 @@ SMOKE = {
     "history.py": ["--payments", "3000", "--target-payments", "1000", "--customers", "50",
                    "--vendors", "5", "--requests", "5", "--warmup", "1", "--case-seconds", "1"],
     "payouts.py": ["--lines", "3000", "--vendors", "60", "--customers", "100"],
+    "webhook_isolation.py": ["--runs", "1", "--deliveries", "40", "--checkouts", "4",
+                             "--checkout-clients", "2", "--unsettled", "2", "--stripe-latency",
+                             "0.01", "--lead", "0.2", "--warmup", "20", "--rounds", "1",
+                             "--max-seconds", "1", "--seconds", "1", "--rate", "20",
+                             "--web-workers", "1", "--intake-workers", "1"],
     "webhooks.py": ["--events", "40", "--fork-events", "10", "--stripe-events", "20",
                     "--inproc", "20", "--seconds", "1", "--max-seconds", "1", "--rate", "20"],
 }
