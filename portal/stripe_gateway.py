@@ -93,6 +93,7 @@ class Intent:
     # When Stripe makes the charge's funds available to transfer (its balance transaction's
     # available_on, Unix time); None before the charge is captured.
     funds_available_at: int | None = None
+    charge_id: str | None = None  # the latest charge (ch_...; py_... for some methods)
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,7 @@ def _intent(obj: Any) -> Intent:
         setup_future_usage=_get(pi, "setup_future_usage"),
         next_action=_get(_get(pi, "next_action"), "type"),
         funds_available_at=_get(txn, "available_on") if isinstance(txn, dict) else None,
+        charge_id=charge if isinstance(charge, str) else _get(charge, "id"),
     )
 
 

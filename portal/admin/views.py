@@ -6,15 +6,26 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_login import current_user
 
 from ..auth.access import roles_required
 from ..days import RANGE, parse_day
 from ..htmx import is_htmx, render
-from ..ledger.models import PERIODS
+from ..ledger.models import PAYMENT_STATUSES, PERIODS
 from ..models_base import parse_uuid, utcnow
-from ..money import MoneyError, format_minor, parse_amount
+from ..money import SUPPORTED, MoneyError, format_minor, parse_amount
 from ..outbox.models import STATUSES as OUTBOX_STATUSES
 from ..payouts import reversals
 from ..payouts import services as payouts
@@ -22,7 +33,7 @@ from ..refunds import services as refunds
 from ..refunds.models import REFUND_STATUSES, RefundRequest
 from ..stripe_gateway import API_VERSION
 from ..webhooks.models import EVENT_STATUSES
-from . import queries, services
+from . import queries, search, services
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -34,6 +45,34 @@ def _pages() -> dict[str, str | None]:
 def _filters(**values: str | None) -> dict[str, str]:
     """What the Newer/Older links keep: the filters as given."""
     return {k: v for k, v in values.items() if v}
+
+
+# --- Payments -----------------------------------------------------------------------------------
+
+@bp.route("/payments")
+@roles_required("admin")
+def payments():
+    """Search payments: the box and filters are the query string; HTMX swaps form and
+    results together, so field messages show. A search that cannot be read answers 400."""
+    found = search.parse(request.args)
+    page = None if found.errors else search.find(found)
+    return render("admin/payments.html", "admin/_payment_search.html", s=found, page=page,
+                  summary=search.summary(found), statuses=PAYMENT_STATUSES,
+                  currencies=sorted(SUPPORTED), sources=search.SOURCES), (
+        400 if found.errors else 200)
+
+
+@bp.route("/payments.csv")
+@roles_required("admin")
+def payments_csv():
+    """The CSV of every payment the search finds, streamed."""
+    found = search.parse(request.args)
+    if found.errors:
+        return payments()
+    return Response(stream_with_context(search.csv_rows(found)),
+                    mimetype="text/csv", headers={
+                        "Content-Disposition":
+                            f'attachment; filename="{search.export_name(utcnow())}"'})
 
 
 # --- Refund requests ----------------------------------------------------------------------------

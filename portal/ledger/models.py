@@ -41,6 +41,8 @@ class Payment(IdMixin, TimestampMixin, db.Model):
         # Reconciliation: the payments not final, next due first (never checked: NULL).
         sa.Index("ix_payments_reconcile_due", "reconcile_due_at", "updated_at",
                  postgresql_where=NOT_FINAL, sqlite_where=NOT_FINAL),
+        # Admin search: a card's last four digits, newest first.
+        sa.Index("ix_payments_last4_created", "card_last4", "created_at"),
         # Reconciliation of refunds: succeeded payments, never checked (NULL) or longest ago.
         sa.Index("ix_payments_refunds_checked", "refunds_checked_at",
                  postgresql_where=SUCCEEDED, sqlite_where=SUCCEEDED),
@@ -50,6 +52,8 @@ class Payment(IdMixin, TimestampMixin, db.Model):
     order_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("orders.id"), unique=True)
     stripe_payment_intent_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
     stripe_customer_id: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    # The charge that paid it (support looks payments up by it: /admin/payments).
+    stripe_charge_id: Mapped[str | None] = mapped_column(sa.String(255), index=True)
     amount: Mapped[int] = mapped_column(sa.BigInteger)
     currency: Mapped[str] = mapped_column(sa.String(3))
     status: Mapped[str] = mapped_column(

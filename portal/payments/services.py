@@ -374,6 +374,7 @@ def _record_success(payment: Payment, intent: gateway.Intent) -> None:
     """Receipt, funds' date and the order marked paid."""
     payment.failure_code = payment.failure_message = None
     payment.receipt_url = intent.receipt_url
+    payment.stripe_charge_id = intent.charge_id
     payment.receipt_number = payment.receipt_number or _receipt_number(payment)
     payment.succeeded_at = utcnow()
     if intent.funds_available_at is not None:

@@ -1,0 +1,287 @@
+"""Admin payment search (/admin/payments): one search box and filters, read from the query
+string (so a search is a link: shared, bookmarked, the back button works), a keyset page of
+the payments found, newest first, and the CSV export of exactly the same search.
+
+The search box finds a payment by what a customer or a colleague has in hand: an e-mail
+(exact, or its beginning), an order number, the payment's or the order's id, a PaymentIntent
+id (pi_), a charge id (ch_, py_) or a card's last four digits. Every filter that cannot be
+read is reported on its field and nothing is searched; parameters the page does not know are
+ignored.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import joinedload
+from werkzeug.datastructures import MultiDict
+
+from ..auth.models import User
+from ..days import RANGE, parse_day
+from ..extensions import db
+from ..ledger.models import PAYMENT_STATUSES, Payment
+from ..models_base import parse_uuid
+from ..money import SUPPORTED, MoneyError, parse_amount, to_decimal
+from ..orders.models import Order, OrderItem
+from .queries import Keyset
+
+PAGE_SIZE = 50
+PAYMENTS = Keyset(Payment.created_at, Payment.id)
+SOURCES = ("web", "api")
+_LAST4 = re.compile(r"[0-9]{4}")
+_ORDER_NUMBER = re.compile(r"#?([0-9A-Fa-f]{8})")
+_EMAIL_START = re.compile(r"[A-Za-z0-9._%+'-]+(@[A-Za-z0-9.-]*)?")
+
+
+@dataclass
+class Search:
+    """A search as the admin gave it (``given``: the query string's known parameters, kept
+    for the links of the page), what it means, and its errors by field."""
+
+    given: dict[str, str | list[str]] = field(default_factory=dict)
+    where: list = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    before: tuple | None = None
+    after: tuple | None = None
+
+    @property
+    def statuses(self) -> list[str]:
+        return list(self.given.get("status") or [])
+
+
+def parse(args: MultiDict) -> Search:
+    """Read the query string: the conditions of the search, or an error per field."""
+    s = Search()
+    _box(s, (args.get("q") or "").strip()[:254])
+    statuses = [v for v in args.getlist("status") if v]
+    if unknown := [v for v in statuses if v not in PAYMENT_STATUSES]:
+        s.errors["status"] = f"Unknown status: {', '.join(unknown)[:60]}."
+    elif statuses:
+        s.given["status"] = statuses
+        s.where.append(Payment.status.in_(statuses))
+    currency = _currency(s, (args.get("currency") or "").strip().upper())
+    _amounts(s, currency, args.get("min", "").strip(), args.get("max", "").strip())
+    _days(s, args.get("from", "").strip(), args.get("to", "").strip())
+    _vendor(s, (args.get("vendor") or "").strip().lower())
+    if args.get("refunded") == "on":
+        s.given["refunded"] = "on"
+        s.where.append(Payment.amount_refunded > 0)
+    source = args.get("source") or ""
+    if source and source not in SOURCES:
+        s.errors["source"] = "Choose web or API."
+    elif source:
+        s.given["source"] = source
+        s.where.append(Payment.source == source)
+    for name in ("before", "after"):
+        if text := args.get(name):
+            key = PAYMENTS.parse(text)
+            if key is None:
+                s.errors["page"] = "This page link is damaged: start again from the first page."
+            setattr(s, name, key)
+    return s
+
+
+def _box(s: Search, q: str) -> None:
+    if not q:
+        return
+    s.given["q"] = q
+    if q.startswith("pi_"):
+        s.where.append(Payment.stripe_payment_intent_id == q)
+    elif q.startswith(("ch_", "py_")):
+        s.where.append(Payment.stripe_charge_id == q)
+    elif (uid := parse_uuid(q)) is not None:
+        s.where.append(sa.or_(Payment.id == uid, Payment.order_id == uid))
+    elif _LAST4.fullmatch(q):
+        s.where.append(Payment.card_last4 == q)
+    elif (number := _ORDER_NUMBER.fullmatch(q)) and "@" not in q:
+        # An order number is its id's first 8 hex digits: the ids between these two (the
+        # primary key's index finds them).
+        prefix = number.group(1).lower()
+        s.where.append(Payment.order_id.between(uuid.UUID(prefix + "0" * 24),
+                                                uuid.UUID(prefix + "f" * 24)))
+    elif _EMAIL_START.fullmatch(q):  # an e-mail or its beginning (stored in lower case)
+        s.where.append(Payment.user_id.in_(sa.select(User.id).where(
+            User.email.startswith(q.lower(), autoescape=True))))
+    else:
+        s.errors["q"] = ("Search by e-mail, order number, payment or order id, pi_ or ch_ id, "
+                         "or a card's last four digits.")
+
+
+def _currency(s: Search, currency: str) -> str | None:
+    if not currency:
+        return None
+    if currency not in SUPPORTED:
+        s.errors["currency"] = f"Choose one of {', '.join(sorted(SUPPORTED))}."
+        return None
+    s.given["currency"] = currency
+    s.where.append(Payment.currency == currency)
+    return currency
+
+
+def _amounts(s: Search, currency: str | None, low: str, high: str) -> None:
+    if not (low or high):
+        return
+    if currency is None:
+        s.errors["min" if low else "max"] = "Choose a currency to search by amount."
+        return
+    bounds = []
+    for name, text in (("min", low), ("max", high)):
+        if not text:
+            bounds.append(None)
+            continue
+        try:
+            bounds.append(parse_amount(text, currency, minimum=False))
+            s.given[name] = text
+        except MoneyError as exc:
+            s.errors[name] = str(exc).capitalize()
+            return
+    if None not in bounds and bounds[0] > bounds[1]:
+        s.errors["max"] = "The highest amount must not be below the lowest."
+        return
+    if bounds[0] is not None:
+        s.where.append(Payment.amount >= bounds[0])
+    if bounds[1] is not None:
+        s.where.append(Payment.amount <= bounds[1])
+
+
+def _days(s: Search, first: str, last: str) -> None:
+    start, end = parse_day(first) if first else None, parse_day(last) if last else None
+    if first and start is None:
+        s.errors["from"] = f"Enter a day as {RANGE}."
+    if last and end is None:
+        s.errors["to"] = f"Enter a day as {RANGE}."
+    if start and end and start > end:
+        s.errors["to"] = "The last day must not be before the first."
+    if "from" in s.errors or "to" in s.errors:
+        return
+    if start:
+        s.given["from"] = first
+        s.where.append(Payment.created_at >= start)
+    if end:
+        s.given["to"] = last
+        s.where.append(Payment.created_at < end + timedelta(days=1))
+
+
+def _vendor(s: Search, email: str) -> None:
+    if not email:
+        return
+    vendor = db.session.scalar(sa.select(User.id).where(User.email == email,
+                                                        User.role == "vendor"))
+    if vendor is None:
+        s.errors["vendor"] = "No vendor has this e-mail."
+        return
+    s.given["vendor"] = email
+    s.where.append(Payment.order_id.in_(sa.select(OrderItem.order_id).where(
+        OrderItem.vendor_id == vendor)))
+
+
+def summary(s: Search) -> str:
+    """What was searched, in words, for the empty state."""
+    parts = [f"“{s.given['q']}”"] if s.given.get("q") else []
+    if s.statuses:
+        parts.append("status " + " or ".join(v.replace("_", " ") for v in s.statuses))
+    for name, label in (("currency", "in"), ("vendor", "sold by"), ("source", "from"),
+                        ("min", "from"), ("max", "up to"), ("from", "created from"),
+                        ("to", "created up to")):
+        if s.given.get(name):
+            parts.append(f"{label} {s.given[name]}")
+    if s.given.get("refunded"):
+        parts.append("refunded")
+    return ", ".join(parts)
+
+
+# --- Results --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Found:
+    rows: list[Payment]
+    vendors: dict  # order id -> the vendors' e-mails
+    newer: str | None  # cursors of the Newer / Older links
+    older: str | None
+
+
+def _payments() -> sa.Select:
+    return sa.select(Payment).options(joinedload(Payment.order).joinedload(Order.customer))
+
+
+def find(s: Search, per_page: int = PAGE_SIZE) -> Found:
+    """A page of the payments found, newest first (keyset: stable while payments are added;
+    no count of them all, which would read every match)."""
+    query = _payments().where(*s.where).limit(per_page + 1)
+    if s.after is not None:
+        rows = list(db.session.scalars(query.where(PAYMENTS.beyond(s.after, newer=True))
+                                       .order_by(Payment.created_at, Payment.id)))[::-1]
+        more_newer, rows = len(rows) > per_page, rows[-per_page:]
+        more_older = True
+    else:
+        if s.before is not None:
+            query = query.where(PAYMENTS.beyond(s.before, newer=False))
+        rows = list(db.session.scalars(query.order_by(Payment.created_at.desc(),
+                                                      Payment.id.desc())))
+        more_older, rows = len(rows) > per_page, rows[:per_page]
+        more_newer = s.before is not None
+    return Found(rows, _vendors_of(rows),
+                 PAYMENTS.cursor(rows[0]) if rows and more_newer else None,
+                 PAYMENTS.cursor(rows[-1]) if rows and more_older else None)
+
+
+def _vendors_of(rows: list[Payment]) -> dict:
+    if not rows:
+        return {}
+    out: dict = {}
+    for order_id, email in db.session.execute(
+            sa.select(OrderItem.order_id, User.email).join(User, User.id == OrderItem.vendor_id)
+            .where(OrderItem.order_id.in_([p.order_id for p in rows])).distinct()
+            .order_by(User.email)):
+        out.setdefault(order_id, []).append(email)
+    return out
+
+
+# --- CSV ------------------------------------------------------------------------------------
+
+HEADER = ["created_at", "payment_id", "order", "customer", "amount", "currency", "status",
+          "refunded", "card", "source", "payment_intent", "charge", "vendors"]
+
+
+def csv_rows(s: Search, batch: int = 2000) -> Iterator[str]:
+    """The CSV of every payment the search finds, newest first, a batch of rows at a time
+    (constant memory, any number of rows): UTF-8 with a byte-order mark (spreadsheets then
+    read it as UTF-8), times in ISO 8601 UTC, amounts in major units with their currency."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(HEADER)
+    yield "\ufeff" + out.getvalue()
+    key = None
+    while True:
+        query = _payments().where(*s.where)
+        if key is not None:
+            query = query.where(PAYMENTS.beyond(key, newer=False))
+        rows = list(db.session.scalars(query.order_by(Payment.created_at.desc(),
+                                                      Payment.id.desc()).limit(batch)))
+        if not rows:
+            return
+        vendors = _vendors_of(rows)
+        out.seek(0)
+        out.truncate()
+        for p in rows:
+            writer.writerow([
+                p.created_at.astimezone(UTC).isoformat(), p.id, p.order.number,
+                p.order.customer.email, to_decimal(p.amount, p.currency), p.currency, p.status,
+                to_decimal(p.amount_refunded, p.currency),
+                f"{p.card_brand or 'card'} {p.card_last4}" if p.card_last4 else "",
+                p.source or "", p.stripe_payment_intent_id or "", p.stripe_charge_id or "",
+                " ".join(vendors.get(p.order_id, []))])
+        yield out.getvalue()
+        key = (rows[-1].created_at, rows[-1].id)
+        db.session.expunge_all()  # what was read goes: memory stays flat
+
+
+def export_name(now: datetime) -> str:
+    return f"payments-{now:%Y%m%d-%H%M%S}.csv"
