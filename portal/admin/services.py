@@ -10,7 +10,7 @@ from ..auth.models import User
 from ..database import any_of, phase
 from ..errors import Conflict, NotFound
 from ..extensions import db
-from ..models_base import parse_uuid
+from ..models_base import parse_uuid, utcnow
 from ..outbox.models import OutboxMessage
 from ..outbox.services import deliver, retry_given_up
 from ..webhooks.jobs import enqueue_processing
@@ -67,3 +67,20 @@ def retry_message(admin: User, message_id: str) -> str | None:
         audit("outbox.retried", actor=admin, payment_id=msg.payment_id,
               note=f"{msg.kind} {msg.id}")
     return deliver(str(pid))
+
+
+def resend_receipt(admin: User, payment_id: str) -> str | None:
+    """E-mail a payment's receipt again (the customer lost it), now; returns its status.
+    NotFound when the payment has no receipt (it was never paid). Committed with its audit
+    line before the message is sent (phases, as ``retry_message``)."""
+    pid = parse_uuid(payment_id)
+    msg = db.session.scalar(sa.select(OutboxMessage).where(
+        OutboxMessage.payment_id == pid, OutboxMessage.kind == "receipt_email")) if pid else None
+    if msg is None:
+        raise NotFound("This payment has no receipt: it was never paid.")
+    with phase():
+        now = utcnow()
+        db.session.execute(sa.update(OutboxMessage).where(OutboxMessage.id == msg.id)
+                           .values(status="pending", retried_at=now, next_attempt_at=now))
+        audit("outbox.resent", actor=admin, payment_id=pid, note=f"receipt_email {msg.id}")
+    return deliver(str(msg.id), force=True)

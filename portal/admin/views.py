@@ -30,10 +30,10 @@ from ..outbox.models import STATUSES as OUTBOX_STATUSES
 from ..payouts import reversals
 from ..payouts import services as payouts
 from ..refunds import services as refunds
-from ..refunds.models import REFUND_STATUSES, RefundRequest
+from ..refunds.models import REASONS, REFUND_STATUSES, RefundRequest
 from ..stripe_gateway import API_VERSION
 from ..webhooks.models import EVENT_STATUSES
-from . import queries, search, services
+from . import queries, search, services, timeline
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -73,6 +73,50 @@ def payments_csv():
                     mimetype="text/csv", headers={
                         "Content-Disposition":
                             f'attachment; filename="{search.export_name(utcnow())}"'})
+
+
+def _timeline_or_404(payment_id: str) -> timeline.Timeline:
+    found = timeline.timeline(payment_id)
+    if found is None:
+        abort(404)
+    return found
+
+
+def _payment_page(t: timeline.Timeline, error: str | None = None):
+    return render_template("admin/payment.html", t=t, error=error, reasons=REASONS,
+                           refundable=refunds.remaining(t.payment)), 400 if error else 200
+
+
+@bp.route("/payments/<payment_id>")
+@roles_required("admin")
+def payment(payment_id: str):
+    """Everything that happened to one payment, in time order; refund, resend the receipt."""
+    return _payment_page(_timeline_or_404(payment_id))
+
+
+@bp.route("/payments/<payment_id>/refund", methods=["POST"])
+@roles_required("admin")
+def refund_payment(payment_id: str):
+    """Refund now (the admin's request, approved by them and executed at Stripe)."""
+    t = _timeline_or_404(payment_id)
+    form = request.form
+    try:
+        amount = parse_amount(form.get("amount", ""), t.payment.currency)
+        done = refunds.refund_now(current_user, t.payment, amount=amount,
+                                  reason=form.get("reason", ""), notes=form.get("note"))
+    except (MoneyError, refunds.RefundError) as exc:
+        return _payment_page(t, getattr(exc, "message", None) or str(exc).capitalize())
+    flash(f"Refund of {format_minor(done.refund_amount, done.currency)}: {done.status}.", "info")
+    return redirect(url_for("admin.payment", payment_id=payment_id))
+
+
+@bp.route("/payments/<payment_id>/resend-receipt", methods=["POST"])
+@roles_required("admin")
+def resend_receipt(payment_id: str):
+    """E-mail the receipt again."""
+    status = services.resend_receipt(current_user, payment_id)
+    flash(f"Receipt e-mailed again: {(status or 'unknown').replace('_', ' ')}.", "info")
+    return redirect(url_for("admin.payment", payment_id=payment_id))
 
 
 # --- Refund requests ----------------------------------------------------------------------------
