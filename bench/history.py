@@ -27,7 +27,9 @@ Run: ``.venv/bin/python bench/history.py`` (``--help`` for options).
 from __future__ import annotations
 
 import argparse
+import bisect
 import gc
+import itertools
 import json
 import math
 import os
@@ -125,10 +127,17 @@ class Dataset:
 
 
 def build_dataset(tables, *, customers: int, vendors: int, payments: int, target_payments: int,
-                  seed: int) -> Dataset:
-    """Rows for COPY, as tuples in the column order of the SQLAlchemy core tables."""
+                  seed: int, refund_share: float = 0.0, vendor_skew: float = 0.0) -> Dataset:
+    """Rows for COPY, as tuples in the column order of the SQLAlchemy core tables.
+
+    ``refund_share``: that share of the succeeded payments refunded (60 % of them in full,
+    the others in part). ``vendor_skew``: the exponent of a Zipf law over the vendors (a few
+    large shops, a long tail), 0 for every vendor alike. Both draw from a random generator of
+    their own, so that at 0 (history.py's defaults) the data is the same as without them.
+    """
     rng = random.Random(seed)
     getrandbits = rng.getrandbits
+    extra = random.Random(seed + 1)  # refunds and the vendors' skew
 
     def new_id() -> str:
         # A version-4 UUID as 32 hex digits (PostgreSQL's uuid input accepts them undashed);
@@ -185,6 +194,15 @@ def build_dataset(tables, *, customers: int, vendors: int, payments: int, target
     payment_row = itemgetter(*[c.name for c in tables["payments"].columns])
     card_statuses = {"succeeded", "failed", "processing", "requires_action",
                      "requires_payment_method", "canceled"}
+    charged = {"succeeded", "failed"}  # a charge was attempted: Stripe has its ch_ id
+    if vendor_skew:  # the vendor of rank r (vendor000 first) sells in proportion to 1/r^skew
+        cum = list(itertools.accumulate((r + 1) ** -vendor_skew for r in range(vendors)))
+
+        def vendor_of(pick: int) -> str:
+            return vendor_ids[min(bisect.bisect(cum, extra.random() * cum[-1]), vendors - 1)]
+    else:
+        def vendor_of(pick: int) -> str:
+            return vendor_ids[pick % vendors]
     qi = 0
     for i in range(payments):
         owner, at, status, currency = owners[i], created[i], statuses[i], currencies[i]
@@ -199,7 +217,7 @@ def build_dataset(tables, *, customers: int, vendors: int, payments: int, target
             pick = getrandbits(32)
             data.items.append(item_row({
                 "id": new_id(), "order_id": order_id,
-                "vendor_id": vendor_ids[pick % len(vendor_ids)], "position": pos,
+                "vendor_id": vendor_of(pick), "position": pos,
                 "description": PRODUCTS[(pick >> 16) % len(PRODUCTS)], "quantity": qty,
                 "unit_amount": unit,
             }))
@@ -227,10 +245,17 @@ def build_dataset(tables, *, customers: int, vendors: int, payments: int, target
         failure = FAILURES[bits % len(FAILURES)] if status == "failed" else (None, None)
         platform_fee = subtotal // 10 if succeeded else None
         hexid = payment_id
+        refunded = 0
+        if succeeded and refund_share and extra.random() < refund_share:
+            refunded = total  # in full, or in part (an item sent back)
+            if extra.random() >= 0.6:
+                refunded = total * extra.randrange(10, 90) // 100
+                refunded -= refunded % 10 if exp3 else 0
         payment = {
             "id": payment_id, "user_id": owner["id"], "order_id": order_id,
             "stripe_payment_intent_id": f"pi_{hexid[:24]}",
             "stripe_customer_id": owner["stripe_customer"],
+            "stripe_charge_id": f"ch_{hexid[4:28]}" if status in charged else None,
             "amount": total, "currency": currency, "status": status,
             "payment_method_id": f"pm_{hexid[8:32]}" if card else None,
             "payment_method_type": "card" if card else None,
@@ -252,7 +277,7 @@ def build_dataset(tables, *, customers: int, vendors: int, payments: int, target
             "user_agent": USER_AGENTS[(bits >> 8) % len(USER_AGENTS)],
             "source": sources[i],
             "succeeded_at": done if succeeded else None,
-            "funds_available_at": done if succeeded else None, "amount_refunded": 0,
+            "funds_available_at": done if succeeded else None, "amount_refunded": refunded,
             "reconcile_due_at": None, "refunds_checked_at": None, "created_at": at,
             "updated_at": done,
         }
@@ -386,6 +411,30 @@ def run_cases(client, rec: SqlRecorder, cases: list[Case], warmup: int, n: int,
     return list(results.values())
 
 
+def history_cases(counts: dict[str, int]) -> list[Case]:
+    """The timed cases of ``GET /payments``, for a customer with ``counts`` payments by
+    status: pages 1, 400 (or the middle of fewer) and the last, a status filter, and the
+    HTMX partials."""
+    target_total = sum(counts.values())
+    pages = math.ceil(target_total / 20)
+    deep = min(400, max(pages // 2, 1))  # 400 at the real size; the middle of a small one
+    failed = counts.get("failed", 0)
+    return [
+        Case("page 1", "/payments", expect=f"Page 1 of {pages} ({target_total} payments)"),
+        Case(f"page {deep} (deep)", f"/payments?page={deep}",
+             expect=f"Page {deep} of {pages} ({target_total} payments)"),
+        Case(f"page {pages} (last)", f"/payments?page={pages}",
+             expect=f"Page {pages} of {pages} ({target_total} payments)"),
+        Case("status=failed", "/payments?status=failed", status="failed",
+             expect=f"Page 1 of {math.ceil(failed / 20)} ({failed} payments)"),
+        Case("htmx partial page 1", "/payments", htmx=True,
+             expect=f"Page 1 of {pages} ({target_total} payments)"),
+        Case("htmx partial status=failed p2", "/payments?status=failed&page=2", htmx=True,
+             status="failed",
+             expect=f"Page 2 of {math.ceil(failed / 20)} ({failed} payments)"),
+    ]
+
+
 def _walk(node: dict):
     yield node
     for child in node.get("Plans", ()):
@@ -435,9 +484,13 @@ def _pyformat_to_dollar(statement: str, params: dict) -> tuple[str, list]:
     return re.sub(r"%\((\w+)\)s", repl, statement), [params[k] for k in order]
 
 
-def explain(base: str, dbname: str, statement: str, params, *, generic: bool):
-    """EXPLAIN (ANALYZE, BUFFERS) as text and JSON, custom plan or forced generic plan."""
+def explain(base: str, dbname: str, statement: str, params, *, generic: bool,
+            setup: tuple[str, ...] = ()):
+    """EXPLAIN (ANALYZE, BUFFERS) as text and JSON, custom plan or forced generic plan;
+    ``setup``: statements to run first (settings the application's transaction has)."""
     with psycopg.connect(plain_url(base, dbname), autocommit=True) as conn:
+        for stmt in setup:
+            conn.execute(stmt)
         opts = "ANALYZE, BUFFERS"
         if not generic:
             # psycopg binds the values server-side, as it does for the application's query.
@@ -540,23 +593,7 @@ def main(argv=None) -> int:
         print(f"   sizes: {', '.join(f'{n} {s}' for n, s in sizes)}; PostgreSQL {server}, "
               f"shared_buffers {shared}")
 
-        pages = math.ceil(target_total / 20)
-        deep = min(400, max(pages // 2, 1))  # 400 at the real size; the middle of a small one
-        failed = counts.get("failed", 0)
-        cases = [
-            Case("page 1", "/payments", expect=f"Page 1 of {pages} ({target_total} payments)"),
-            Case(f"page {deep} (deep)", f"/payments?page={deep}",
-                 expect=f"Page {deep} of {pages} ({target_total} payments)"),
-            Case(f"page {pages} (last)", f"/payments?page={pages}",
-                 expect=f"Page {pages} of {pages} ({target_total} payments)"),
-            Case("status=failed", "/payments?status=failed", status="failed",
-                 expect=f"Page 1 of {math.ceil(failed / 20)} ({failed} payments)"),
-            Case("htmx partial page 1", "/payments", htmx=True,
-                 expect=f"Page 1 of {pages} ({target_total} payments)"),
-            Case("htmx partial status=failed p2", "/payments?status=failed&page=2", htmx=True,
-                 status="failed",
-                 expect=f"Page 2 of {math.ceil(failed / 20)} ({failed} payments)"),
-        ]
+        cases = history_cases(counts)
 
         with app.app_context():
             rec = SqlRecorder(db.engine)
