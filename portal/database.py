@@ -11,7 +11,8 @@
 - **Jobs start after commit** (``portal.jobs``): nothing is queued by a transaction that
   rolls back.
 - **Dialects.** SQLite (the embedded default) ignores ``FOR UPDATE``; ``write_lock`` takes its
-  one write lock instead, and ``insert_or_skip`` builds the dialect's ON CONFLICT DO NOTHING.
+  one write lock instead, and ``insert_or_skip`` builds the dialect's ON CONFLICT DO NOTHING;
+  ``plan_each_query`` keeps PostgreSQL from reusing one plan for a search's every value.
   Services call these and stay dialect-free.
 """
 
@@ -132,6 +133,25 @@ def insert_or_skip(model, index_elements: list[str] | None, index_where=None):
     insert = postgresql.insert if dialect() == "postgresql" else sqlite.insert
     return insert(model).on_conflict_do_nothing(index_elements=index_elements,
                                                 index_where=index_where)
+
+
+def plan_each_query() -> None:
+    """Plan the rest of the transaction's statements for the values they are sent with, and
+    without JIT compilation (PostgreSQL; SQLite plans every statement anew and has no JIT).
+
+    psycopg prepares a statement on the server once a connection has sent it five times, and
+    five executions later PostgreSQL may settle on one generic plan for all values. For a
+    search whose best plan depends on its values (a rare amount or a common one, a cursor
+    deep in the table) that plan can read an index whole where the plan for the values reads
+    a page (bench/admin_search.py: 200 ms instead of 6); planning each time costs well under
+    a millisecond. JIT compiles a plan whose estimated cost is high, as a search that must
+    sort many rows has, for expressions that then run for microseconds: 58 ms of compiling
+    for the search by vendor before its indexes.
+    """
+    if dialect() == "postgresql":
+        db.session.execute(sa.text(  # SET LOCAL of both, in one round trip
+            "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
+            "set_config('jit', 'off', true)"))
 
 
 def any_of(column, ids: list, type_=sa.Uuid):

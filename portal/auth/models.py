@@ -16,6 +16,12 @@ from ..models_base import IdMixin, UTCDateTime, utcnow
 
 class User(IdMixin, UserMixin, db.Model):
     __tablename__ = "users"
+    __table_args__ = (
+        # The admin search finds users by the beginning of their e-mail (LIKE 'ab%'): under a
+        # collation other than C, PostgreSQL reads a btree for LIKE only with text_pattern_ops.
+        # SQLite gets a plain second index on email (its LIKE ignores case and no index).
+        sa.Index("ix_users_email_prefix", "email", postgresql_ops={"email": "text_pattern_ops"}),
+    )
 
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)
     name: Mapped[str] = mapped_column(sa.String(120), default="")

@@ -49,6 +49,32 @@ def test_the_box_finds_a_payment_by_what_support_has_in_hand(admin, people, stri
     assert "No payments match “nobody@example.test”." in page
 
 
+def test_an_email_beginning_that_many_customers_share_finds_them_all(admin, people,
+                                                                     monkeypatch):
+    from portal.admin import search
+
+    carol = paid_payment(people["customer"], people["vendor"], 100)
+    carl = paid_payment(make_user("carl@example.test", "customer"), people["vendor"], 200)
+    assert found(admin, q="car") == [number(carl), number(carol)]  # by the users' ids
+    monkeypatch.setattr(search, "FEW_USERS", 1)
+    assert found(admin, q="car") == [number(carl), number(carol)]  # by their subquery
+    assert found(admin, q="carl") == [number(carl)]
+
+
+def test_a_search_is_planned_for_its_values(test_app):
+    """PostgreSQL would otherwise settle on one generic plan for a search's every value,
+    and compile the export's batches (database.plan_each_query)."""
+    import sqlalchemy as sa
+
+    from portal.admin import search
+
+    with test_app.test_request_context("/admin/payments"):
+        search.find(search.parse(MultiDict({"currency": "USD", "min": "1"})))
+        assert db.session.execute(sa.text(
+            "SELECT current_setting('plan_cache_mode'), current_setting('jit')")).one() == (
+            "force_custom_plan", "off")
+
+
 def test_filters_narrow_the_results_and_stay_in_the_links(admin, people, stripe_client):
     usd = paid_payment(people["customer"], people["vendor"], 1999)
     eur = paid_payment(people["customer"], people["vendor2"], 5000, currency="EUR")
