@@ -12,14 +12,16 @@
   rolls back.
 - **Dialects.** SQLite (the embedded default) ignores ``FOR UPDATE``; ``write_lock`` takes its
   one write lock instead, and ``insert_or_skip`` builds the dialect's ON CONFLICT DO NOTHING;
-  ``plan_each_query`` keeps PostgreSQL from reusing one plan for a search's every value.
+  ``plan_each_query`` keeps PostgreSQL from reusing one plan for a search's every value;
+  ``uuid_text`` has the database write an id, ``stream`` reads rows while it finds more.
   Services call these and stay dialect-free.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -152,6 +154,46 @@ def plan_each_query() -> None:
         db.session.execute(sa.text(  # SET LOCAL of both, in one round trip
             "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
             "set_config('jit', 'off', true)"))
+
+
+def stream(select: sa.Select, size: int) -> Iterator[Sequence]:
+    """The rows of ``select`` in lists of ``size``, read while the database finds the next.
+
+    On PostgreSQL, psycopg's ``Cursor.stream`` (libpq's chunked rows): the server sends rows
+    as it finds them while Python works on the last ones, where a server-side cursor
+    (SQLAlchemy's ``stream_results``) has each wait for the other: the CSV export of
+    1,000,000 payments, timed without Flask, went from 45,000 to 65,000 rows/s. There the
+    rows are psycopg's tuples, without SQLAlchemy's type processing, and the parameters go
+    as psycopg adapts them: fine for text, numbers, UUIDs and aware datetimes, which is what
+    the caller must select and filter on. A stream closed before its end cancels its query,
+    which leaves the transaction only able to roll back: stream last. Elsewhere, SQLAlchemy's
+    streamed result, a partition at a time.
+    """
+    connection = db.session.connection()
+    if dialect() != "postgresql":
+        yield from connection.execution_options(stream_results=True, yield_per=size) \
+            .execute(select).partitions()
+        return
+    compiled = select.compile(dialect=connection.dialect,
+                              compile_kwargs={"render_postcompile": True})
+    with connection.connection.driver_connection.cursor() as cursor:
+        rows = cursor.stream(str(compiled), compiled.construct_params(), size=size)
+        try:
+            while batch := list(itertools.islice(rows, size)):
+                yield batch
+        finally:
+            rows.close()
+
+
+def uuid_text(column) -> sa.ColumnElement[str]:
+    """A UUID column as the database writes its canonical text (8-4-4-4-12 lower-case hex
+    digits): an export that prints ids would otherwise build a uuid.UUID per id only to
+    print it. PostgreSQL's uuid is that text; SQLite holds SQLAlchemy's 32 digits alone."""
+    if dialect() == "postgresql":
+        return sa.cast(column, sa.String)
+    a, b, c, d, e = (sa.func.substr(column, start, length, type_=sa.String)
+                     for start, length in ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12)))
+    return a + "-" + b + "-" + c + "-" + d + "-" + e
 
 
 def any_of(column, ids: list, type_=sa.Uuid):

@@ -51,6 +51,9 @@ def exponent(currency: str) -> int:
     return 2
 
 
+_EXPONENTS = {code: exponent(code) for code in SUPPORTED}
+
+
 def amount_step(currency: str) -> int:
     """The smallest amount Stripe moves in the currency, in minor units: 10 for three-decimal
     currencies (their amounts must end in 0), 1 otherwise."""
@@ -114,6 +117,21 @@ def parse_amount(text: str, currency: str, *, minimum: bool = True) -> int:
 def to_decimal(amount: int, currency: str) -> Decimal:
     """Minor units as a Decimal in major units (29999 USD -> Decimal('299.99'))."""
     return Decimal(amount).scaleb(-exponent(currency))
+
+
+def major_text(amount: int, currency: str) -> str:
+    """Minor units as text in major units, exactly as ``str(to_decimal(...))`` writes them
+    (29999 USD -> '299.99', 1500 JPY -> '1500'), with integer arithmetic: an export writes
+    two per row, and building Decimals was a sixth of its time."""
+    digits = _EXPONENTS.get(currency)
+    if digits is None:
+        digits = exponent(currency)
+    if not digits:
+        return str(amount)
+    if amount < 0:
+        return "-" + major_text(-amount, currency)
+    whole, part = divmod(amount, 10 ** digits)
+    return f"{whole}.{part:0{digits}}"
 
 
 def format_minor(amount: int, currency: str, locale: str = "en_US") -> str:

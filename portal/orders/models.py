@@ -14,6 +14,16 @@ from ..models_base import IdMixin, TimestampMixin, UTCDateTime
 ORDER_STATUSES = ("unpaid", "paid", "canceled")
 
 
+def order_number(order_id: uuid.UUID) -> str:
+    """An order's short human reference: its id's first 8 hex digits, in capitals."""
+    return order_id.hex[:8].upper()
+
+
+def order_number_of(id_text: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+    """``order_number`` in SQL, from an order id's text (``database.uuid_text``)."""
+    return sa.func.upper(sa.func.substr(id_text, 1, 8), type_=sa.String)
+
+
 class Order(IdMixin, TimestampMixin, db.Model):
     __tablename__ = "orders"
     __table_args__ = (
@@ -42,7 +52,7 @@ class Order(IdMixin, TimestampMixin, db.Model):
     @property
     def number(self) -> str:
         """Short human reference shown on pages and receipts."""
-        return str(self.id).split("-")[0].upper()
+        return order_number(self.id)
 
 
 class OrderItem(IdMixin, db.Model):

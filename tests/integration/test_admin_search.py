@@ -140,8 +140,13 @@ def test_pages_by_cursor_stay_stable_while_payments_come_in(admin, people):
 
 
 def test_the_csv_is_exactly_the_search(admin, people):
-    kept = paid_payment(people["customer"], people["vendor"], 1999)
+    from portal.orders.models import OrderItem
+
+    kept = paid_payment(people["customer"], people["vendor2"], 1999)
     kept.card_brand, kept.card_last4 = "visa", "4242"
+    for vendor in (people["vendor"], people["vendor2"]):  # two vendors, one twice
+        db.session.add(OrderItem(order_id=kept.order_id, vendor_id=vendor.id, position=1,
+                                 description="More", quantity=1, unit_amount=1))
     paid_payment(people["customer"], people["vendor"], 5000, currency="EUR")
     yen = paid_payment(people["other"], people["vendor"], 1500, currency="JPY")
     db.session.commit()
@@ -151,8 +156,10 @@ def test_the_csv_is_exactly_the_search(admin, people):
     text = r.data.decode("utf-8")
     assert text.startswith("\ufeffcreated_at,payment_id,order,customer,amount,currency")
     rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
-    assert [(row["order"], row["amount"], row["currency"], row["card"]) for row in rows] == [
-        (number(kept), "19.99", "USD", "visa 4242")]
+    assert [(row["payment_id"], row["order"], row["amount"], row["currency"], row["card"],
+             row["vendors"]) for row in rows] == [
+        (str(kept.id), number(kept), "19.99", "USD", "visa 4242",
+         "vera@example.test victor@example.test")]
     assert rows[0]["created_at"].endswith("+00:00")
     yen_rows = list(csv.DictReader(io.StringIO(admin.get(
         "/admin/payments.csv", query_string={"currency": "JPY"}).data.decode().lstrip("\ufeff"))))
@@ -170,6 +177,24 @@ def test_the_csv_streams_any_number_of_rows_in_batches(test_app, people):
         chunks = list(search.csv_rows(search.parse(MultiDict()), batch=3))
     assert len(chunks) == 1 + 3  # the header, then batches of 3, 3 and 1
     assert sum(chunk.count("\n") for chunk in chunks) == 8
+
+
+def test_an_export_stopped_half_way_leaves_the_connection_usable(test_app, people):
+    """A client that goes away closes the stream: its query is cancelled and the request's
+    teardown rolls back, as it does here."""
+    import sqlalchemy as sa
+
+    from portal.admin import search
+    from portal.ledger.models import Payment
+
+    for i in range(5):
+        paid_payment(people["customer"], people["vendor"], 100 + i)
+    with test_app.test_request_context("/admin/payments.csv"):
+        chunks = search.csv_rows(search.parse(MultiDict()), batch=1)
+        assert next(chunks).startswith("\ufeffcreated_at") and next(chunks).count("\n") == 1
+        chunks.close()
+        db.session.rollback()
+        assert db.session.scalar(sa.select(sa.func.count(Payment.id))) == 5
 
 
 def test_only_admins_reach_the_search(app, people):

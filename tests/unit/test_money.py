@@ -12,6 +12,7 @@ from portal.money import (
     check_minor,
     exponent,
     format_minor,
+    major_text,
     normalize_currency,
     to_decimal,
     to_minor,
@@ -83,6 +84,11 @@ def test_round_trip_minor_decimal_minor(currency, minor):
     if currency == "KWD":
         minor -= minor % 10
     assert to_minor(to_decimal(minor, currency), currency, minimum=False) == minor
+
+
+@given(currency=CURRENCIES, minor=st.integers(min_value=-MAX_AMOUNT, max_value=MAX_AMOUNT))
+def test_major_text_is_the_decimal_written_out(currency, minor):
+    assert major_text(minor, currency) == str(to_decimal(minor, currency))
 
 
 @given(currency=CURRENCIES, minor=st.integers(min_value=0, max_value=MAX_AMOUNT))
