@@ -24,7 +24,7 @@ from sqlalchemy.orm import aliased, joinedload
 from werkzeug.datastructures import MultiDict
 
 from ..auth.models import User
-from ..database import plan_each_query, stream, uuid_text
+from ..database import any_of, plan_each_query, stream, uuid_text
 from ..days import RANGE, parse_day
 from ..extensions import db
 from ..ledger.models import PAYMENT_STATUSES, Payment
@@ -37,6 +37,7 @@ PAGE_SIZE = 50
 PAYMENTS = Keyset(Payment.created_at, Payment.id)
 SOURCES = ("web", "api")
 FEW_USERS = 20  # an e-mail's beginning shared by at most this many users: see _customers
+FEW_ORDERS = 10_000  # a vendor of at most this many orders: see _sold_by
 _LAST4 = re.compile(r"[0-9]{4}")
 _ORDER_NUMBER = re.compile(r"#?([0-9A-Fa-f]{8})")
 _EMAIL_START = re.compile(r"[A-Za-z0-9._%+'-]+(@[A-Za-z0-9.-]*)?")
@@ -60,6 +61,7 @@ class Search:
 
 def parse(args: MultiDict) -> Search:
     """Read the query string: the conditions of the search, or an error per field."""
+    plan_each_query()  # before the lookups of e-mails and vendors, too
     s = Search()
     _box(s, (args.get("q") or "").strip()[:254])
     statuses = [v for v in args.getlist("status") if v]
@@ -190,8 +192,20 @@ def _vendor(s: Search, email: str) -> None:
         s.errors["vendor"] = "No vendor has this e-mail."
         return
     s.given["vendor"] = email
-    s.where.append(Payment.order_id.in_(sa.select(OrderItem.order_id).where(
-        OrderItem.vendor_id == vendor)))
+    s.where.append(_sold_by(vendor))
+
+
+def _sold_by(vendor: uuid.UUID):
+    """The payments of the orders with an item of this vendor. A vendor of at most FEW_ORDERS
+    orders: by the orders' ids (ix_order_items_vendor_order), so that the planner fetches
+    those payments and sorts them. Through the subquery it walks all payments newest first
+    and tests each one's items, some 7 us a payment: 120 ms for a vendor with 4,000 of
+    1,000,000 orders. A larger vendor: the subquery, whose walk fills a page within a few
+    thousand payments."""
+    orders = sa.select(OrderItem.order_id).where(OrderItem.vendor_id == vendor)
+    ids = db.session.scalars(orders.limit(FEW_ORDERS + 1)).all()
+    return any_of(Payment.order_id, ids) if len(ids) <= FEW_ORDERS else \
+        Payment.order_id.in_(orders)
 
 
 def summary(s: Search) -> str:
@@ -242,7 +256,6 @@ def _payments() -> sa.Select:
 def find(s: Search, per_page: int = PAGE_SIZE) -> Found:
     """A page of the payments found, newest first (keyset: stable while payments are added;
     no count of them all, which would read every match)."""
-    plan_each_query()
     query = _payments().where(*s.where).limit(per_page + 1)
     if s.after is not None:
         rows = db.session.execute(query.where(PAYMENTS.beyond(s.after, newer=True))

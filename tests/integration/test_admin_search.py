@@ -61,6 +61,19 @@ def test_an_email_beginning_that_many_customers_share_finds_them_all(admin, peop
     assert found(admin, q="carl") == [number(carl)]
 
 
+def test_a_vendor_is_searched_by_its_orders_or_by_its_items(admin, people, monkeypatch):
+    from portal.admin import search
+
+    mine = [paid_payment(people["other"], people["vendor2"], 100 + i) for i in range(3)]
+    paid_payment(people["customer"], people["vendor"], 500)
+    expected = [number(p) for p in reversed(mine)]
+    assert found(admin, vendor="victor@example.test") == expected  # by the orders' ids
+    monkeypatch.setattr(search, "FEW_ORDERS", 2)
+    assert found(admin, vendor="victor@example.test") == expected  # by the subquery
+    csv_text = admin.get("/admin/payments.csv", query_string={"vendor": "victor@example.test"})
+    assert csv_text.data.decode().count("\n") == 1 + 3
+
+
 def test_a_search_is_planned_for_its_values(test_app):
     """PostgreSQL would otherwise settle on one generic plan for a search's every value,
     and compile the export's batches (database.plan_each_query)."""
