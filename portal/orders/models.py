@@ -63,7 +63,7 @@ class OrderItem(IdMixin, db.Model):
         # search by vendor tests each payment's order, and its CSV lists every order's vendors.
         sa.Index("ix_order_items_order_vendor", "order_id", "vendor_id"),
         # A vendor's items, and their orders without reading the rows: the admin search by
-        # vendor takes the orders of a vendor of up to 10,000 (admin/search.py, _sold_by).
+        # vendor counts them, hashes them or tests one (admin/search.py, _sold_by).
         sa.Index("ix_order_items_vendor_order", "vendor_id", "order_id"),
     )
 
