@@ -14,6 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SMOKE = {
+    "admin_search.py": ["--payments", "3000", "--target-payments", "1000", "--customers", "50",
+                        "--vendors", "5", "--requests", "5", "--warmup", "1",
+                        "--case-seconds", "1"],
     "api_latency.py": ["--calls", "5", "--warmup", "1"],
     "history.py": ["--payments", "3000", "--target-payments", "1000", "--customers", "50",
                    "--vendors", "5", "--requests", "5", "--warmup", "1", "--case-seconds", "1"],
