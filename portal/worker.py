@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
+import threading
 
 import click
 from flask import current_app
@@ -12,7 +14,10 @@ from flask.cli import with_appcontext
 from .database import unit_of_work
 from .extensions import db
 from .jobs import QUEUES, redis_connection
-from .webhooks.jobs import sweep_received
+from .webhooks.jobs import dispatch_received, sweep_received
+
+log = logging.getLogger(__name__)
+DISPATCH_EVERY = 0.1  # seconds between a worker's looks for stored events to queue
 
 
 @click.command("worker")
@@ -43,12 +48,14 @@ def worker_command(queues: tuple[str, ...], burst: bool, fork: bool) -> None:
         raise click.ClickException("REDIS_URL is not set: jobs run in-process, no worker needed")
     # Jobs in forked work-horses compare against this pid and drop inherited DB connections.
     current_app.extensions["pid"] = os.getpid()
-    # Events stored while Redis was down wait as "received": queue them before listening.
-    with unit_of_work():  # queued to Redis at its commit
-        queued = sweep_received(older_than_seconds=0)
+    # Events stored since the last dispatch, and those whose job was lost (Redis down or
+    # restarted, a worker stopped mid-job): queued before listening.
+    with unit_of_work():
+        queued = max(dispatch_received(), 0) + sweep_received(older_than_seconds=0)
     if queued:
-        click.echo(f"queued {queued} stored webhook event(s) not processed yet (Redis was "
-                   "unreachable, or a worker stopped)")
+        click.echo(f"queued {queued} stored webhook event(s) not processed yet")
+    if not burst:
+        Dispatcher(current_app._get_current_object()).start()
     # RQ forks its scheduler (and, with --fork, every job). A child must not inherit an open
     # database connection: if this process is killed, the child would keep the socket open
     # and PostgreSQL would keep the killed job's transaction, and its row locks, forever.
@@ -60,3 +67,28 @@ def worker_command(queues: tuple[str, ...], burst: bool, fork: bool) -> None:
     gc.freeze()
     # The scheduler moves jobs waiting for a retry delay back onto their queue.
     worker.work(burst=burst, with_scheduler=True)
+
+
+class Dispatcher(threading.Thread):
+    """Queues the webhook events the intake stores ("received"), every DISPATCH_EVERY
+    seconds and at once while there are more than a batch (webhooks.jobs.dispatch_received).
+    One per worker; dispatchers of several workers share the rows without taking one twice.
+    A daemon thread of the worker process, with its own app context, session and database
+    connection: jobs run in the main thread."""
+
+    def __init__(self, app, every: float = DISPATCH_EVERY) -> None:
+        super().__init__(name="webhook-dispatcher", daemon=True)
+        self.app, self.every = app, every
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        with self.app.app_context():
+            while not self.stopped.wait(self.every):
+                try:
+                    if dispatch_received() < 0:  # Redis refused them (logged): back off
+                        self.stopped.wait(5)
+                except Exception:  # PostgreSQL away: the next look tries again
+                    log.exception("webhook dispatcher: could not queue stored events")
+                    self.stopped.wait(5)
+                finally:
+                    db.session.remove()

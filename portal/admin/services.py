@@ -37,7 +37,7 @@ def replay_failed(admin: User) -> int:
 def _replay(admin: User, ids: list[str]) -> None:
     db.session.execute(sa.update(StripeEvent)
                        .where(any_of(StripeEvent.id, ids, sa.String))
-                       .values(status="received")
+                       .values(status="queued")
                        .execution_options(synchronize_session=False))
     audit("events.replayed", actor=admin, note=f"{len(ids)} event(s): {', '.join(ids[:20])}")
     # Processing twice is a no-op: handlers re-read Stripe and states only move forward.

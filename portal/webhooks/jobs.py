@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from .. import jobs
 from .. import stripe_gateway as gateway
-from ..database import phase
+from ..database import any_of, phase
 from ..extensions import db
 from ..models_base import utcnow
 from .handlers import HANDLERS
@@ -41,7 +41,7 @@ _EVENTS = StripeEvent.__table__
 # transaction that applied it.
 _TAKE = (sa.update(_EVENTS)
          .where(_EVENTS.c.id == sa.bindparam("event_id"),
-                _EVENTS.c.status.in_(("received", "failed")))
+                _EVENTS.c.status.in_(("received", "queued", "failed")))
          .values(status=sa.case((_EVENTS.c.type.in_(sorted(HANDLERS)), "processed"),
                                 else_="ignored"),
                  attempts=_EVENTS.c.attempts + 1,
@@ -101,19 +101,66 @@ def _record_failure(event_id: str, error: str) -> None:
     log.error("webhook event %s failed", event_id)
 
 
-def sweep_received(older_than_seconds: int = 60) -> int:
-    """Queue (after the commit) the events still ``received`` (Redis was down at intake, or
-    a worker stopped); returns how many.
+# The intake stores an event and leaves it "received"; with Redis, a worker's dispatcher
+# (``flask worker``, portal.worker) hands the stored events to RQ in batches, in one round
+# trip to Redis per batch rather than one per delivery: that round trip and RQ's job record
+# were a third of the intake's CPU per delivery (issue 17, item 9; bench/webhook_isolation.py).
+DISPATCH_BATCH = 500
+SWEEP_LIMIT = 1000
 
-    Safe to run at any time: processing an event twice is a no-op.
+
+def dispatch_received(batch: int = DISPATCH_BATCH) -> int:
+    """Queue every stored event still ``received``, oldest first, a batch per transaction;
+    returns how many, or -1 if Redis refused the first batch (logged). Several dispatchers
+    (one per worker) share the work: each batch's rows are locked, and a row another
+    dispatcher has locked is skipped (PostgreSQL)."""
+    total = 0
+    while True:
+        queued = _queue_batch((StripeEvent.status == "received",), batch)
+        if queued < 0:
+            return total or -1
+        total += queued
+        if queued < batch:
+            return total
+
+
+def sweep_received(older_than_seconds: int = 60) -> int:
+    """Queue again (up to SWEEP_LIMIT, oldest first) the events ``received`` or ``queued``
+    for longer than ``older_than_seconds``: their job was lost (Redis down, restarted empty,
+    a worker killed mid-job) or no dispatcher runs; returns how many.
+
+    Safe to run at any time: processing an event twice is a no-op. An event merely waiting
+    its turn in the queue is queued twice: a duplicate job that costs time, changes nothing.
     """
     cutoff = utcnow() - timedelta(seconds=older_than_seconds)
-    ids = db.session.scalars(
-        sa.select(StripeEvent.id)
-        .where(StripeEvent.status == "received", StripeEvent.received_at < cutoff)
-        .order_by(StripeEvent.received_at)
-        .limit(1000)
-    ).all()
-    jobs.enqueue_each(process_event, [(event_id,) for event_id in ids], queue="webhooks",
-                      retry=RETRY_DELAYS)
+    return max(_queue_batch((StripeEvent.status.in_(("received", "queued")),
+                             StripeEvent.received_at < cutoff), SWEEP_LIMIT), 0)
+
+
+def _queue_batch(where: tuple, batch: int) -> int:
+    """Up to ``batch`` events matching ``where``, oldest first: their jobs sent to Redis now
+    (or, without Redis, run in-process after the commit), then marked ``queued``, in one
+    transaction. Returns how many, or -1 if Redis refused them (logged; they stay as they
+    were, for the next try).
+
+    The rows are locked (FOR UPDATE SKIP LOCKED) until the commit: a job that starts before
+    it waits on the lock, then takes the event as ``queued`` (``_TAKE``). The jobs go before
+    the commit: a dispatcher that dies in between leaves the events ``received`` and queued,
+    and the second job for each changes nothing.
+    """
+    with phase():
+        ids = db.session.scalars(
+            sa.select(StripeEvent.id).where(*where)
+            .order_by(StripeEvent.received_at, StripeEvent.id).limit(batch)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not ids:
+            return 0
+        if not jobs.enqueue_now(process_event, [(event_id,) for event_id in ids],
+                                queue="webhooks", retry=RETRY_DELAYS):
+            return -1
+        db.session.execute(sa.update(_EVENTS)
+                           .where(any_of(_EVENTS.c.id, ids, sa.String),
+                                  _EVENTS.c.status == "received")
+                           .values(status="queued"))
     return len(ids)

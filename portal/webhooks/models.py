@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ..extensions import db
 from ..models_base import UTCDateTime, utcnow
 
-EVENT_STATUSES = ("received", "processed", "ignored", "failed")
+EVENT_STATUSES = ("received", "queued", "processed", "ignored", "failed")
 
 
 class StripeEvent(db.Model):

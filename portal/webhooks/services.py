@@ -1,7 +1,8 @@
-"""Webhook intake: store a verified event once and queue its processing.
+"""Webhook intake: store a verified event once, for its processing.
 
-The caller commits (the intake: the request's edge, before Stripe gets its 200); the jobs
-start after that commit, so a worker always finds the row.
+The caller commits (the intake: the request's edge, before Stripe gets its 200). With Redis,
+a worker's dispatcher then queues the stored events (webhooks.jobs.dispatch_received);
+without, the event's job runs in this process after the commit.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import functools
 import logging
 
 import sqlalchemy as sa
+from flask import current_app
 
 from ..database import dialect, insert_or_skip
 from ..extensions import db
@@ -44,7 +46,8 @@ def _insert_once(dialect_name: str):
 
 
 def receive_event(event: Event) -> bool:
-    """Store the event and queue its processing; False if it was already stored."""
+    """Store the event (and, without Redis, queue its processing); False if it was already
+    stored."""
     _check_version(event)
     # One Core INSERT ... ON CONFLICT (id) DO NOTHING: no ORM unit of work for a row that is
     # written once and never read back here, and a redelivery is a row count of 0 rather
@@ -56,14 +59,18 @@ def receive_event(event: Event) -> bool:
          "payload": event.payload, "status": "received", "attempts": 0,
          "received_at": utcnow()},
     ).rowcount == 1
+    in_process = not current_app.config.get("REDIS_URL")
     if not stored:
-        # A redelivery: the first copy is processed already, or waits to be: queue it again
-        # in case its job was lost (processing twice is a no-op).
+        # A redelivery. A failed event is tried again now; one still "received" without
+        # Redis had its in-process job lost (the process stopped): run it. With Redis, one
+        # "received" or "queued" is a worker's dispatcher's to queue, or in the queue already.
         status = db.session.scalar(sa.select(StripeEvent.status).where(StripeEvent.id == event.id))
-        if status in ("received", "failed"):
+        if status == "failed" or (status == "received" and in_process):
             enqueue_processing(event.id)
         return False
-    # Queued for after the commit. If Redis is down then, the row stays "received" for the
-    # sweeper; Stripe still gets its 200.
-    enqueue_processing(event.id)
+    # Without Redis the job runs in this process once the request has ended. With Redis the
+    # intake stops here: a worker's dispatcher queues the events it stored, in batches
+    # (webhooks.jobs.dispatch_received), so that a delivery costs no round trip to Redis.
+    if in_process:
+        enqueue_processing(event.id)
     return True

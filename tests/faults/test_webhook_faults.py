@@ -164,8 +164,10 @@ def test_succeeded_delivered_before_created_and_processing_leaves_the_payment_su
 
 
 def test_redis_down_during_intake_events_wait_then_are_processed_once(make_stack, pg):
-    """100 events; Redis stops after the first 30: intake still answers 200 and the events
-    wait as `received`; Redis back and the worker restarted, each is processed once."""
+    """100 events; Redis stops after the first 30 are processed: intake still answers 200
+    (it does not use Redis) and the events wait as `received` (RQ's worker, dispatcher and
+    all, exits when Redis goes away); Redis back, empty, and the worker restarted (a
+    container's restart policy), it queues and processes each once."""
     stack = make_stack()
     pays = seed_payments(stack, 50)
     client = stripe_client(stack)
@@ -176,19 +178,19 @@ def test_redis_down_during_intake_events_wait_then_are_processed_once(make_stack
     before, during = events[:30], events[30:]
 
     assert {s for _, s, _ in post_events(stack.web_url, before, senders=4)} == {200}
-    stack.redis.stop()  # whatever was queued and not yet run is lost with it
+    wait_for(lambda: pg.all_done(i for i, _ in before), timeout=60,
+             what="the first 30 events processed", diagnostics=stack.diagnostics)
+    stack.redis.stop()
     results = post_events(stack.web_url, during, senders=4)
     assert {s for _, s, _ in results} == {200}, results[:5]
     assert pg.event_states(i for i, _ in during) == {i: ("received", 0) for i, _ in during}
 
     stack.redis.start()  # empty, on the same port
-    # Nothing queues them until a sweep: still waiting.
-    assert pg.event_states(i for i, _ in during) == {i: ("received", 0) for i, _ in during}
     [worker] = [p for p in stack.procs if p.name == "worker"]
     worker.stop()
-    stack.start_worker()  # sweeps the `received` events at start
+    stack.start_worker()  # queues the `received` events at start
     wait_for(lambda: pg.all_done(i for i, _ in events), timeout=60,
-             what="the 100 events processed after Redis came back",
+             what="the 70 events processed after Redis came back",
              diagnostics=lambda: f"{pg.status_counts()}\n{stack.diagnostics()}")
 
     assert pg.scalar("SELECT count(*) FROM stripe_events") == 100
@@ -262,16 +264,17 @@ def test_worker_killed_mid_job_the_event_is_processed_once_after_restart(make_st
         # The payment's locking SELECT (pg_stat_activity keeps the first 1,024 bytes of a
         # query, so its FOR UPDATE clause may be cut off; the blocking pid says it waits).
         assert query.startswith("SELECT payments.")
-        assert pg.event_states([event_id]) == {event_id: ("received", 0)}
+        # Queued by the worker's dispatcher, taken by its job, which waits on the lock.
+        assert pg.event_states([event_id]) == {event_id: ("queued", 0)}
         stack.kill(worker)  # SIGKILL, mid-job
         holder.rollback()  # release the lock
 
     # Nothing of the killed job is committed.
-    assert pg.event_states([event_id]) == {event_id: ("received", 0)}
+    assert pg.event_states([event_id]) == {event_id: ("queued", 0)}
     assert pg.payment_states() == {pay.payment_id: "requires_payment_method"}
     assert pg.outbox() == {}
 
-    stack.start_worker()  # sweeps `received` events at start
+    stack.start_worker()  # sweeps `queued` events at start
     wait_for(lambda: pg.all_done([event_id]), timeout=20,
              what="the event processed by the new worker",
              diagnostics=lambda: session_and_processes(pg, blocked_pid, stack))
