@@ -4,6 +4,7 @@ in batches (webhooks.jobs.dispatch_received), several workers' dispatchers shari
 import threading
 from datetime import timedelta
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from rq import Queue
@@ -104,3 +105,22 @@ def test_the_sweeper_queues_again_events_whose_job_was_lost(app, redis):
     assert sorted(queued_ids(redis)) == sorted(old_queued + old_received)
     assert statuses() == {"queued": 4, "processed": 1}
 
+
+@pytest.mark.commits
+def test_a_redelivery_does_not_wait_for_the_job_holding_its_event(client, pg_url):
+    """The job holds its event's row, as updated, while it asks Stripe; a redelivery of
+    that event is answered at once, not when the job commits."""
+    assert post_event(client, "customer.updated", {"id": "cus_1"},
+                      event_id="evt_held").status_code == 200
+    answers: list[int] = []
+    with psycopg.connect(pg_url.replace("+psycopg", "")) as job:
+        job.execute("UPDATE stripe_events SET status = 'processed' WHERE id = 'evt_held'")
+        redelivery = threading.Thread(target=lambda: answers.append(post_event(
+            client, "customer.updated", {"id": "cus_1"}, event_id="evt_held").status_code))
+        redelivery.start()
+        redelivery.join(10)
+        held = redelivery.is_alive()
+        job.rollback()
+    redelivery.join(10)
+    assert not held, "the redelivery waited for the job's transaction"
+    assert answers == [200]

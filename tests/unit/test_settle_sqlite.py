@@ -115,3 +115,22 @@ def test_the_database_refuses_a_second_sale_line_for_a_vendor_of_a_payment(sqlit
     db.session.commit()  # refunds: one line per refund, as many as there are
     assert db.session.scalar(sa.select(sa.func.count()).select_from(SplitLine).where(
         SplitLine.payment_id == payment.id)) == 3
+
+
+def test_the_intake_stores_an_event_once_on_sqlite(sqlite_app):  # noqa: F811
+    """The embedded default: the same one-statement store (INSERT ... SELECT ... WHERE NOT
+    EXISTS ... ON CONFLICT DO NOTHING) as on PostgreSQL."""
+    from portal.stripe_gateway import Event
+    from portal.webhooks.models import StripeEvent
+    from portal.webhooks.services import receive_event
+
+    event = Event(id="evt_sqlite", type="customer.created", api_version="2026-10-28.endive",
+                  created=7, object_id="cus_1",
+                  payload={"id": "evt_sqlite", "data": {"object": {"id": "cus_1"}}})
+    assert receive_event(event) is True
+    db.session.commit()
+    assert receive_event(event) is False
+    db.session.commit()
+    stored = db.session.scalars(sa.select(StripeEvent)).all()
+    assert [(e.id, e.type, e.object_id, e.stripe_created, e.payload, e.status) for e in stored] \
+        == [("evt_sqlite", "customer.created", "cus_1", 7, event.payload, "received")]
