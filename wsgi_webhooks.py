@@ -47,18 +47,9 @@ def create_intake_app(config: Config | None = None) -> Flask:
     """The intake app (default configuration: the environment, as ``create_app``)."""
     config = config or Config.from_env()
     app = Flask("portal", instance_path=str(ROOT / "instance"), static_folder=None)
-    app.config.from_mapping(config.flask_settings())
-    if config.TRUSTED_PROXY_HOPS:
-        # As create_app: the sender's address (logged with a refused delivery) and the Host
-        # come from the X-Forwarded-* headers of the proxy in front.
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        n = config.TRUSTED_PROXY_HOPS
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
-    app.extensions["portal_config"] = config
-    logging.basicConfig(
-        level=config.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # As create_app: behind a proxy, the sender's address (logged with a refused delivery)
+    # and the Host come from its X-Forwarded-* headers.
+    portal._configure(app, config)
 
     db.init_app(app)
     hygiene.init_app(app)

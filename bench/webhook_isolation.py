@@ -69,7 +69,6 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,13 +76,14 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 from api_latency import seed as seed_checkouts  # noqa: E402
-from benchdb import drop_database, plain_url, recreate_database  # noqa: E402
+from benchdb import plain_url  # noqa: E402
 from webhooks import (  # noqa: E402
     WEBHOOK_PATH,
     WHSEC,
     Load,
     Requests,
     Server,
+    clean_up,
     closed_loop,
     event_dict,
     machine_busy,
@@ -91,11 +91,13 @@ from webhooks import (  # noqa: E402
     open_loop,
     pct,
     pg_backends,
+    prepare,
+    print_load_average,
     print_load_table,
     seed_payments,
     send,
+    server_envs,
     tree_cpu,
-    versions,
     worker_argv,
 )
 
@@ -244,11 +246,12 @@ async def run_senders(port: int, reqs: list[bytes], senders: int, res: Load) -> 
     """``senders`` senders, each sending its next delivery as soon as the last was answered
     (all of them sharing one shuffled list); latency from the connection to the answer."""
     loop = asyncio.get_running_loop()
-    todo = iter(reqs)
+    todo = iter(enumerate(reqs))
     start = loop.time()
+    res.extra["by_index"] = by_index = [math.nan] * len(reqs)  # latency of each delivery
 
     async def sender() -> None:
-        for req in todo:
+        for i, req in todo:
             t0 = loop.time()
             try:
                 status = await asyncio.wait_for(send(HOST, port, req), 30)
@@ -256,7 +259,8 @@ async def run_senders(port: int, reqs: list[bytes], senders: int, res: Load) -> 
                 status = -1
                 res.errors[type(exc).__name__] += 1
             res.statuses[status] += 1
-            res.lat_ms.append((loop.time() - t0) * 1000)
+            by_index[i] = (loop.time() - t0) * 1000
+            res.lat_ms.append(by_index[i])
             res.sent += 1
 
     await asyncio.gather(*(sender() for _ in range(senders)))
@@ -285,6 +289,7 @@ class Run:
     duplicate_effects: int = 0
     missing_effects: int = 0
     overlap: bool = False  # the deliveries all ran while checkouts were running
+    slowest: list = field(default_factory=list)  # (ms, event id, type, copy k of n, re-read)
     answered: float = 0.0  # time.monotonic() of the last delivery's answer
 
 
@@ -301,7 +306,7 @@ def cpu_by_process(target: Server, web: Server, pids: dict[str, int], db_url: st
 
 
 def load_run(n: int, target: Server, web: Server, reqs_bodies: list[bytes], slots: list,
-             args, distinct: int, pids: dict[str, int], db_url: str) -> Run:
+             args, distinct: int, pids: dict[str, int], db_url: str, reread: set[str]) -> Run:
     """Checkouts against the web pool and, once they are under way, the deliveries."""
     reqs = [signed_request(target.port, b) for b in reqs_bodies]
     run = Run(n, Load("intake" if not args.shared else "web (shared)", f"run {n}"),
@@ -337,6 +342,14 @@ def load_run(n: int, target: Server, web: Server, reqs_bodies: list[bytes], slot
     w0, w1 = run.intake.extra["window"]
     run.overlap = run.checkouts.start <= w0 and run.checkouts.end >= w1
     run.answered = marks["answered"]
+    # The slowest deliveries: which event, which of its copies, and whether its job re-reads
+    # Stripe (the job holds its event's row while Stripe answers).
+    by_index = run.intake.extra["by_index"]
+    for i in sorted(range(len(by_index)), key=lambda i: -by_index[i])[:5]:
+        event = json.loads(reqs_bodies[i])
+        copies = [j for j, b in enumerate(reqs_bodies) if b == reqs_bodies[i]]
+        run.slowest.append((by_index[i], event["id"], event["type"],
+                            f"{copies.index(i) + 1} of {len(copies)}", event["id"] in reread))
     return run
 
 
@@ -420,6 +433,10 @@ def print_runs(runs: list[Run], args) -> None:
               + (f"; not 2xx: {dict(r.intake.statuses)} {dict(r.intake.errors)}"
                  if r.intake.bad else "")
               + (f"; checkouts failed: {dict(co.failed)}" if co.failed else ""))
+        print(f"   run {r.n}: slowest deliveries: " + "; ".join(
+            f"{ms:.0f} ms {eid} ({etype}, copy {copy}"
+            + (", its job re-reads Stripe)" if reread else ")")
+            for ms, eid, etype, copy, reread in r.slowest))
         other = max(0.0, r.busy - sum(r.cores.values()))
         print(f"   run {r.n}: cores busy during the deliveries: "
               + ", ".join(f"{k} {v:.2f}" for k, v in r.cores.items())
@@ -569,24 +586,11 @@ def main(argv=None) -> int:  # noqa: PLR0915 - one linear script
     distinct = args.deliveries - round(args.deliveries * args.duplicates)
     per_run = math.ceil(distinct / EVENTS_PER_PAYMENT)  # payments the deliveries are about
     unsettled = min(args.unsettled, per_run)
-    print(f"== {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {cpus} CPUs; load average "
-          f"{' '.join(f'{x:.2f}' for x in load_before)}")
-    print(f"   {versions(plain_url(args.pg, 'postgres'), redis_conn)}")
-    print(f"== databases {args.db} (alembic upgrade) and {floor_db}; Redis {args.redis} "
-          "flushed; Stripe sandbox")
-    recreate_database(args.pg, args.db)
-    recreate_database(args.pg, floor_db)
-    redis_conn.flushdb()
-    import webhook_floor
-
-    with psycopg.connect(floor_url, autocommit=True) as conn:
-        conn.execute(webhook_floor.SCHEMA)
+    prepare(args, floor_db, floor_url, redis_conn, cpus, load_before)
     failures: list[str] = []
     servers: list[Server] = []
     worker: subprocess.Popen | None = None
     logdir = Path(tempfile.mkdtemp(prefix="bench-isolation-"))
-    base_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-                "HOME": os.environ.get("HOME", "/tmp")}
     runs: list[Run] = []
     max_rows: list[Load] = []
     open_rows: list[Load] = []
@@ -594,19 +598,7 @@ def main(argv=None) -> int:  # noqa: PLR0915 - one linear script
     open_totals: dict[str, Load] = {}
     try:
         with Sandbox() as sandbox:
-            portal_env = {
-                **base_env, "PORTAL_ENV": "production", "DATABASE_URL": db_url,
-                "REDIS_URL": args.redis,
-                # Production answers only its own host: the load is sent to 127.0.0.1.
-                "SERVER_NAME": HOST,
-                "SECRET_KEY": "bench-secret-key-that-is-long-enough-0123456789",
-                "JWT_SECRET": "bench-jwt-secret-that-is-long-enough-0123456789",
-                "STRIPE_SECRET_KEY": "sk_test_bench", "STRIPE_PUBLISHABLE_KEY": "pk_test_bench",
-                "STRIPE_WEBHOOK_SECRET": WHSEC, "STRIPE_CONNECT_WEBHOOK_SECRET": WHSEC + "_connect",
-                "STRIPE_API_BASE": sandbox.url, "STRIPE_JS_URL": sandbox.js_url,
-            }
-            floor_env = {**base_env, "FLOOR_DATABASE_URL": floor_url,
-                         "FLOOR_WEBHOOK_SECRET": WHSEC}
+            portal_env, floor_env = server_envs(db_url, floor_url, args.redis, sandbox)
             from flask_migrate import upgrade
 
             from portal import create_app
@@ -686,7 +678,8 @@ def main(argv=None) -> int:  # noqa: PLR0915 - one linear script
                 wait_idle(args.wait_idle, f" before run {r + 1}")
                 run = load_run(r + 1, intake, web, deliveries(events, args.deliveries, rng),
                                slots[r * args.checkouts:(r + 1) * args.checkouts], args,
-                               len(events), pids, db_url)
+                               len(events), pids, db_url,
+                               {f"{prefix}{i:05d}s" for i in range(unsettled)})
                 wait_drained(run, redis_conn, db_url, prefix, args.drain_timeout)
                 check_effects(run, db_url, prefix, [pi["id"] for pi in group]
                               + run.checkouts.intents)
@@ -740,18 +733,12 @@ def main(argv=None) -> int:  # noqa: PLR0915 - one linear script
             worker.wait()
         with ThreadPoolExecutor(max(1, len(servers))) as pool:
             list(pool.map(Server.stop, servers))
-        with contextlib.suppress(Exception):
-            redis_conn.flushdb()
-        if not args.keep:
-            drop_database(args.pg, args.db)
-            drop_database(args.pg, floor_db)
+        clean_up(args, floor_db, redis_conn)
 
     load_after = os.getloadavg()
     # ------------------------------------------------------------------ report
     print()
-    print(f"Load average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in load_before)}; "
-          f"after: {' '.join(f'{x:.2f}' for x in load_after)}; {cpus} CPUs"
-          f"{' (busy machine)' if max(load_before[0], load_after[0]) > cpus else ''}")
+    print_load_average(load_before, load_after, cpus)
     print()
     print(f"**Load runs** ({args.deliveries} deliveries from {args.senders} senders to the "
           f"{'web pool (--shared)' if args.shared else 'intake pool'}, while {args.checkouts} "

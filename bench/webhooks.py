@@ -781,6 +781,59 @@ def versions(pg_url: str, redis_conn) -> str:
 # The run
 
 
+def prepare(args, floor_db: str, floor_url: str, redis_conn, cpus: int,
+            load_before: tuple) -> None:
+    """Print the run's header, (re)create the portal's database and the floor's (with its
+    one table) and flush the benchmark's Redis database."""
+    print(f"== {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {cpus} CPUs; load average "
+          f"{' '.join(f'{x:.2f}' for x in load_before)}")
+    print(f"   {versions(plain_url(args.pg, 'postgres'), redis_conn)}")
+    print(f"== databases {args.db} (alembic upgrade) and {floor_db}; Redis {args.redis} "
+          "flushed; Stripe sandbox")
+    recreate_database(args.pg, args.db)
+    recreate_database(args.pg, floor_db)
+    redis_conn.flushdb()
+    import webhook_floor
+
+    with psycopg.connect(floor_url, autocommit=True) as conn:
+        conn.execute(webhook_floor.SCHEMA)
+
+
+def server_envs(db_url: str, floor_url: str, redis_url: str, sandbox) -> tuple[dict, dict]:
+    """The explicit environments of the portal's servers (production) and of the floor's:
+    nothing from the developer's shell."""
+    base_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+                "HOME": os.environ.get("HOME", "/tmp")}
+    portal_env = {
+        **base_env, "PORTAL_ENV": "production", "DATABASE_URL": db_url,
+        "REDIS_URL": redis_url,
+        # Production answers only its own host: the load is sent to 127.0.0.1.
+        "SERVER_NAME": "127.0.0.1",
+        "SECRET_KEY": "bench-secret-key-that-is-long-enough-0123456789",
+        "JWT_SECRET": "bench-jwt-secret-that-is-long-enough-0123456789",
+        "STRIPE_SECRET_KEY": "sk_test_bench", "STRIPE_PUBLISHABLE_KEY": "pk_test_bench",
+        "STRIPE_WEBHOOK_SECRET": WHSEC, "STRIPE_CONNECT_WEBHOOK_SECRET": WHSEC + "_connect",
+        "STRIPE_API_BASE": sandbox.url, "STRIPE_JS_URL": sandbox.js_url,
+    }
+    return portal_env, {**base_env, "FLOOR_DATABASE_URL": floor_url,
+                        "FLOOR_WEBHOOK_SECRET": WHSEC}
+
+
+def clean_up(args, floor_db: str, redis_conn) -> None:
+    """Flush the benchmark's Redis database; drop both databases unless --keep."""
+    with contextlib.suppress(Exception):
+        redis_conn.flushdb()
+    if not args.keep:
+        drop_database(args.pg, args.db)
+        drop_database(args.pg, floor_db)
+
+
+def print_load_average(before: tuple, after: tuple, cpus: int) -> None:
+    print(f"Load average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in before)}; "
+          f"after: {' '.join(f'{x:.2f}' for x in after)}; {cpus} CPUs"
+          f"{' (busy machine)' if max(before[0], after[0]) > cpus else ''}")
+
+
 def main(argv=None) -> int:  # noqa: PLR0915 - one linear script
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pg", default=os.environ.get("BENCH_PG_URL",
@@ -839,38 +892,13 @@ def main(argv=None) -> int:  # noqa: PLR0915 - one linear script
     floor_db = f"{args.db}_floor"
     db_url, floor_url = plain_url(args.pg, args.db), plain_url(args.pg, floor_db)
     redis_conn = Redis.from_url(args.redis)
-    print(f"== {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {cpus} CPUs; load average "
-          f"{' '.join(f'{x:.2f}' for x in load_before)}")
-    print(f"   {versions(plain_url(args.pg, 'postgres'), redis_conn)}")
-    print(f"== databases {args.db} (alembic upgrade) and {floor_db}; Redis {args.redis} "
-          "flushed; Stripe sandbox")
-    recreate_database(args.pg, args.db)
-    recreate_database(args.pg, floor_db)
-    redis_conn.flushdb()
-    import webhook_floor
-
-    with psycopg.connect(floor_url, autocommit=True) as conn:
-        conn.execute(webhook_floor.SCHEMA)
+    prepare(args, floor_db, floor_url, redis_conn, cpus, load_before)
     failures: list[str] = []
     servers: list[Server] = []
     logdir = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
-    base_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-                "HOME": os.environ.get("HOME", "/tmp")}
     try:
         with Sandbox() as sandbox:
-            portal_env = {
-                **base_env, "PORTAL_ENV": "production", "DATABASE_URL": db_url,
-                "REDIS_URL": args.redis,
-                # Production answers only its own host: the load is sent to 127.0.0.1.
-                "SERVER_NAME": "127.0.0.1",
-                "SECRET_KEY": "bench-secret-key-that-is-long-enough-0123456789",
-                "JWT_SECRET": "bench-jwt-secret-that-is-long-enough-0123456789",
-                "STRIPE_SECRET_KEY": "sk_test_bench", "STRIPE_PUBLISHABLE_KEY": "pk_test_bench",
-                "STRIPE_WEBHOOK_SECRET": WHSEC, "STRIPE_CONNECT_WEBHOOK_SECRET": WHSEC + "_connect",
-                "STRIPE_API_BASE": sandbox.url, "STRIPE_JS_URL": sandbox.js_url,
-            }
-            floor_env = {**base_env, "FLOOR_DATABASE_URL": floor_url,
-                         "FLOOR_WEBHOOK_SECRET": WHSEC}
+            portal_env, floor_env = server_envs(db_url, floor_url, args.redis, sandbox)
             from flask_migrate import upgrade
 
             from portal import create_app
@@ -1019,18 +1047,12 @@ def main(argv=None) -> int:  # noqa: PLR0915 - one linear script
     finally:
         for s in servers:
             s.stop()
-        with contextlib.suppress(Exception):
-            redis_conn.flushdb()
-        if not args.keep:
-            drop_database(args.pg, args.db)
-            drop_database(args.pg, floor_db)
+        clean_up(args, floor_db, redis_conn)
 
     load_after = os.getloadavg()
     # ------------------------------------------------------------------ report
     print()
-    print(f"Load average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in load_before)}; "
-          f"after: {' '.join(f'{x:.2f}' for x in load_after)}; {cpus} CPUs"
-          f"{' (busy machine)' if max(load_before[0], load_after[0]) > cpus else ''}")
+    print_load_average(load_before, load_after, cpus)
     print()
     print(f"**Open loop, {args.rate:.0f} req/s for {args.seconds:.0f} s** (latency in ms from "
           "each request's scheduled send time; a new connection per request, as gunicorn's "

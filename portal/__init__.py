@@ -25,18 +25,7 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
-    app.config.from_mapping(config.flask_settings())
-    if config.TRUSTED_PROXY_HOPS:
-        # Behind a load balancer: the client's address and scheme come from X-Forwarded-*
-        # (rate limits, recorded IPs and https return URLs depend on them).
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        n = config.TRUSTED_PROXY_HOPS
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
-    app.extensions["portal_config"] = config
-    logging.basicConfig(
-        level=config.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure(app, config)
     if config.DATABASE_URL.startswith("sqlite:///"):
         os.makedirs(app.instance_path, exist_ok=True)
 
@@ -61,6 +50,23 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
     _register_errors(app)
     _register_security_headers(app, config)
     return app
+
+
+def _configure(app: Flask, config: Config) -> None:
+    """The configuration, the proxy in front and the log format (also the intake app's,
+    wsgi_webhooks.py)."""
+    app.config.from_mapping(config.flask_settings())
+    if config.TRUSTED_PROXY_HOPS:
+        # Behind a load balancer: the client's address and scheme come from X-Forwarded-*
+        # (rate limits, recorded IPs and https return URLs depend on them).
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = config.TRUSTED_PROXY_HOPS
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+    app.extensions["portal_config"] = config
+    logging.basicConfig(
+        level=config.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def _register_models() -> None:
