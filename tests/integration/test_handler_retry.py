@@ -30,6 +30,7 @@ from portal.outbox.models import OutboxMessage
 from portal.payments.services import start_checkout
 from portal.refunds import services as refunds
 from portal.refunds.models import RefundRequest
+from portal.webhooks.jobs import dispatch_received
 from portal.webhooks.models import StripeEvent
 from tests.helpers import committed, event_body, make_order, sign
 from tests.integration.api_support import card_pm, pay
@@ -62,8 +63,10 @@ def event(event_id: str) -> StripeEvent:
 # --- payment_intent.succeeded, retried by the RQ worker ------------------------------------------
 
 def work(app, conn) -> None:
-    """An RQ worker on the webhooks queue, until the queue is empty."""
+    """A worker: its dispatcher queues the events the intake stored, then it runs the
+    webhooks queue until the queue is empty."""
     with app.app_context():
+        dispatch_received()
         SimpleWorker(["webhooks"], connection=conn).work(burst=True)
 
 
