@@ -38,6 +38,10 @@ from . import queries, search, services, timeline
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
+# The back office: to anyone but an admin, these pages do not exist (404, not 403).
+admin_only = roles_required("admin", hidden=True)
+
+
 def _pages() -> dict[str, str | None]:
     return {"before": request.args.get("before"), "after": request.args.get("after")}
 
@@ -50,7 +54,7 @@ def _filters(**values: str | None) -> dict[str, str]:
 # --- Payments -----------------------------------------------------------------------------------
 
 @bp.route("/payments")
-@roles_required("admin")
+@admin_only
 def payments():
     """Search payments: the box and filters are the query string; HTMX swaps form and
     results together, so field messages show. A search that cannot be read answers 400."""
@@ -63,7 +67,7 @@ def payments():
 
 
 @bp.route("/payments.csv")
-@roles_required("admin")
+@admin_only
 def payments_csv():
     """The CSV of every payment the search finds, streamed."""
     found = search.parse(request.args)
@@ -88,14 +92,14 @@ def _payment_page(t: timeline.Timeline, error: str | None = None):
 
 
 @bp.route("/payments/<payment_id>")
-@roles_required("admin")
+@admin_only
 def payment(payment_id: str):
     """Everything that happened to one payment, in time order; refund, resend the receipt."""
     return _payment_page(_timeline_or_404(payment_id))
 
 
 @bp.route("/payments/<payment_id>/refund", methods=["POST"])
-@roles_required("admin")
+@admin_only
 def refund_payment(payment_id: str):
     """Refund now (the admin's request, approved by them and executed at Stripe)."""
     t = _timeline_or_404(payment_id)
@@ -111,7 +115,7 @@ def refund_payment(payment_id: str):
 
 
 @bp.route("/payments/<payment_id>/resend-receipt", methods=["POST"])
-@roles_required("admin")
+@admin_only
 def resend_receipt(payment_id: str):
     """E-mail the receipt again."""
     status = services.resend_receipt(current_user, payment_id)
@@ -122,7 +126,7 @@ def resend_receipt(payment_id: str):
 # --- Refund requests ----------------------------------------------------------------------------
 
 @bp.route("/refunds")
-@roles_required("admin")
+@admin_only
 def refunds_queue():
     """Refund requests, pending first by default, a page at a time (Older/Newer); filters
     and pages swap the table (HTMX)."""
@@ -151,7 +155,7 @@ def _request_or_404(request_id: str) -> RefundRequest:
 
 
 @bp.route("/refunds/<request_id>/approve", methods=["POST"])
-@roles_required("admin")
+@admin_only
 def approve_refund(request_id: str):
     """Approve inline (optionally a smaller amount); the row is swapped with the outcome."""
     found = _request_or_404(request_id)
@@ -168,7 +172,7 @@ def approve_refund(request_id: str):
 
 
 @bp.route("/refunds/<request_id>/reject", methods=["POST"])
-@roles_required("admin")
+@admin_only
 def reject_refund(request_id: str):
     """Reject inline with a note the requester sees."""
     found = _request_or_404(request_id)
@@ -180,7 +184,7 @@ def reject_refund(request_id: str):
 
 
 @bp.route("/refunds/bulk", methods=["POST"])
-@roles_required("admin")
+@admin_only
 def refunds_bulk():
     """Approve or reject the selected requests; each row reports its own result."""
     action = request.form.get("action")
@@ -199,7 +203,7 @@ def refunds_bulk():
 
 
 @bp.route("/audit")
-@roles_required("admin")
+@admin_only
 def audit_log():
     """Money-moving actions, newest first, a page at a time."""
     return render_template("admin/audit.html", page=queries.audit_log(**_pages()))
@@ -215,14 +219,14 @@ def _payouts_page():
 
 
 @bp.route("/payouts")
-@roles_required("admin")
+@admin_only
 def payout_runs():
     """Payout runs with their payouts, a page of runs at a time; run, approve, retry."""
     return _payouts_page()
 
 
 @bp.route("/payouts/run", methods=["POST"])
-@roles_required("admin")
+@admin_only
 def run_payouts():
     """Run payouts now for lines up to now (or up to the given day)."""
     period = request.form.get("period") or payouts.schedule_period()
@@ -238,7 +242,7 @@ def run_payouts():
 
 
 @bp.route("/payouts/runs/<run_id>/approve", methods=["POST"])
-@roles_required("admin")
+@admin_only
 def approve_run(run_id: str):
     """Approve a run: its payouts are sent to the vendors' accounts."""
     run = queries.payout_run(run_id)
@@ -249,7 +253,7 @@ def approve_run(run_id: str):
 
 
 @bp.route("/payouts/<payout_id>/retry", methods=["POST"])
-@roles_required("admin")
+@admin_only
 def retry_payout(payout_id: str):
     """Send a failed payout again."""
     found = parse_uuid(payout_id)
@@ -262,7 +266,7 @@ def retry_payout(payout_id: str):
 # --- Stripe events and the outbox ---------------------------------------------------------------
 
 @bp.route("/events")
-@roles_required("admin")
+@admin_only
 def events():
     """Stored Stripe events, newest first; filters by type, status and day swap the table."""
     args = request.args
@@ -279,7 +283,7 @@ def events():
 
 
 @bp.route("/events/<event_id>")
-@roles_required("admin")
+@admin_only
 def event(event_id: str):
     """One event: its payload and the last error with its traceback."""
     found = queries.event(event_id)
@@ -290,7 +294,7 @@ def event(event_id: str):
 
 
 @bp.route("/events/<event_id>/replay", methods=["POST"])
-@roles_required("admin")
+@admin_only
 def replay_event(event_id: str):
     """Process one event again."""
     services.replay(current_user, event_id)
@@ -299,7 +303,7 @@ def replay_event(event_id: str):
 
 
 @bp.route("/events/replay-failed", methods=["POST"])
-@roles_required("admin")
+@admin_only
 def replay_failed():
     """Process every failed event again."""
     flash(f"{services.replay_failed(current_user)} failed event(s) queued again.", "info")
@@ -307,7 +311,7 @@ def replay_failed():
 
 
 @bp.route("/outbox")
-@roles_required("admin")
+@admin_only
 def outbox():
     """Notifications and receipts: sent, waiting, given up, or kept (no SMTP server)."""
     status = request.args.get("status")
@@ -318,7 +322,7 @@ def outbox():
 
 
 @bp.route("/outbox/<message_id>/retry", methods=["POST"])
-@roles_required("admin")
+@admin_only
 def retry_message(message_id: str):
     """Try a given-up message again (another 24 h of attempts), now."""
     status = services.retry_message(current_user, message_id) or ""

@@ -46,12 +46,12 @@ def _safe_next(target: str | None) -> str | None:
 
 # Where each role lands after signing in (and on "/"): its own home.
 HOMES = {"customer": "orders.index", "vendor": "payouts.dashboard",
-         "admin": "admin.refunds_queue", "service": "api.docs"}
+         "admin": "admin.payments", "service": "api.docs"}
 
 
 def home_for(user: User) -> str:
     """The user's home page: customers their orders, vendors their dashboard, admins the
-    refund queue (where their decisions wait), service users the API's documentation."""
+    back office (the payments search), service users the API's documentation."""
     return url_for(HOMES.get(user.role, "orders.index"))
 
 

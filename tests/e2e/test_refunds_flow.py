@@ -24,7 +24,7 @@ def order(app_ctx):
 
 
 # Where vendors and admins land after signing in: their own home pages.
-HOME_HEADINGS = {"vendor": "Vendor dashboard", "admin": "Refund requests"}
+HOME_HEADINGS = {"vendor": "Vendor dashboard", "admin": "Payments"}
 
 
 def staff_sign_in(page: Page, email: str, role: str) -> None:
@@ -64,7 +64,8 @@ def test_customer_asks_admin_approves_and_the_remainder_holds(page: Page, order)
     expect(page.get_by_role("table", name="Refunds")).to_contain_text("Requested")
     sign_out(page)
 
-    staff_sign_in(page, "boss@example.test", "admin")  # lands on the refund queue
+    staff_sign_in(page, "boss@example.test", "admin")  # lands on the back office
+    page.get_by_role("link", name="Refunds", exact=True).click()
     name = f"order #{order['number']} ($40.00)"
     row = page.get_by_role("row").filter(has_text=f"#{order['number']}")
     expect(row).to_contain_text("buyer@example.test")
@@ -133,7 +134,8 @@ def test_a_refused_inline_decision_says_why(page: Page, order, live):
         refunds.request_refund(find_user(order["email"]), payment, amount=2500,
                                reason="customer_request", notes=None)
     db.session.commit()
-    staff_sign_in(page, "boss@example.test", "admin")  # lands on the refund queue
+    staff_sign_in(page, "boss@example.test", "admin")  # lands on the back office
+    page.get_by_role("link", name="Refunds", exact=True).click()
     name = f"order #{order['number']} ($25.00)"
     page.get_by_label(f"Note for {name}").fill("pasted\u000bfrom a document")
     page.get_by_role("button", name=f"Reject {name}").click()
