@@ -304,12 +304,23 @@ def _csv_query(s: Search) -> sa.Select:
             .where(*s.where).order_by(Payment.created_at.desc(), Payment.id.desc()))
 
 
+# A cell a spreadsheet would run as a formula begins with one of these (OWASP, "CSV
+# injection"); e-mail addresses may: "=HYPERLINK(...)"@example.com is a valid one.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text_cell(value: str) -> str:
+    """``value`` as a spreadsheet shows it, never runs it: a leading apostrophe when it could
+    start a formula."""
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
 def _csv_fields(rows) -> list[tuple[str, ...]]:
-    return [(at.astimezone(UTC).isoformat(), pid, number, email,
+    return [(at.astimezone(UTC).isoformat(), pid, number, _text_cell(email),
              major_text(amount, currency), currency, status, major_text(refunded, currency),
              f"{brand or 'card'} {last4}" if last4 else "", source or "", intent or "",
-             charge or "", " ".join(_vendor_list(vendors)) if vendors and " " in vendors
-             else vendors or "")
+             charge or "", _text_cell(" ".join(_vendor_list(vendors))
+                                      if vendors and " " in vendors else vendors or ""))
             for (at, pid, number, email, amount, currency, status, refunded, brand, last4,
                  source, intent, charge, vendors) in rows]
 

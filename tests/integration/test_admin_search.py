@@ -181,6 +181,19 @@ def test_the_csv_is_exactly_the_search(admin, people):
     assert yen.currency == "JPY"
 
 
+def test_an_email_a_spreadsheet_would_run_as_a_formula_is_kept_as_text(admin, people):
+    """OWASP's CSV injection: a cell beginning with = + - @ opens as a formula. The
+    addresses are valid ones; the CSV keeps them as text behind an apostrophe."""
+    buyer = make_user('=HYPERLINK("http://evil.example")@example.test', "customer")
+    seller = make_user("-2+3@example.test", "vendor")
+    paid_payment(buyer, seller, 700)
+    db.session.commit()
+    text = admin.get("/admin/payments.csv").data.decode().lstrip("\ufeff")
+    [row] = [r for r in csv.DictReader(io.StringIO(text)) if r["amount"] == "7.00"]
+    assert (row["customer"], row["vendors"]) == (
+        '\'=hyperlink("http://evil.example")@example.test', "'-2+3@example.test")
+
+
 def test_the_csv_streams_any_number_of_rows_in_batches(test_app, people):
     from portal.admin import search
 
