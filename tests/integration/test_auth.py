@@ -33,7 +33,7 @@ def test_next_only_goes_to_local_paths(client, customer, target, expected):
 
 @pytest.mark.parametrize(("role", "home", "heading"), [
     ("customer", "/orders", "Your orders"), ("vendor", "/vendor", "Vendor dashboard"),
-    ("admin", "/admin/refunds", "Refund requests"), ("service", "/api/payments/docs", None)])
+    ("admin", "/admin/payments", "Payments"), ("service", "/api/payments/docs", None)])
 def test_each_role_lands_on_its_own_home(client, role, home, heading):
     """After signing in, on "/" and on the login page again: the role's home, never a
     placeholder."""
