@@ -102,6 +102,7 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _register_cli(app: Flask) -> None:
+    from .analytics.cli import analytics_cli
     from .auth.cli import users_cli
     from .demo import seed_demo_command
     from .payouts.cli import payouts_cli
@@ -109,6 +110,7 @@ def _register_cli(app: Flask) -> None:
     from .worker import worker_command
 
     app.cli.add_command(users_cli)
+    app.cli.add_command(analytics_cli)
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(worker_command)
     app.cli.add_command(payouts_cli)

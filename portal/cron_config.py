@@ -28,3 +28,7 @@ cron.register(run, "default", args=("portal.reconciliation.services.scheduled_re
               interval=300, job_timeout=600, name="reconcile")
 cron.register(run, "outbox", args=("portal.outbox.services.sweep",), interval=60,
               name="sweep-outbox")
+# The back office's daily rollups, summed again from the ledger for yesterday and today (they
+# are kept up to date as payments settle; this repairs any drift): 00:30 UTC.
+cron.register(run, "default", args=("portal.analytics.cli.rebuild_recent",), cron="30 0 * * *",
+              name="rebuild-analytics")

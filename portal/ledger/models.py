@@ -4,7 +4,7 @@ fields), their vendor split lines, vendors' Connect accounts, payout runs and pa
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -259,3 +259,35 @@ class Payout(IdMixin, TimestampMixin, db.Model):
 
     run: Mapped[PayoutRun | None] = relationship(back_populates="payouts")
     vendor = relationship("User")
+
+
+class DailySales(db.Model):
+    """One vendor's sales in one currency on one UTC day, as its split lines say (the day of
+    each line's ``created_at``): what the back office's figures read instead of the payments.
+
+    Kept up to date in the transaction that writes the lines (ledger.rollups), and rebuilt
+    from the lines by ``flask analytics rebuild``: the two always agree, to the minor unit.
+    """
+
+    __tablename__ = "daily_sales"
+
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    currency: Mapped[str] = mapped_column(sa.String(3), primary_key=True)
+    vendor_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id"), primary_key=True)
+    sales: Mapped[int] = mapped_column(default=0)  # sale lines: payments with its items
+    gross: Mapped[int] = mapped_column(sa.BigInteger, default=0)  # its share of them
+    fees: Mapped[int] = mapped_column(sa.BigInteger, default=0)  # the platform's fee on it
+    refunded: Mapped[int] = mapped_column(sa.BigInteger, default=0)  # given back (positive)
+    fees_returned: Mapped[int] = mapped_column(sa.BigInteger, default=0)  # fee given back
+
+
+class DailyPayments(db.Model):
+    """The payments that succeeded in one currency on one UTC day (``succeeded_at``): how
+    many, and their amount. Kept and rebuilt as DailySales is."""
+
+    __tablename__ = "daily_payments"
+
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    currency: Mapped[str] = mapped_column(sa.String(3), primary_key=True)
+    succeeded: Mapped[int] = mapped_column(default=0)
+    volume: Mapped[int] = mapped_column(sa.BigInteger, default=0)

@@ -33,6 +33,7 @@ from ..extensions import db
 from ..models_base import utcnow
 from ..money import amount_step
 from ..orders.models import OrderItem
+from . import rollups
 from .models import Payment, Payout, SplitLine, VendorAccount
 
 
@@ -66,17 +67,22 @@ def record_sale(payment: Payment, fee_percent: int) -> None:
         .where(OrderItem.order_id == payment.order_id)
         .group_by(OrderItem.vendor_id)).all()
     rows = sorted(rows, key=lambda r: str(r[0]))  # vendors in id order (the rounding rule)
+    rollups.count_sale(payment)
     if not rows or payment.amount <= 0:
         return
     rates = [own if own is not None else fee_percent for _, _, own in rows]
     shares = sale_shares(payment.amount, [int(subtotal) for _, subtotal, _ in rows], rates,
                          step=amount_step(payment.currency))
     into = open_payouts(payment.currency, [vendor_id for vendor_id, _, _ in rows])
+    now = utcnow()
     db.session.execute(sa.insert(SplitLine), [
         {"id": uuid.uuid4(), "payment_id": payment.id, "vendor_id": vendor_id, "kind": "sale",
          "currency": payment.currency, "gross": gross, "fee": fee, "net": gross - fee,
-         "created_at": utcnow(), "available_at": payment.funds_available_at,
+         "created_at": now, "available_at": payment.funds_available_at,
          "payout_id": into[vendor_id]}
+        for (vendor_id, _, _), (gross, fee) in zip(rows, shares, strict=True)])
+    rollups.count_lines(now, payment.currency, [
+        (vendor_id, "sale", gross, fee)
         for (vendor_id, _, _), (gross, fee) in zip(rows, shares, strict=True)])
     payment.platform_fee = sum(fee for _, fee in shares)
     payment.vendor_amount = payment.amount - payment.platform_fee
@@ -129,11 +135,15 @@ def sync_refund_lines(payment: Payment, refund_request_id: uuid.UUID | None = No
         return
     # Into the vendor's open payout: a refund after a payout is taken from the next one.
     into = open_payouts(payment.currency, [vendor_id for vendor_id, _, _ in new])
+    now = utcnow()
     for vendor_id, d_gross, d_fee in new:
         db.session.add(SplitLine(
             payment_id=payment.id, vendor_id=vendor_id, kind="refund",
             refund_request_id=refund_request_id, currency=payment.currency,
-            gross=d_gross, fee=d_fee, net=d_gross - d_fee, payout_id=into[vendor_id]))
+            gross=d_gross, fee=d_fee, net=d_gross - d_fee, payout_id=into[vendor_id],
+            created_at=now))
+    rollups.count_lines(now, payment.currency, [(vendor_id, "refund", d_gross, d_fee)
+                                                for vendor_id, d_gross, d_fee in new])
 
 
 def open_payouts(currency: str, vendor_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:

@@ -1,0 +1,119 @@
+"""Daily rollups of the ledger: what the back office's figures read instead of the payments.
+
+Two tables (ledger.models): DailySales, per day, currency and vendor, from the split lines
+(sales, their fees, what refunds gave back); DailyPayments, per day and currency, the payments
+that succeeded. A day is the UTC date of the row's own time: a split line's ``created_at``, a
+payment's ``succeeded_at``.
+
+**Maintained** in the transaction that writes the source rows: ``count_sale`` and
+``count_lines`` add their deltas with one INSERT ... ON CONFLICT DO UPDATE each (rows in
+vendor order, as ``splits.open_payouts`` locks payouts, so two writers cannot deadlock). A
+rollback takes the deltas back with the rows.
+
+**Rebuilt** by ``rebuild`` (``flask --app wsgi analytics rebuild``, and nightly for yesterday
+and today): the days from ``since`` are deleted and summed again from the source rows, in one
+transaction. On PostgreSQL it first locks both tables against writers (SHARE ROW EXCLUSIVE),
+so a payment settling meanwhile waits for the rebuild instead of adding its delta to a row the
+rebuild then replaces; SQLite has one writer at a time anyway.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from datetime import UTC, date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..database import dialect
+from ..extensions import db
+from .models import DailyPayments, DailySales, Payment, SplitLine
+
+SALES = DailySales.__table__
+PAYMENTS = DailyPayments.__table__
+_SALES_SUMS = ("sales", "gross", "fees", "refunded", "fees_returned")
+
+
+def _add(table: sa.Table, keys: list[str], rows: list[dict]) -> None:
+    """INSERT the rows, or add their values to the row already there for their keys."""
+    insert = (postgresql.insert if dialect() == "postgresql" else sqlite.insert)(table)
+    sums = [c.name for c in table.c if c.name not in keys]
+    db.session.execute(insert.on_conflict_do_update(
+        index_elements=keys,
+        set_={name: table.c[name] + insert.excluded[name] for name in sums}), rows)
+
+
+def count_sale(payment: Payment) -> None:
+    """``payment`` succeeded (once: the caller holds its row and it is final)."""
+    _add(PAYMENTS, ["day", "currency"], [{
+        "day": payment.succeeded_at.date(), "currency": payment.currency, "succeeded": 1,
+        "volume": payment.amount}])
+
+
+def count_lines(at: datetime, currency: str,
+                lines: list[tuple[uuid.UUID, str, int, int]]) -> None:
+    """Split lines written at ``at``: (vendor id, kind, gross, fee) each. Sales add to the
+    vendor's sales, gross and fees; refund lines (negative, or positive when a refund failed
+    after it succeeded) to what was given back. Reversal lines move money between a vendor's
+    transfers, not sales: they count nowhere here."""
+    totals: dict[uuid.UUID, dict[str, int]] = defaultdict(lambda: dict.fromkeys(_SALES_SUMS, 0))
+    for vendor_id, kind, gross, fee in lines:
+        t = totals[vendor_id]
+        if kind == "sale":
+            t["sales"] += 1
+            t["gross"] += gross
+            t["fees"] += fee
+        elif kind == "refund":
+            t["refunded"] -= gross
+            t["fees_returned"] -= fee
+    if totals:
+        _add(SALES, ["day", "currency", "vendor_id"], [
+            {"day": at.date(), "currency": currency, "vendor_id": vendor_id, **t}
+            for vendor_id, t in sorted(totals.items(), key=lambda item: str(item[0]))])
+
+
+def utc_day(column) -> sa.ColumnElement[date]:
+    """The UTC date of a timestamp column, in SQL."""
+    if dialect() == "postgresql":
+        return sa.cast(sa.func.timezone("UTC", column), sa.Date)
+    return sa.func.date(column)  # SQLite keeps UTC times as text
+
+
+def rebuild(since: date | None = None) -> tuple[int, int]:
+    """Sum the rollups again from the source rows, for the days from ``since`` (every day
+    when None); the caller commits. Returns the rows written (daily_sales, daily_payments)."""
+    if dialect() == "postgresql":
+        db.session.execute(sa.text("LOCK TABLE daily_sales, daily_payments "
+                                   "IN SHARE ROW EXCLUSIVE MODE"))
+    cutoff = datetime.combine(since, datetime.min.time()).replace(tzinfo=UTC) if since else None
+    for table in (SALES, PAYMENTS):
+        db.session.execute(sa.delete(table).where(table.c.day >= since) if since
+                           else sa.delete(table))
+    lines = SplitLine.__table__.c
+    day = utc_day(lines.created_at)
+    sale, refund = lines.kind == "sale", lines.kind == "refund"
+
+    def total(value, when):
+        return sa.func.coalesce(sa.func.sum(sa.case((when, value), else_=0)), 0)
+
+    sales = (sa.select(day, lines.currency, lines.vendor_id,
+                       total(1, sale), total(lines.gross, sale), total(lines.fee, sale),
+                       total(-lines.gross, refund), total(-lines.fee, refund))
+             .where(lines.kind.in_(("sale", "refund")))
+             .group_by(day, lines.currency, lines.vendor_id))
+    paid = Payment.__table__.c
+    paid_day = utc_day(paid.succeeded_at)
+    payments = (sa.select(paid_day, paid.currency, sa.func.count(), sa.func.sum(paid.amount))
+                .where(paid.status == "succeeded", paid.succeeded_at.is_not(None))
+                .group_by(paid_day, paid.currency))
+    if cutoff is not None:
+        sales = sales.where(lines.created_at >= cutoff)
+        payments = payments.where(paid.succeeded_at >= cutoff)
+    written = []
+    for table, select in ((SALES, sales), (PAYMENTS, payments)):
+        columns = [c.name for c in table.c]
+        written.append(db.session.execute(
+            sa.insert(table).from_select(columns, select)
+            .execution_options(preserve_rowcount=True)).rowcount)
+    return written[0], written[1]
