@@ -84,6 +84,8 @@ def _register_models() -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from .admin.views import bp as admin_bp
+    from .analytics.views import bp as analytics_bp
+    from .api import analytics as _api_analytics  # noqa: F401 - registers its routes on api_bp
     from .api import cards as _api_cards  # noqa: F401 - registers its routes on api_bp
     from .api import payments as _api_payments  # noqa: F401 - registers its routes on api_bp
     from .api import refunds as _api_refunds  # noqa: F401 - registers its routes on api_bp
@@ -97,7 +99,7 @@ def _register_blueprints(app: Flask) -> None:
     from .refunds.views import bp as refunds_bp
 
     for bp in (auth_bp, orders_bp, payments_bp, cards_bp, refunds_bp, payouts_bp, admin_bp,
-               api_bp):
+               analytics_bp, api_bp):
         app.register_blueprint(bp)
 
 

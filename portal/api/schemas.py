@@ -447,3 +447,63 @@ class VendorPayoutsOut(Out):
     success: Literal[True] = True
     payouts: list[PayoutItem]
     summary: PayoutSummary
+
+
+# --- analytics ----------------------------------------------------------------------------
+
+class AnalyticsQuery(BaseModel):
+    """Unknown parameters are ignored, as on the admin's page."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    from_: str | None = Field(None, alias="from", description="First day, YYYY-MM-DD (UTC); "
+                              "with `to`. Neither: the last 30 days, today included")
+    to: str | None = Field(None, description="Last day, included, YYYY-MM-DD (UTC)")
+    currency: str | None = Field(None, description="ISO code; default: the currency with the "
+                                 "most volume")
+
+
+class AnalyticsPeriod(Out):
+    start: str  # YYYY-MM-DD, included
+    end: str  # YYYY-MM-DD, included
+    days: int
+
+
+class AnalyticsTotals(Out):
+    payments: int
+    grossVolume: int
+    platformFees: int
+    feesReturned: int
+    netRevenue: int
+    refunded: int
+    refundRate: float | None
+    averageOrderValue: int | None
+
+
+class AnalyticsDay(Out):
+    date: str
+    payments: int
+    grossVolume: int
+    netRevenue: int
+    refunded: int
+
+
+class AnalyticsVendor(Out):
+    vendorId: str
+    email: str
+    grossVolume: int
+    fees: int
+
+
+class AnalyticsOut(Out):
+    success: Literal[True] = True
+    currency: str
+    currencies: list[str]
+    period: AnalyticsPeriod
+    previousPeriod: AnalyticsPeriod
+    totals: AnalyticsTotals
+    previousTotals: AnalyticsTotals
+    payoutsPaid: int
+    payoutsPending: int
+    daily: list[AnalyticsDay]
+    topVendorsByGrossVolume: list[AnalyticsVendor]
+    topVendorsByFees: list[AnalyticsVendor]

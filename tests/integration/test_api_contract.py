@@ -268,6 +268,7 @@ HISTORY, METHODS = "GET /api/payments/history", "GET /api/payments/methods"
 ADD, REMOVE = "POST /api/payments/methods", "DELETE /api/payments/methods/{paymentMethodId}"
 DEFAULT = "PUT /api/payments/methods/{paymentMethodId}/default"
 REFUND, PAYOUTS = "POST /api/payments/refund", "GET /api/payments/vendor/payouts"
+ANALYTICS = "GET /api/payments/analytics"
 _INTENT = INTENT.split()[1]
 
 CASES: list[tuple[str, int, str, Callable]] = [
@@ -378,6 +379,12 @@ CASES: list[tuple[str, int, str, Callable]] = [
     (PAYOUTS, 400, "page 0", as_user("vendor", "GET", "/api/payments/vendor/payouts?page=0")),
     (PAYOUTS, 401, "no token", no_token("GET", "/api/payments/vendor/payouts")),
     (PAYOUTS, 403, "customer", as_user("customer", "GET", "/api/payments/vendor/payouts")),
+
+    (ANALYTICS, 200, "service", as_user("service", "GET", "/api/payments/analytics")),
+    (ANALYTICS, 400, "no such day", as_user("admin", "GET",
+                                            "/api/payments/analytics?from=2026-02-30&to=2026-03-01")),
+    (ANALYTICS, 401, "no token", no_token("GET", "/api/payments/analytics")),
+    (ANALYTICS, 403, "vendor", as_user("vendor", "GET", "/api/payments/analytics")),
 ]
 
 
