@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make run`: migrate, seed the demo, start the Stripe sandbox, the web server and (with
-# REDIS_URL) a worker; print the URL and the logins. Ctrl-C stops all of it.
+# `make run`: migrate, seed the demo (with a history of payments made in the sandbox), start
+# the Stripe sandbox, the web server and (with REDIS_URL) a worker; print the URL and the
+# logins. Ctrl-C stops all of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export FLASK_APP=wsgi
@@ -28,6 +29,13 @@ if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
       --connect-webhook-secret "${STRIPE_CONNECT_WEBHOOK_SECRET:-whsec_sandbox_connect}" \
       --funds-delay "${SANDBOX_FUNDS_DELAY:-60}" &
   pids+=($!)
+  # seed-demo makes its history of payments there: wait until it answers (any answer).
+  for _ in $(seq 50); do
+    $PY -c "import urllib.request as u, urllib.error as e
+try: u.urlopen('${STRIPE_API_BASE}/v1/balance', timeout=1)
+except e.HTTPError: pass" 2>/dev/null && break
+    sleep 0.2
+  done
 fi
 
 .venv/bin/flask db upgrade

@@ -34,16 +34,43 @@ def test_users_create_refuses_bad_input(app):
 
 def test_seed_demo_is_idempotent(app):
     runner = app.test_cli_runner()
-    first = runner.invoke(args=["seed-demo"])
+    first = runner.invoke(args=["seed-demo", "--no-history"])
     assert first.exit_code == 0 and "customer@demo.shopsphere.test" in first.output
     counts = (db.session.scalar(sa.select(sa.func.count()).select_from(User)),
               db.session.scalar(sa.select(sa.func.count()).select_from(Order)))
-    assert runner.invoke(args=["seed-demo"]).exit_code == 0
+    assert runner.invoke(args=["seed-demo", "--no-history"]).exit_code == 0
     again = (db.session.scalar(sa.select(sa.func.count()).select_from(User)),
              db.session.scalar(sa.select(sa.func.count()).select_from(Order)))
     assert counts == again == (4, 3)
     currencies = set(db.session.scalars(sa.select(Order.currency)))
     assert currencies == {"USD", "EUR", "JPY"}
+
+
+def test_seed_demo_makes_a_history_for_the_back_office_in_the_sandbox(app, monkeypatch):
+    """Payments over the last 90 days in several currencies, some declined and some
+    refunded, made through the sandbox and dated back; the rollups match them."""
+    from datetime import timedelta
+
+    from portal import demo
+    from portal.ledger.models import Payment
+    from portal.models_base import utcnow
+    from portal.refunds.models import RefundRequest
+    from tests.integration.test_rollups import from_the_rows, maintained
+
+    monkeypatch.setattr(demo, "HISTORY_PAYMENTS", 40)
+    r = app.test_cli_runner().invoke(args=["seed-demo"])
+    assert r.exit_code == 0, r.output
+    assert "40 payments of the last 90 days made in the sandbox." in r.output
+    payments = db.session.scalars(sa.select(Payment)).all()
+    assert len(payments) == 40 and len({p.currency for p in payments}) >= 3
+    assert {p.status for p in payments} == {"succeeded", "failed"}
+    assert all(utcnow() - timedelta(days=90) <= p.created_at <= utcnow() for p in payments)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(RefundRequest).where(
+        RefundRequest.status == "succeeded")) >= 1
+    assert maintained() == from_the_rows()
+    again = app.test_cli_runner().invoke(args=["seed-demo"])
+    assert again.exit_code == 0 and "payments of the last" not in again.output
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Payment)) == 40
 
 
 def test_seed_demo_refuses_production(app, test_app, monkeypatch):
