@@ -36,11 +36,12 @@ class Chart:
     base: int = HEIGHT - BOTTOM
 
 
-def bar_chart(chart_id: str, title: str, points: list[tuple[date, int]],
-              label: Callable[[int], str]) -> Chart:
+def bar_chart(chart_id: str, title: str, points: list[tuple[date, float | None]],
+              label: Callable[[float], str]) -> Chart:
     """One bar a day; a negative value (more given back than taken) draws below the axis
-    at zero. ``label`` formats a value (an amount in its currency, a count)."""
-    values = [v for _, v in points]
+    at zero; None (nothing to say that day, as a rate without attempts) draws no bar and
+    reads "—". ``label`` formats a value (an amount in its currency, a count, a rate)."""
+    values = [v for _, v in points if v is not None]
     top, bottom = max([0, *values]), min([0, *values])
     span = (top - bottom) or 1
     plot_h = HEIGHT - BOTTOM - TOP
@@ -48,6 +49,8 @@ def bar_chart(chart_id: str, title: str, points: list[tuple[date, int]],
     step = (WIDTH - LEFT - RIGHT) / max(len(points), 1)
     bars = []
     for i, (day, value) in enumerate(points):
+        if value is None:
+            continue
         h = plot_h * abs(value) / span
         bars.append(Bar(LEFT + i * step + step * 0.1, zero - h if value >= 0 else zero,
                         max(step * 0.8, 1), h, f"{day:%Y-%m-%d}: {label(value)}"))
@@ -56,4 +59,4 @@ def bar_chart(chart_id: str, title: str, points: list[tuple[date, int]],
     picks = sorted({0, len(points) // 2, len(points) - 1}) if points else []
     x_labels = [(LEFT + i * step + step / 2, f"{points[i][0]:%b %-d}") for i in picks]
     return Chart(chart_id, title, bars, y_ticks, x_labels,
-                 [(f"{day:%Y-%m-%d}", label(v)) for day, v in points])
+                 [(f"{day:%Y-%m-%d}", "—" if v is None else label(v)) for day, v in points])

@@ -21,8 +21,9 @@ def rebuild_command(since: datetime | None) -> None:
     """Recompute the daily rollups from the split lines and payments, in one transaction;
     payments settling meanwhile wait for it (PostgreSQL)."""
     with unit_of_work():
-        sales, payments = rollups.rebuild(since.date() if since else None)
-    click.echo(f"rebuilt {sales} daily vendor row(s) and {payments} daily payment row(s)"
+        sales, payments, attempts = rollups.rebuild(since.date() if since else None)
+    click.echo(f"rebuilt {sales} daily vendor row(s), {payments} daily payment row(s) and "
+               f"{attempts} daily attempt row(s)"
                + (f" from {since:%Y-%m-%d}" if since else ""))
 
 

@@ -18,10 +18,23 @@ from werkzeug.datastructures import MultiDict
 from ..auth.models import User
 from ..days import RANGE, parse_day
 from ..extensions import db
-from ..ledger.models import DailyPayments, DailySales, Payout
+from ..ledger.models import DailyAttempts, DailyPayments, DailySales, Payout
 from ..models_base import utcnow
 from ..money import SUPPORTED
 
+# Stripe's decline codes, grouped as a support person reads them (others show their code).
+DECLINES = {
+    "insufficient_funds": "Insufficient funds",
+    "card_declined": "Declined by the bank", "generic_decline": "Declined by the bank",
+    "do_not_honor": "Declined by the bank",
+    "expired_card": "Card expired", "incorrect_cvc": "Wrong CVC",
+    "incorrect_number": "Wrong card number", "invalid_expiry_year": "Wrong expiry",
+    "lost_card": "Lost or stolen card", "stolen_card": "Lost or stolen card",
+    "fraudulent": "Suspected fraud", "pickup_card": "Suspected fraud",
+    "authentication_required": "3-D Secure not completed",
+    "payment_intent_authentication_failure": "3-D Secure not completed",
+    "processing_error": "Processing error", "": "No reason given",
+}
 PERIODS = {"7d": "Last 7 days", "30d": "Last 30 days", "90d": "Last 90 days",
            "mtd": "Month to date", "custom": "Custom range"}
 MAX_DAYS = 731  # two years: a chart of more days says nothing more
@@ -55,6 +68,14 @@ class Totals:
     fees: int = 0  # platform fees on the sales
     fees_returned: int = 0  # fees given back with refunds
     refunded: int = 0  # what refunds gave back
+    succeeded: int = 0  # payments made in the period that succeeded (so far)
+    failed: int = 0  # ... that failed, and were not paid since
+
+    @property
+    def success_rate(self) -> float | None:
+        """Succeeded / attempted, each payment once; None without attempts."""
+        attempted = self.succeeded + self.failed
+        return self.succeeded / attempted if attempted else None
 
     @property
     def net_revenue(self) -> int:
@@ -79,6 +100,13 @@ class Day:
     net_revenue: int = 0
     refunded: int = 0
     payments: int = 0
+    succeeded: int = 0  # of the payments made that day
+    failed: int = 0
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.succeeded / (self.succeeded + self.failed) \
+            if self.succeeded + self.failed else None
 
 
 @dataclass
@@ -100,6 +128,7 @@ class Figures:
     payouts_paid: int
     payouts_pending: int
     currencies: list[str]
+    declines: list[tuple[str, int]] = field(default_factory=list)  # (reason, payments)
 
 
 def today() -> date:
@@ -169,7 +198,8 @@ def figures(q: Query) -> Figures:
     before = q.start - timedelta(days=q.days)
     return Figures(q, current, _totals(q.currency, before, q.start),
                    _series(q), _top(q, DailySales.gross), _top(q, DailySales.fees),
-                   *_payouts(q), found if q.currency in found else sorted({*found, q.currency}))
+                   *_payouts(q), found if q.currency in found else sorted({*found, q.currency}),
+                   _declines(q))
 
 
 def _totals(currency: str, start: date, end: date) -> Totals:
@@ -183,7 +213,27 @@ def _totals(currency: str, start: date, end: date) -> Totals:
             DailySales.fees, DailySales.fees_returned, DailySales.refunded)))
         .where(DailySales.currency == currency, DailySales.day >= start,
                DailySales.day < end)).one()
-    return Totals(int(paid[0]), int(paid[1]), *(int(v) for v in sales))
+    outcomes = dict(db.session.execute(
+        sa.select(DailyAttempts.outcome, sa.func.sum(DailyAttempts.payments))
+        .where(DailyAttempts.currency == currency, DailyAttempts.day >= start,
+               DailyAttempts.day < end)
+        .group_by(DailyAttempts.outcome)).all())
+    return Totals(int(paid[0]), int(paid[1]), *(int(v) for v in sales),
+                  int(outcomes.get("succeeded") or 0), int(outcomes.get("failed") or 0))
+
+
+def _declines(q: Query) -> list[tuple[str, int]]:
+    """Failed payments of the period by reason, most first."""
+    by_reason: dict[str, int] = {}
+    for code, n in db.session.execute(
+            sa.select(DailyAttempts.code, sa.func.sum(DailyAttempts.payments))
+            .where(DailyAttempts.currency == q.currency, DailyAttempts.outcome == "failed",
+                   DailyAttempts.day >= q.start, DailyAttempts.day < q.end)
+            .group_by(DailyAttempts.code)):
+        reason = DECLINES.get(code, code.replace("_", " ").capitalize())
+        by_reason[reason] = by_reason.get(reason, 0) + int(n)
+    return sorted(((r, n) for r, n in by_reason.items() if n), key=lambda item: (-item[1],
+                                                                                  item[0]))
 
 
 def _series(q: Query) -> list[Day]:
@@ -203,6 +253,12 @@ def _series(q: Query) -> list[Day]:
                    DailySales.day < q.end)
             .group_by(DailySales.day)):
         days[day].net_revenue, days[day].refunded = int(net), int(refunded)
+    for day, outcome, n in db.session.execute(
+            sa.select(DailyAttempts.day, DailyAttempts.outcome, sa.func.sum(DailyAttempts.payments))
+            .where(DailyAttempts.currency == q.currency, DailyAttempts.day >= q.start,
+                   DailyAttempts.day < q.end)
+            .group_by(DailyAttempts.day, DailyAttempts.outcome)):
+        setattr(days[day], outcome, int(n))
     return list(days.values())
 
 

@@ -36,5 +36,8 @@ def _charts(f: services.Figures) -> list:
     return [bar_chart("volume", "Gross volume", [(d.day, d.volume) for d in f.series], amount),
             bar_chart("revenue", "Net revenue", [(d.day, d.net_revenue) for d in f.series],
                       amount),
+            bar_chart("success", "Success rate",
+                      [(d.day, d.success_rate * 100 if d.success_rate is not None else None)
+                       for d in f.series], lambda v: f"{v:.1f} %"),
             bar_chart("refunds", "Refunded", [(d.day, d.refunded) for d in f.series], amount),
             bar_chart("payments", "Payments", [(d.day, d.payments) for d in f.series], str)]

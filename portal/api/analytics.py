@@ -12,6 +12,7 @@ from ..errors import DomainError
 from .openapi import operation
 from .schemas import (
     AnalyticsDay,
+    AnalyticsDecline,
     AnalyticsOut,
     AnalyticsPeriod,
     AnalyticsQuery,
@@ -24,7 +25,8 @@ from .views import bp
 @operation(bp, "GET", "/payments/analytics", query=AnalyticsQuery, roles=("admin", "service"),
            tag="analytics", summary="Get payment analytics",
            description="Gross volume, net revenue (platform fees less those given back with "
-                       "refunds), payments, average order value, refunds and payouts for a "
+                       "refunds), payments, average order value, refunds, the success rate "
+                       "and failed payments by reason, and payouts for a "
                        "period of UTC days and one currency, with the same figures for the "
                        "period of the same length before it, one point a day and the top 10 "
                        "vendors. Read from daily rollups; amounts of different currencies are "
@@ -45,9 +47,11 @@ def payment_analytics(query: AnalyticsQuery) -> AnalyticsOut:
         totals=_totals(f.current), previousTotals=_totals(f.previous),
         payoutsPaid=f.payouts_paid, payoutsPending=f.payouts_pending,
         daily=[AnalyticsDay(date=d.day.isoformat(), payments=d.payments, grossVolume=d.volume,
-                            netRevenue=d.net_revenue, refunded=d.refunded) for d in f.series],
+                            netRevenue=d.net_revenue, refunded=d.refunded,
+                            successRate=d.success_rate) for d in f.series],
         topVendorsByGrossVolume=[_vendor(v) for v in f.top_by_gross],
-        topVendorsByFees=[_vendor(v) for v in f.top_by_fees])
+        topVendorsByFees=[_vendor(v) for v in f.top_by_fees],
+        declines=[AnalyticsDecline(reason=r, payments=n) for r, n in f.declines])
 
 
 def _period(start: date, days: int) -> AnalyticsPeriod:
@@ -59,7 +63,8 @@ def _totals(t: services.Totals) -> AnalyticsTotals:
     return AnalyticsTotals(payments=t.payments, grossVolume=t.volume, platformFees=t.fees,
                            feesReturned=t.fees_returned, netRevenue=t.net_revenue,
                            refunded=t.refunded, refundRate=t.refund_rate,
-                           averageOrderValue=t.average)
+                           averageOrderValue=t.average, succeeded=t.succeeded,
+                           failed=t.failed, successRate=t.success_rate)
 
 
 def _vendor(v: services.VendorRow) -> AnalyticsVendor:

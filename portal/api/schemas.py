@@ -477,6 +477,9 @@ class AnalyticsTotals(Out):
     refunded: int
     refundRate: float | None
     averageOrderValue: int | None
+    succeeded: int  # payments made in the period that succeeded
+    failed: int  # payments made in the period that failed (and were not paid since)
+    successRate: float | None
 
 
 class AnalyticsDay(Out):
@@ -485,6 +488,12 @@ class AnalyticsDay(Out):
     grossVolume: int
     netRevenue: int
     refunded: int
+    successRate: float | None
+
+
+class AnalyticsDecline(Out):
+    reason: str
+    payments: int
 
 
 class AnalyticsVendor(Out):
@@ -507,3 +516,4 @@ class AnalyticsOut(Out):
     daily: list[AnalyticsDay]
     topVendorsByGrossVolume: list[AnalyticsVendor]
     topVendorsByFees: list[AnalyticsVendor]
+    declines: list[AnalyticsDecline]

@@ -291,3 +291,19 @@ class DailyPayments(db.Model):
     currency: Mapped[str] = mapped_column(sa.String(3), primary_key=True)
     succeeded: Mapped[int] = mapped_column(default=0)
     volume: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+
+class DailyAttempts(db.Model):
+    """Payments by the UTC day they were made (``created_at``), currency and outcome so far:
+    ``succeeded``, or ``failed`` with Stripe's decline code ("" when Stripe gave none).
+    A payment counts once, where it stands now: declined and then paid, it moves from
+    failed to succeeded. The success rate and the declines of the back office read these;
+    kept and rebuilt as DailySales is."""
+
+    __tablename__ = "daily_attempts"
+
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    currency: Mapped[str] = mapped_column(sa.String(3), primary_key=True)
+    outcome: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    payments: Mapped[int] = mapped_column(default=0)

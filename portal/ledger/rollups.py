@@ -1,18 +1,20 @@
 """Daily rollups of the ledger: what the back office's figures read instead of the payments.
 
-Two tables (ledger.models): DailySales, per day, currency and vendor, from the split lines
+Three tables (ledger.models): DailySales, per day, currency and vendor, from the split lines
 (sales, their fees, what refunds gave back); DailyPayments, per day and currency, the payments
-that succeeded. A day is the UTC date of the row's own time: a split line's ``created_at``, a
-payment's ``succeeded_at``.
+that succeeded; DailyAttempts, per day, currency, outcome and decline code, each payment where
+it stands (succeeded, or failed and why). A day is the UTC date of the row's own time: a split
+line's ``created_at``, a payment's ``succeeded_at`` (DailyPayments) or ``created_at``
+(DailyAttempts).
 
-**Maintained** in the transaction that writes the source rows: ``count_sale`` and
-``count_lines`` add their deltas with one INSERT ... ON CONFLICT DO UPDATE each (rows in
-vendor order, as ``splits.open_payouts`` locks payouts, so two writers cannot deadlock). A
-rollback takes the deltas back with the rows.
+**Maintained** in the transaction that writes the source rows: ``count_sale``,
+``count_lines`` and ``count_outcome`` add their deltas with one INSERT ... ON CONFLICT DO
+UPDATE each (rows in key order, vendors as ``splits.open_payouts`` locks payouts, so two
+writers cannot deadlock). A rollback takes the deltas back with the rows.
 
 **Rebuilt** by ``rebuild`` (``flask --app wsgi analytics rebuild``, and nightly for yesterday
 and today): the days from ``since`` are deleted and summed again from the source rows, in one
-transaction. On PostgreSQL it first locks both tables against writers (SHARE ROW EXCLUSIVE),
+transaction. On PostgreSQL it first locks the tables against writers (SHARE ROW EXCLUSIVE),
 so a payment settling meanwhile waits for the rebuild instead of adding its delta to a row the
 rebuild then replaces; SQLite has one writer at a time anyway.
 """
@@ -28,10 +30,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..database import dialect
 from ..extensions import db
-from .models import DailyPayments, DailySales, Payment, SplitLine
+from .models import DailyAttempts, DailyPayments, DailySales, Payment, SplitLine
 
 SALES = DailySales.__table__
 PAYMENTS = DailyPayments.__table__
+ATTEMPTS = DailyAttempts.__table__
+OUTCOMES = ("succeeded", "failed")
 _SALES_SUMS = ("sales", "gross", "fees", "refunded", "fees_returned")
 
 
@@ -49,6 +53,25 @@ def count_sale(payment: Payment) -> None:
     _add(PAYMENTS, ["day", "currency"], [{
         "day": payment.succeeded_at.date(), "currency": payment.currency, "succeeded": 1,
         "volume": payment.amount}])
+
+
+def outcome(status: str | None, code: str | None) -> tuple[str, str] | None:
+    """The attempt key of a payment in ``status`` (None: not an outcome yet)."""
+    if status not in OUTCOMES:
+        return None
+    return status, (code or "")[:64] if status == "failed" else ""
+
+
+def count_outcome(payment: Payment, was: tuple[str, str] | None) -> None:
+    """``payment``'s outcome moved from ``was`` (``outcome`` of its former status and code)
+    to what it is now: one payment, counted where it stands."""
+    now = outcome(payment.status, payment.failure_code)
+    if now == was:
+        return
+    rows = [(key, n) for key, n in ((was, -1), (now, 1)) if key is not None]
+    _add(ATTEMPTS, ["day", "currency", "outcome", "code"], [
+        {"day": payment.created_at.astimezone(UTC).date(), "currency": payment.currency,
+         "outcome": key[0], "code": key[1], "payments": n} for key, n in sorted(rows)])
 
 
 def count_lines(at: datetime, currency: str,
@@ -80,14 +103,15 @@ def utc_day(column) -> sa.ColumnElement[date]:
     return sa.func.date(column)  # SQLite keeps UTC times as text
 
 
-def rebuild(since: date | None = None) -> tuple[int, int]:
+def rebuild(since: date | None = None) -> tuple[int, int, int]:
     """Sum the rollups again from the source rows, for the days from ``since`` (every day
-    when None); the caller commits. Returns the rows written (daily_sales, daily_payments)."""
+    when None); the caller commits. Returns the rows written (daily_sales, daily_payments,
+    daily_attempts)."""
     if dialect() == "postgresql":
-        db.session.execute(sa.text("LOCK TABLE daily_sales, daily_payments "
+        db.session.execute(sa.text("LOCK TABLE daily_sales, daily_payments, daily_attempts "
                                    "IN SHARE ROW EXCLUSIVE MODE"))
     cutoff = datetime.combine(since, datetime.min.time()).replace(tzinfo=UTC) if since else None
-    for table in (SALES, PAYMENTS):
+    for table in (SALES, PAYMENTS, ATTEMPTS):
         db.session.execute(sa.delete(table).where(table.c.day >= since) if since
                            else sa.delete(table))
     lines = SplitLine.__table__.c
@@ -107,13 +131,20 @@ def rebuild(since: date | None = None) -> tuple[int, int]:
     payments = (sa.select(paid_day, paid.currency, sa.func.count(), sa.func.sum(paid.amount))
                 .where(paid.status == "succeeded", paid.succeeded_at.is_not(None))
                 .group_by(paid_day, paid.currency))
+    made_day = utc_day(paid.created_at)
+    code = sa.case((paid.status == "failed",
+                    sa.func.coalesce(sa.func.substr(paid.failure_code, 1, 64), "")), else_="")
+    attempts = (sa.select(made_day, paid.currency, paid.status, code, sa.func.count())
+                .where(paid.status.in_(OUTCOMES))
+                .group_by(made_day, paid.currency, paid.status, code))
     if cutoff is not None:
         sales = sales.where(lines.created_at >= cutoff)
         payments = payments.where(paid.succeeded_at >= cutoff)
+        attempts = attempts.where(paid.created_at >= cutoff)
     written = []
-    for table, select in ((SALES, sales), (PAYMENTS, payments)):
+    for table, select in ((SALES, sales), (PAYMENTS, payments), (ATTEMPTS, attempts)):
         columns = [c.name for c in table.c]
         written.append(db.session.execute(
             sa.insert(table).from_select(columns, select)
             .execution_options(preserve_rowcount=True)).rowcount)
-    return written[0], written[1]
+    return written[0], written[1], written[2]

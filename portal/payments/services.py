@@ -29,7 +29,7 @@ from ..database import in_phases, insert_or_skip, phase, write_lock
 from ..errors import DomainError, Unavailable
 from ..extensions import db
 from ..hygiene import CONTROL
-from ..ledger import splits
+from ..ledger import rollups, splits
 from ..ledger.models import FINAL_STATUSES, PAYMENT_STATUSES, Payment
 from ..models_base import parse_uuid, utcnow
 from ..orders.models import Order
@@ -405,7 +405,10 @@ def _settle_locked(payment: Payment, intent: gateway.Intent) -> None:
     # being flushed by each query of the side effects below (three UPDATEs of the payment).
     # Nothing below reads them back from the database.
     with db.session.no_autoflush:
-        if apply_intent(payment, intent) and payment.is_final:
+        was = rollups.outcome(payment.status, payment.failure_code)
+        applied = apply_intent(payment, intent)
+        rollups.count_outcome(payment, was)  # the success rate and the declines
+        if applied and payment.is_final:
             # Once: a final state never changes again. Side effects go to the outbox, in
             # this transaction.
             if payment.status == "succeeded":

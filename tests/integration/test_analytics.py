@@ -27,16 +27,23 @@ def clock(monkeypatch):
     return clock
 
 
-def sold(clock, customer, vendor, amount: int, currency: str, day: date,
-         refunded: int = 0) -> Payment:
-    """A payment settled on ``day`` (UTC, noon) through the services; refunded the next day."""
+def made(customer, vendor, amount: int, currency: str, at: datetime) -> Payment:
+    """A payment of a new order, made at ``at``, its intent waiting for 3-D Secure."""
     order = make_order(customer, vendor, currency=currency, amounts=(amount,))
     payment = Payment(user_id=customer.id, order_id=order.id, amount=amount, currency=currency,
-                      status="requires_action", subtotal=amount,
+                      status="requires_action", subtotal=amount, created_at=at,
                       stripe_payment_intent_id=f"pi_analytics_{order.id.hex[:12]}")
     db.session.add(payment)
     db.session.commit()
+    return payment
+
+
+def sold(clock, customer, vendor, amount: int, currency: str, day: date,
+         refunded: int = 0) -> Payment:
+    """A payment made and settled on ``day`` (UTC, noon) through the services; refunded the
+    next day."""
     clock.now = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+    payment = made(customer, vendor, amount, currency, clock.now)
     settle(payment.id, intent(payment, "succeeded"))
     db.session.commit()
     if refunded:
@@ -59,6 +66,23 @@ def march(clock, people):
                                   (date(2026, 3, 30), 2500, 0), (date(2026, 2, 20), 4000, 0)):
         sold(clock, c, v, amount, "USD", day, refunded)
     sold(clock, people["other"], people["vendor2"], 9900, "EUR", date(2026, 3, 5))
+    declined(clock, c, v, 3000, "USD", date(2026, 3, 12), "insufficient_funds")
+    declined(clock, c, v, 3000, "USD", date(2026, 3, 13), "card_declined",
+             code_after=None)  # the customer is asked for another card: no outcome yet
+
+
+def declined(clock, customer, vendor, amount: int, currency: str, day: date, code: str, *,
+             code_after: str | None = "") -> Payment:
+    """A payment declined on ``day``; with ``code_after`` None the intent then waits for
+    another card (no outcome)."""
+    payment = made(customer, vendor, amount, currency,
+                   datetime.combine(day, datetime.min.time(), tzinfo=UTC))
+    settle(payment.id, intent(payment, "requires_payment_method", code))
+    db.session.commit()
+    if code_after is None:
+        settle(payment.id, intent(payment, "requires_payment_method"))
+        db.session.commit()
+    return payment
 
 
 def test_the_figures_of_a_period_in_one_currency(march, people):
@@ -86,7 +110,10 @@ def test_the_page_shows_the_figures_charts_and_their_tables(client, march, peopl
     text = r.text
     assert "Last 30 days: 2026-03-02 to 2026-03-31, in USD" in text
     assert re.search(r"<dt>Gross volume</dt><dd>\$175\.00</dd>", text)  # Mar 2 is in
-    for title in ("Gross volume", "Net revenue", "Refunded", "Payments"):
+    assert "<dt>Success rate</dt><dd>75.0 %</dd><dd>3 of 4 payments made;" in text
+    assert "<tr><td>Insufficient funds</td><td class=\"num\">1</td></tr>" in text
+    assert "<tr><td>2026-03-03</td><td class=\"num\">—</td></tr>" in text  # no attempts
+    for title in ("Gross volume", "Net revenue", "Success rate", "Refunded", "Payments"):
         assert f"{title}, per day (UTC)</figcaption>" in text
         assert f'<table aria-label="{title} per day">' in text
     assert "<title>2026-03-10: $50.00</title>" in text
@@ -147,11 +174,13 @@ def test_the_same_figures_as_json_for_admins_and_services(client, march, people)
                                           "days": 30}
         assert body["totals"] == {"payments": 3, "grossVolume": 17500, "platformFees": 1750,
                                   "feesReturned": 200, "netRevenue": 1550, "refunded": 2000,
-                                  "refundRate": 2000 / 17500, "averageOrderValue": 5833}
+                                  "refundRate": 2000 / 17500, "averageOrderValue": 5833,
+                                  "succeeded": 3, "failed": 1, "successRate": 0.75}
         assert body["previousTotals"]["grossVolume"] == 4000
         assert len(body["daily"]) == 30 and body["daily"][1] == {
             "date": "2026-03-02", "payments": 1, "grossVolume": 10000, "netRevenue": 1000,
-            "refunded": 0}
+            "refunded": 0, "successRate": 1.0}
+        assert body["declines"] == [{"reason": "Insufficient funds", "payments": 1}]
         assert [v["email"] for v in body["topVendorsByFees"]] == [people["vendor"].email]
 
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.ledger import rollups, splits
-from portal.ledger.models import DailyPayments, DailySales, Payment, SplitLine
+from portal.ledger.models import DailyAttempts, DailyPayments, DailySales, Payment, SplitLine
 from portal.orders.models import OrderItem
 from portal.payments.services import settle
 from portal.stripe_gateway import Intent
@@ -71,8 +71,9 @@ def scenario(seed: int, payments: int, clock: Clock) -> None:
         db.session.add(payment)
         db.session.commit()
         clock.now = start + timedelta(days=rng.randint(0, 20), seconds=rng.randint(0, 86_399))
-        if rng.random() < 0.2:  # declined first
-            settle(payment.id, intent(payment, "requires_payment_method", "card_declined"))
+        for _ in range(rng.choice((0, 0, 0, 1, 2))):  # declined first, maybe twice
+            code = rng.choice(("card_declined", "insufficient_funds", "expired_card", None))
+            settle(payment.id, intent(payment, "requires_payment_method", code))
             db.session.commit()
             clock.now += timedelta(days=rng.randint(0, 2), hours=rng.randint(0, 23))
         if rng.random() < 0.85:  # paid, maybe days later (a late webhook)
@@ -99,8 +100,10 @@ def maintained() -> tuple[dict, dict]:
              for r in db.session.scalars(sa.select(DailySales))}
     payments = {(r.day, r.currency): (r.succeeded, r.volume)
                 for r in db.session.scalars(sa.select(DailyPayments))}
+    attempts = {(r.day, r.currency, r.outcome, r.code): r.payments
+                for r in db.session.scalars(sa.select(DailyAttempts)) if r.payments}
     return ({k: v for k, v in sales.items() if any(v)},  # a day whose refunds cancel out
-            payments)
+            payments, attempts)
 
 
 def from_the_rows(since: date | None = None) -> tuple[dict, dict]:
@@ -121,8 +124,14 @@ def from_the_rows(since: date | None = None) -> tuple[dict, dict]:
         key = (p.succeeded_at.astimezone(UTC).date(), p.currency)
         payments[key][0] += 1
         payments[key][1] += p.amount
+    attempts: dict = defaultdict(int)
+    for p in db.session.scalars(sa.select(Payment).where(
+            Payment.status.in_(("succeeded", "failed")))):
+        code = (p.failure_code or "") if p.status == "failed" else ""
+        attempts[(p.created_at.astimezone(UTC).date(), p.currency, p.status, code)] += 1
     return ({k: tuple(v) for k, v in sales.items() if any(v) and (not since or k[0] >= since)},
-            {k: tuple(v) for k, v in payments.items() if not since or k[0] >= since})
+            {k: tuple(v) for k, v in payments.items() if not since or k[0] >= since},
+            {k: v for k, v in attempts.items() if not since or k[0] >= since})
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -136,6 +145,8 @@ def test_the_rollups_kept_equal_a_rebuild_and_the_rows(monkeypatch, seed):
     expected = from_the_rows()
     assert kept == expected
     assert {c for _, c in kept[1]} == set(CURRENCIES)  # every currency, JPY and KWD too
+    assert {(o, c) for _, _, o, c in kept[2]} >= {("succeeded", ""), ("failed", "card_declined"),
+                                                  ("failed", "insufficient_funds")}
     assert sum(v[3] for v in kept[0].values()) > 0  # refunds counted
     assert len({d for d, *_ in kept[0]}) > 10  # spread over days
 
@@ -145,8 +156,8 @@ def test_the_rollups_kept_equal_a_rebuild_and_the_rows(monkeypatch, seed):
     db.session.commit()
     assert maintained() == expected
     # A whole rebuild from nothing, too.
-    db.session.execute(sa.delete(DailySales))
-    db.session.execute(sa.delete(DailyPayments))
+    for table in (DailySales, DailyPayments, DailyAttempts):
+        db.session.execute(sa.delete(table))
     written = rollups.rebuild()
     db.session.commit()
     assert maintained() == expected

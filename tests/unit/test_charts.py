@@ -33,3 +33,9 @@ def test_a_negative_day_is_drawn_below_zero():
 def test_no_days_draws_an_empty_chart():
     c = bar_chart("e", "Payments", [], str)
     assert (c.bars, c.rows, c.x_labels) == ([], [], [])
+
+
+def test_a_day_with_nothing_to_say_has_no_bar_and_reads_a_dash():
+    c = bar_chart("s", "Success rate", days([50.0, None, 100.0]), lambda v: f"{v:.1f} %")
+    assert [b.title for b in c.bars] == ["2026-03-01: 50.0 %", "2026-03-03: 100.0 %"]
+    assert c.rows[1] == ("2026-03-02", "—")
