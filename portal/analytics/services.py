@@ -18,7 +18,14 @@ from werkzeug.datastructures import MultiDict
 from ..auth.models import User
 from ..days import RANGE, parse_day
 from ..extensions import db
-from ..ledger.models import DailyAttempts, DailyPayments, DailySales, Payout
+from ..ledger.models import (
+    CustomerDays,
+    DailyAttempts,
+    DailyPayments,
+    DailySales,
+    FirstPayments,
+    Payout,
+)
 from ..models_base import utcnow
 from ..money import SUPPORTED
 
@@ -70,6 +77,12 @@ class Totals:
     refunded: int = 0  # what refunds gave back
     succeeded: int = 0  # payments made in the period that succeeded (so far)
     failed: int = 0  # ... that failed, and were not paid since
+    customers: int = 0  # customers who paid in the period
+    new_customers: int = 0  # ... of whom this was the first time (in this currency)
+
+    @property
+    def returning_customers(self) -> int:
+        return self.customers - self.new_customers
 
     @property
     def success_rate(self) -> float | None:
@@ -218,8 +231,17 @@ def _totals(currency: str, start: date, end: date) -> Totals:
         .where(DailyAttempts.currency == currency, DailyAttempts.day >= start,
                DailyAttempts.day < end)
         .group_by(DailyAttempts.outcome)).all())
+    customers = db.session.scalar(
+        sa.select(sa.func.count(sa.distinct(CustomerDays.user_id)))
+        .where(CustomerDays.currency == currency, CustomerDays.day >= start,
+               CustomerDays.day < end))
+    new = db.session.scalar(
+        sa.select(sa.func.count()).select_from(FirstPayments)
+        .where(FirstPayments.currency == currency, FirstPayments.day >= start,
+               FirstPayments.day < end))
     return Totals(int(paid[0]), int(paid[1]), *(int(v) for v in sales),
-                  int(outcomes.get("succeeded") or 0), int(outcomes.get("failed") or 0))
+                  int(outcomes.get("succeeded") or 0), int(outcomes.get("failed") or 0),
+                  int(customers), int(new))
 
 
 def _declines(q: Query) -> list[tuple[str, int]]:

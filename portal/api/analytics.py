@@ -25,7 +25,8 @@ from .views import bp
 @operation(bp, "GET", "/payments/analytics", query=AnalyticsQuery, roles=("admin", "service"),
            tag="analytics", summary="Get payment analytics",
            description="Gross volume, net revenue (platform fees less those given back with "
-                       "refunds), payments, average order value, refunds, the success rate "
+                       "refunds), payments, average order value, refunds, new and returning paying "
+                       "customers, the success rate "
                        "and failed payments by reason, and payouts for a "
                        "period of UTC days and one currency, with the same figures for the "
                        "period of the same length before it, one point a day and the top 10 "
@@ -64,7 +65,9 @@ def _totals(t: services.Totals) -> AnalyticsTotals:
                            feesReturned=t.fees_returned, netRevenue=t.net_revenue,
                            refunded=t.refunded, refundRate=t.refund_rate,
                            averageOrderValue=t.average, succeeded=t.succeeded,
-                           failed=t.failed, successRate=t.success_rate)
+                           failed=t.failed, successRate=t.success_rate, customers=t.customers,
+                           newCustomers=t.new_customers,
+                           returningCustomers=t.returning_customers)
 
 
 def _vendor(v: services.VendorRow) -> AnalyticsVendor:

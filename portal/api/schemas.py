@@ -480,6 +480,9 @@ class AnalyticsTotals(Out):
     succeeded: int  # payments made in the period that succeeded
     failed: int  # payments made in the period that failed (and were not paid since)
     successRate: float | None
+    customers: int  # who paid in the period
+    newCustomers: int  # ... for the first time in this currency
+    returningCustomers: int
 
 
 class AnalyticsDay(Out):

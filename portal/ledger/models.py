@@ -307,3 +307,28 @@ class DailyAttempts(db.Model):
     outcome: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
     code: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     payments: Mapped[int] = mapped_column(default=0)
+
+
+class CustomerDays(db.Model):
+    """That a customer paid in a currency on a UTC day (``succeeded_at``): the paying
+    customers of a period are the distinct users of its days. Kept and rebuilt as DailySales
+    is."""
+
+    __tablename__ = "customer_days"
+
+    currency: Mapped[str] = mapped_column(sa.String(3), primary_key=True)
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id"), primary_key=True)
+
+
+class FirstPayments(db.Model):
+    """The UTC day of each customer's first successful payment in a currency: the new
+    paying customers of a period are those whose day falls in it. Kept and rebuilt as
+    DailySales is."""
+
+    __tablename__ = "first_payments"
+    __table_args__ = (sa.Index("ix_first_payments_currency_day", "currency", "day"),)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id"), primary_key=True)
+    currency: Mapped[str] = mapped_column(sa.String(3), primary_key=True)
+    day: Mapped[date] = mapped_column(sa.Date)

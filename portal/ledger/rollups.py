@@ -28,20 +28,33 @@ from datetime import UTC, date, datetime
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..database import dialect
+from ..database import dialect, insert_or_skip
 from ..extensions import db
-from .models import DailyAttempts, DailyPayments, DailySales, Payment, SplitLine
+from .models import (
+    CustomerDays,
+    DailyAttempts,
+    DailyPayments,
+    DailySales,
+    FirstPayments,
+    Payment,
+    SplitLine,
+)
 
 SALES = DailySales.__table__
 PAYMENTS = DailyPayments.__table__
 ATTEMPTS = DailyAttempts.__table__
+CUSTOMER_DAYS, FIRST = CustomerDays.__table__, FirstPayments.__table__
 OUTCOMES = ("succeeded", "failed")
 _SALES_SUMS = ("sales", "gross", "fees", "refunded", "fees_returned")
 
 
+def _insert(table: sa.Table):
+    return (postgresql.insert if dialect() == "postgresql" else sqlite.insert)(table)
+
+
 def _add(table: sa.Table, keys: list[str], rows: list[dict]) -> None:
     """INSERT the rows, or add their values to the row already there for their keys."""
-    insert = (postgresql.insert if dialect() == "postgresql" else sqlite.insert)(table)
+    insert = _insert(table)
     sums = [c.name for c in table.c if c.name not in keys]
     db.session.execute(insert.on_conflict_do_update(
         index_elements=keys,
@@ -49,10 +62,18 @@ def _add(table: sa.Table, keys: list[str], rows: list[dict]) -> None:
 
 
 def count_sale(payment: Payment) -> None:
-    """``payment`` succeeded (once: the caller holds its row and it is final)."""
+    """``payment`` succeeded (once: the caller holds its row and it is final): its day's
+    count and volume, that its customer paid that day, and maybe for the first time."""
+    day = payment.succeeded_at.astimezone(UTC).date()
     _add(PAYMENTS, ["day", "currency"], [{
-        "day": payment.succeeded_at.date(), "currency": payment.currency, "succeeded": 1,
-        "volume": payment.amount}])
+        "day": day, "currency": payment.currency, "succeeded": 1, "volume": payment.amount}])
+    paid = {"currency": payment.currency, "day": day, "user_id": payment.user_id}
+    db.session.execute(insert_or_skip(CUSTOMER_DAYS, None).values(**paid))
+    first = _insert(FIRST).values(**paid)  # the earlier day stays (a late webhook's is not)
+    db.session.execute(first.on_conflict_do_update(
+        index_elements=["user_id", "currency"],
+        set_={"day": sa.case((first.excluded.day < FIRST.c.day, first.excluded.day),
+                             else_=FIRST.c.day)}))
 
 
 def outcome(status: str | None, code: str | None) -> tuple[str, str] | None:
@@ -108,10 +129,10 @@ def rebuild(since: date | None = None) -> tuple[int, int, int]:
     when None); the caller commits. Returns the rows written (daily_sales, daily_payments,
     daily_attempts)."""
     if dialect() == "postgresql":
-        db.session.execute(sa.text("LOCK TABLE daily_sales, daily_payments, daily_attempts "
-                                   "IN SHARE ROW EXCLUSIVE MODE"))
+        db.session.execute(sa.text("LOCK TABLE daily_sales, daily_payments, daily_attempts, "
+                                   "customer_days, first_payments IN SHARE ROW EXCLUSIVE MODE"))
     cutoff = datetime.combine(since, datetime.min.time()).replace(tzinfo=UTC) if since else None
-    for table in (SALES, PAYMENTS, ATTEMPTS):
+    for table in (SALES, PAYMENTS, ATTEMPTS, CUSTOMER_DAYS, FIRST):
         db.session.execute(sa.delete(table).where(table.c.day >= since) if since
                            else sa.delete(table))
     lines = SplitLine.__table__.c
@@ -137,14 +158,25 @@ def rebuild(since: date | None = None) -> tuple[int, int, int]:
     attempts = (sa.select(made_day, paid.currency, paid.status, code, sa.func.count())
                 .where(paid.status.in_(OUTCOMES))
                 .group_by(made_day, paid.currency, paid.status, code))
+    customer_days = (sa.select(paid.currency, paid_day, paid.user_id)
+                     .where(paid.status == "succeeded", paid.succeeded_at.is_not(None))
+                     .distinct())
+    first_day = sa.func.min(paid_day)
+    firsts = (sa.select(paid.user_id, paid.currency, first_day)
+              .where(paid.status == "succeeded", paid.succeeded_at.is_not(None))
+              .group_by(paid.user_id, paid.currency))
     if cutoff is not None:
         sales = sales.where(lines.created_at >= cutoff)
         payments = payments.where(paid.succeeded_at >= cutoff)
         attempts = attempts.where(paid.created_at >= cutoff)
+        customer_days = customer_days.where(paid.succeeded_at >= cutoff)
+        # Firsts from the cutoff: customers whose first payment is not before it.
+        firsts = firsts.having(first_day >= since)
     written = []
-    for table, select in ((SALES, sales), (PAYMENTS, payments), (ATTEMPTS, attempts)):
+    for table, select in ((SALES, sales), (PAYMENTS, payments), (ATTEMPTS, attempts),
+                          (CUSTOMER_DAYS, customer_days), (FIRST, firsts)):
         columns = [c.name for c in table.c]
         written.append(db.session.execute(
             sa.insert(table).from_select(columns, select)
             .execution_options(preserve_rowcount=True)).rowcount)
-    return written[0], written[1], written[2]
+    return written[0], written[1], written[2]  # the customers' tables are not counted

@@ -97,6 +97,8 @@ def test_the_figures_of_a_period_in_one_currency(march, people):
     assert [v.email for v in f.top_by_gross] == [people["vendor"].email]
     assert len(f.series) == 30 and f.series[1].volume == 10000 and f.series[2].refunded == 2000
     assert f.currencies == ["USD", "EUR"]
+    assert (f.current.customers, f.current.new_customers) == (1, 0)  # first paid in February
+    assert (f.previous.customers, f.previous.new_customers) == (1, 1)
     eur = services.figures(query(period="custom", currency="EUR",
                                  **{"from": "2026-03-01", "to": "2026-03-30"}))
     assert (eur.current.payments, eur.current.volume) == (1, 9900)  # never added to USD
@@ -111,6 +113,7 @@ def test_the_page_shows_the_figures_charts_and_their_tables(client, march, peopl
     assert "Last 30 days: 2026-03-02 to 2026-03-31, in USD" in text
     assert re.search(r"<dt>Gross volume</dt><dd>\$175\.00</dd>", text)  # Mar 2 is in
     assert "<dt>Success rate</dt><dd>75.0 %</dd><dd>3 of 4 payments made;" in text
+    assert "<dt>Paying customers</dt><dd>1</dd><dd>0 new, 1 returning;" in text
     assert "<tr><td>Insufficient funds</td><td class=\"num\">1</td></tr>" in text
     assert "<tr><td>2026-03-03</td><td class=\"num\">—</td></tr>" in text  # no attempts
     for title in ("Gross volume", "Net revenue", "Success rate", "Refunded", "Payments"):
@@ -175,7 +178,9 @@ def test_the_same_figures_as_json_for_admins_and_services(client, march, people)
         assert body["totals"] == {"payments": 3, "grossVolume": 17500, "platformFees": 1750,
                                   "feesReturned": 200, "netRevenue": 1550, "refunded": 2000,
                                   "refundRate": 2000 / 17500, "averageOrderValue": 5833,
-                                  "succeeded": 3, "failed": 1, "successRate": 0.75}
+                                  "succeeded": 3, "failed": 1, "successRate": 0.75,
+                                  "customers": 1, "newCustomers": 0, "returningCustomers": 1}
+        # Carol first paid in USD in February: returning in March.
         assert body["previousTotals"]["grossVolume"] == 4000
         assert len(body["daily"]) == 30 and body["daily"][1] == {
             "date": "2026-03-02", "payments": 1, "grossVolume": 10000, "netRevenue": 1000,

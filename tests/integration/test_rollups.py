@@ -18,7 +18,15 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.ledger import rollups, splits
-from portal.ledger.models import DailyAttempts, DailyPayments, DailySales, Payment, SplitLine
+from portal.ledger.models import (
+    CustomerDays,
+    DailyAttempts,
+    DailyPayments,
+    DailySales,
+    FirstPayments,
+    Payment,
+    SplitLine,
+)
 from portal.orders.models import OrderItem
 from portal.payments.services import settle
 from portal.stripe_gateway import Intent
@@ -102,11 +110,15 @@ def maintained() -> tuple[dict, dict]:
                 for r in db.session.scalars(sa.select(DailyPayments))}
     attempts = {(r.day, r.currency, r.outcome, r.code): r.payments
                 for r in db.session.scalars(sa.select(DailyAttempts)) if r.payments}
+    customers = set(db.session.execute(sa.select(CustomerDays.currency, CustomerDays.day,
+                                                 CustomerDays.user_id)).all())
+    firsts = dict(((u, c), d) for u, c, d in db.session.execute(
+        sa.select(FirstPayments.user_id, FirstPayments.currency, FirstPayments.day)))
     return ({k: v for k, v in sales.items() if any(v)},  # a day whose refunds cancel out
-            payments, attempts)
+            payments, attempts, customers, firsts)
 
 
-def from_the_rows(since: date | None = None) -> tuple[dict, dict]:
+def from_the_rows() -> tuple:
     """The same figures summed in Python over every split line and payment."""
     sales: dict = defaultdict(lambda: [0, 0, 0, 0, 0])
     for line in db.session.scalars(sa.select(SplitLine)):
@@ -129,9 +141,13 @@ def from_the_rows(since: date | None = None) -> tuple[dict, dict]:
             Payment.status.in_(("succeeded", "failed")))):
         code = (p.failure_code or "") if p.status == "failed" else ""
         attempts[(p.created_at.astimezone(UTC).date(), p.currency, p.status, code)] += 1
-    return ({k: tuple(v) for k, v in sales.items() if any(v) and (not since or k[0] >= since)},
-            {k: tuple(v) for k, v in payments.items() if not since or k[0] >= since},
-            {k: v for k, v in attempts.items() if not since or k[0] >= since})
+    customers, firsts = set(), {}
+    for p in db.session.scalars(sa.select(Payment).where(Payment.status == "succeeded")):
+        day = p.succeeded_at.astimezone(UTC).date()
+        customers.add((p.currency, day, p.user_id))
+        firsts[(p.user_id, p.currency)] = min(day, firsts.get((p.user_id, p.currency), day))
+    return ({k: tuple(v) for k, v in sales.items() if any(v)},
+            {k: tuple(v) for k, v in payments.items()}, dict(attempts), customers, firsts)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -156,7 +172,7 @@ def test_the_rollups_kept_equal_a_rebuild_and_the_rows(monkeypatch, seed):
     db.session.commit()
     assert maintained() == expected
     # A whole rebuild from nothing, too.
-    for table in (DailySales, DailyPayments, DailyAttempts):
+    for table in (DailySales, DailyPayments, DailyAttempts, CustomerDays, FirstPayments):
         db.session.execute(sa.delete(table))
     written = rollups.rebuild()
     db.session.commit()
