@@ -231,6 +231,9 @@ class Payout(IdMixin, TimestampMixin, db.Model):
         sa.Index("uq_payouts_open", "vendor_id", "currency", unique=True,
                  postgresql_where=sa.text("status = 'open'"),
                  sqlite_where=sa.text("status = 'open'")),
+        # Analytics: a currency's payouts paid in a period, and those pending now.
+        sa.Index("ix_payouts_currency_status_paid", "currency", "status", "paid_at",
+                 postgresql_include=["amount"]),
     )
 
     run_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("payout_runs.id"),
@@ -270,6 +273,10 @@ class DailySales(db.Model):
     """
 
     __tablename__ = "daily_sales"
+    # Analytics reads one currency's days (the key starts with the day: every currency's).
+    __table_args__ = (sa.Index("ix_daily_sales_currency_day", "currency", "day",
+                               postgresql_include=["vendor_id", "gross", "fees",
+                                                   "fees_returned", "refunded"]),)
 
     day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
     currency: Mapped[str] = mapped_column(sa.String(3), primary_key=True)
