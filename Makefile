@@ -63,6 +63,7 @@ e2e: install
 bench: install
 	$(PY) bench/history.py
 	$(PY) bench/admin_search.py
+	$(PY) bench/analytics.py
 	$(PY) bench/api_latency.py
 	$(PY) bench/payouts.py
 	$(PY) bench/webhooks.py

@@ -59,7 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
-from benchdb import drop_database, plain_url, recreate_database  # noqa: E402
+from benchdb import database_args, drop_database, plain_url, recreate_database  # noqa: E402
 from history import (  # noqa: E402
     NOW,
     TARGET_EMAIL,
@@ -317,13 +317,7 @@ def run_export(db_url: str) -> dict:
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pg", default=os.environ.get("BENCH_PG_URL",
-                                                   "postgresql://postgres@127.0.0.1:5432"),
-                    help="server URL without database (env BENCH_PG_URL)")
-    ap.add_argument("--db", default="portal_bench_search", help="database to (re)create")
-    ap.add_argument("--keep", action="store_true", help="keep the database at the end")
-    ap.add_argument("--reuse", action="store_true",
-                    help="skip drop/create/load: reuse a database kept with --keep")
+    database_args(ap, "portal_bench_search")
     ap.add_argument("--requests", type=int, default=100, help="timed requests per case")
     ap.add_argument("--warmup", type=int, default=10, help="untimed requests per case")
     ap.add_argument("--case-seconds", type=float, default=15.0,

@@ -1,5 +1,7 @@
 """The benchmarks' own PostgreSQL databases: created fresh, dropped at the end."""
 
+import os
+
 import psycopg
 from psycopg import sql
 
@@ -46,3 +48,13 @@ def check_foreign_keys(conn: psycopg.Connection, tables, names) -> None:
                 t=sql.Identifier(name), r=sql.Identifier(ref.table.name),
                 rc=sql.Identifier(ref.name), c=sql.Identifier(col))).fetchone()[0]
             assert broken == 0, f"{name}.{col}: {broken} rows without {ref}"
+
+def database_args(ap, default_db: str) -> None:
+    """The options every benchmark with a database of its own takes."""
+    ap.add_argument("--pg", default=os.environ.get("BENCH_PG_URL",
+                                                   "postgresql://postgres@127.0.0.1:5432"),
+                    help="server URL without database (env BENCH_PG_URL)")
+    ap.add_argument("--db", default=default_db, help="database to (re)create")
+    ap.add_argument("--keep", action="store_true", help="keep the database at the end")
+    ap.add_argument("--reuse", action="store_true",
+                    help="skip drop/create/load: reuse a database kept with --keep")

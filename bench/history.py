@@ -98,7 +98,7 @@ NO_SEQ_SCAN = {"payments", "orders"}
 # Database lifecycle
 
 
-from benchdb import drop_database, plain_url, recreate_database  # noqa: E402
+from benchdb import database_args, drop_database, plain_url, recreate_database  # noqa: E402
 
 # --------------------------------------------------------------------------------------------
 # Data
@@ -514,13 +514,7 @@ def explain(base: str, dbname: str, statement: str, params, *, generic: bool,
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pg", default=os.environ.get("BENCH_PG_URL",
-                                                   "postgresql://postgres@127.0.0.1:5432"),
-                    help="server URL without database (env BENCH_PG_URL)")
-    ap.add_argument("--db", default="portal_bench", help="database to (re)create")
-    ap.add_argument("--keep", action="store_true", help="keep the database at the end")
-    ap.add_argument("--reuse", action="store_true",
-                    help="skip drop/create/load: reuse a database kept with --keep")
+    database_args(ap, "portal_bench")
     ap.add_argument("--requests", type=int, default=200, help="timed requests per case")
     ap.add_argument("--warmup", type=int, default=20, help="untimed requests per case")
     ap.add_argument("--case-seconds", type=float, default=20.0,

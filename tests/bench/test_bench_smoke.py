@@ -1,7 +1,7 @@
 """Each benchmark, at a tiny size: it still runs against today's schema and sandbox to its
 verdict. Its figures mean nothing at this size (the verdict may be FAIL); a crash fails, and so
-do the payout run's checks of the money, which hold at any size. The real runs and their
-targets are in bench/README.md."""
+do the payout run's checks of the money and the analytics' checks of its split lines and
+rollups, which hold at any size. The real runs and their targets are in bench/README.md."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ SMOKE = {
     "admin_search.py": ["--payments", "3000", "--target-payments", "1000", "--customers", "50",
                         "--vendors", "5", "--requests", "5", "--warmup", "1",
                         "--case-seconds", "1"],
+    "analytics.py": ["--payments", "3000", "--target-payments", "1000", "--customers", "50",
+                     "--vendors", "5", "--requests", "5", "--warmup", "1", "--settles", "10",
+                     "--settle-warmup", "2"],
     "api_latency.py": ["--calls", "5", "--warmup", "1"],
     "history.py": ["--payments", "3000", "--target-payments", "1000", "--customers", "50",
                    "--vendors", "5", "--requests", "5", "--warmup", "1", "--case-seconds", "1"],
@@ -44,3 +47,6 @@ def test_the_benchmark_runs_to_its_verdict(script, pg_url, redis_url):
     if script == "payouts.py":  # its checks of the money hold at any size; its times do not
         checks = output.split("== checks after", 1)[1].split("\n==", 1)[0]
         assert checks.rstrip().endswith("OK"), checks
+    if script == "analytics.py":  # so do its checks of the lines and the rollups
+        assert "equal what splits.sale_shares / refund_targets give" in output, output[-4000:]
+        assert "rollups against the rows: equal" in output, output[-4000:]
