@@ -1,15 +1,15 @@
 """Daily rollups of the ledger: what the back office's figures read instead of the payments.
 
-Three tables (ledger.models): DailySales, per day, currency and vendor, from the split lines
+Five tables (ledger.models): DailySales, per day, currency and vendor, from the split lines
 (sales, their fees, what refunds gave back); DailyPayments, per day and currency, the payments
 that succeeded; DailyAttempts, per day, currency, outcome and decline code, each payment where
-it stands (succeeded, or failed and why). A day is the UTC date of the row's own time: a split
-line's ``created_at``, a payment's ``succeeded_at`` (DailyPayments) or ``created_at``
-(DailyAttempts).
+it stands (succeeded, or failed and why); CustomerDays, who paid on which day; FirstPayments,
+each customer's first paid day. A day is the UTC date of the row's own time: a split line's
+``created_at``, a payment's ``succeeded_at`` (``created_at`` for DailyAttempts).
 
 **Maintained** in the transaction that writes the source rows: ``count_sale``,
-``count_lines`` and ``count_outcome`` add their deltas with one INSERT ... ON CONFLICT DO
-UPDATE each (rows in key order, vendors as ``splits.open_payouts`` locks payouts, so two
+``count_lines`` and ``count_outcome`` add their deltas with INSERT ... ON CONFLICT statements
+built once (rows in key order, vendors as ``splits.open_payouts`` locks payouts, so two
 writers cannot deadlock). A rollback takes the deltas back with the rows.
 
 **Rebuilt** by ``rebuild`` (``flask --app wsgi analytics rebuild``, and nightly for yesterday
