@@ -3,8 +3,9 @@ kept in the transactions that move money, and always equal both a rebuild from t
 rows and a plain aggregation of those rows, to the minor unit.
 
 The data is random (a seeded generator): payments of one to three vendors in USD, EUR, JPY
-and KWD, declined first and paid later, settled days after they were made (late webhooks),
-refunded in part days later, again, and a refund failing after it succeeded.
+and KWD, declined first and paid later, settled days after they were made (late webhooks), a
+payout run, then refunds in part days later (of lines paid out and not), again, and a refund
+failing after it succeeded.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from portal.ledger.models import (
 )
 from portal.orders.models import OrderItem
 from portal.payments.services import settle
+from portal.payouts.services import run_payouts
 from portal.stripe_gateway import Intent
 from tests.helpers import make_order, make_user
 
@@ -45,10 +47,12 @@ class Clock:
         return self.now
 
 
-def intent(payment: Payment, status: str, failure_code: str | None = None) -> Intent:
+def intent(payment: Payment, status: str, failure_code: str | None = None,
+           funds_at: datetime | None = None) -> Intent:
     return Intent(id=payment.stripe_payment_intent_id, status=status, amount=payment.amount,
                   currency=payment.currency, client_secret=None, created=1, metadata={},
-                  failure_code=failure_code, funds_available_at=1_900_000_000,
+                  failure_code=failure_code,
+                  funds_available_at=int(funds_at.timestamp()) if funds_at else 1_900_000_000,
                   charge_id=f"ch_{payment.id.hex[:12]}" if status == "succeeded" else None)
 
 
@@ -85,9 +89,14 @@ def scenario(seed: int, payments: int, clock: Clock) -> None:
             db.session.commit()
             clock.now += timedelta(days=rng.randint(0, 2), hours=rng.randint(0, 23))
         if rng.random() < 0.85:  # paid, maybe days later (a late webhook)
-            settle(payment.id, intent(payment, "succeeded"))
+            settle(payment.id, intent(payment, "succeeded", funds_at=clock.now))
             db.session.commit()
             paid.append(payment)
+    # A payout run of the first 12 days' lines: the refunds below then fall on lines paid out
+    # (taken from the vendors' next payouts) as well as on lines not paid yet.
+    clock.now = start + timedelta(days=25)
+    assert run_payouts(until=start + timedelta(days=12)) is not None
+    db.session.commit()
     for payment in rng.sample(paid, len(paid) // 3):
         refunded = 0
         for _ in range(rng.randint(1, 3)):  # refunds days later, in parts
@@ -155,6 +164,7 @@ def test_the_rollups_kept_equal_a_rebuild_and_the_rows(monkeypatch, seed):
     clock = Clock(datetime(2026, 3, 1, 9, tzinfo=UTC))
     monkeypatch.setattr("portal.ledger.splits.utcnow", clock)
     monkeypatch.setattr("portal.payments.services.utcnow", clock)
+    monkeypatch.setattr("portal.payouts.services.utcnow", clock)
     scenario(seed, 60, clock)
 
     kept = maintained()
@@ -184,6 +194,7 @@ def test_flask_analytics_rebuild_sums_the_days_again(app, monkeypatch):
     clock = Clock(datetime(2026, 3, 1, 9, tzinfo=UTC))
     monkeypatch.setattr("portal.ledger.splits.utcnow", clock)
     monkeypatch.setattr("portal.payments.services.utcnow", clock)
+    monkeypatch.setattr("portal.payouts.services.utcnow", clock)
     scenario(4, 20, clock)
     expected = from_the_rows()
     db.session.execute(sa.update(DailySales).values(gross=DailySales.gross + 1))  # a drift

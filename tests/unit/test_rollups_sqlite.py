@@ -15,6 +15,7 @@ def test_the_rollups_kept_equal_a_rebuild_and_the_rows_on_sqlite(sqlite_app, mon
     clock = Clock(datetime(2026, 3, 1, 9, tzinfo=UTC))
     monkeypatch.setattr("portal.ledger.splits.utcnow", clock)
     monkeypatch.setattr("portal.payments.services.utcnow", clock)
+    monkeypatch.setattr("portal.payouts.services.utcnow", clock)
     scenario(7, 40, clock)
     expected = from_the_rows()
     assert maintained() == expected
