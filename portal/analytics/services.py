@@ -28,6 +28,7 @@ from ..ledger.models import (
 )
 from ..models_base import utcnow
 from ..money import SUPPORTED
+from ..refunds.models import RefundRequest
 
 # Stripe's decline codes, grouped as a support person reads them (others show their code).
 DECLINES = {
@@ -79,6 +80,7 @@ class Totals:
     failed: int = 0  # ... that failed, and were not paid since
     customers: int = 0  # customers who paid in the period
     new_customers: int = 0  # ... of whom this was the first time (in this currency)
+    refunds: int = 0  # refunds asked for in the period that succeeded
 
     @property
     def returning_customers(self) -> int:
@@ -239,9 +241,20 @@ def _totals(currency: str, start: date, end: date) -> Totals:
         sa.select(sa.func.count()).select_from(FirstPayments)
         .where(FirstPayments.currency == currency, FirstPayments.day >= start,
                FirstPayments.day < end))
+    # Refunds are few (a few in a hundred payments): counted from their own table, by the
+    # status and time index.
+    refunds = db.session.scalar(
+        sa.select(sa.func.count()).select_from(RefundRequest)
+        .where(RefundRequest.status == "succeeded", RefundRequest.currency == currency,
+               RefundRequest.created_at >= _midnight(start),
+               RefundRequest.created_at < _midnight(end)))
     return Totals(int(paid[0]), int(paid[1]), *(int(v) for v in sales),
                   int(outcomes.get("succeeded") or 0), int(outcomes.get("failed") or 0),
-                  int(customers), int(new))
+                  int(customers), int(new), int(refunds))
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time(), tzinfo=utcnow().tzinfo)
 
 
 def _declines(q: Query) -> list[tuple[str, int]]:
@@ -301,8 +314,7 @@ def _top(q: Query, by, limit: int = 10) -> list[VendorRow]:
 
 def _payouts(q: Query) -> tuple[int, int]:
     """Paid in the period; pending now (approved or on their way, not yet paid)."""
-    start = datetime.combine(q.start, datetime.min.time(), tzinfo=utcnow().tzinfo)
-    end = datetime.combine(q.end, datetime.min.time(), tzinfo=utcnow().tzinfo)
+    start, end = _midnight(q.start), _midnight(q.end)
     paid = db.session.scalar(sa.select(sa.func.coalesce(sa.func.sum(Payout.amount), 0)).where(
         Payout.currency == q.currency, Payout.status == "paid", Payout.paid_at >= start,
         Payout.paid_at < end))

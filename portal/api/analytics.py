@@ -63,7 +63,7 @@ def _period(start: date, days: int) -> AnalyticsPeriod:
 def _totals(t: services.Totals) -> AnalyticsTotals:
     return AnalyticsTotals(payments=t.payments, grossVolume=t.volume, platformFees=t.fees,
                            feesReturned=t.fees_returned, netRevenue=t.net_revenue,
-                           refunded=t.refunded, refundRate=t.refund_rate,
+                           refunded=t.refunded, refundRate=t.refund_rate, refunds=t.refunds,
                            averageOrderValue=t.average, succeeded=t.succeeded,
                            failed=t.failed, successRate=t.success_rate, customers=t.customers,
                            newCustomers=t.new_customers,

@@ -476,6 +476,7 @@ class AnalyticsTotals(Out):
     netRevenue: int
     refunded: int
     refundRate: float | None
+    refunds: int  # refunds asked for in the period that succeeded
     averageOrderValue: int | None
     succeeded: int  # payments made in the period that succeeded
     failed: int  # payments made in the period that failed (and were not paid since)

@@ -15,6 +15,7 @@ from portal.extensions import db
 from portal.ledger import splits
 from portal.ledger.models import Payment
 from portal.payments.services import settle
+from portal.refunds.models import RefundRequest
 from tests.helpers import login, make_order
 from tests.integration.test_rollups import Clock, intent
 
@@ -46,8 +47,12 @@ def sold(clock, customer, vendor, amount: int, currency: str, day: date,
     payment = made(customer, vendor, amount, currency, clock.now)
     settle(payment.id, intent(payment, "succeeded"))
     db.session.commit()
-    if refunded:
+    if refunded:  # as the refund's webhook records it
         clock.now += timedelta(days=1)
+        db.session.add(RefundRequest(payment_id=payment.id, source="stripe", amount=refunded,
+                                     approved_amount=refunded, currency=currency,
+                                     reason="requested_by_customer", status="succeeded",
+                                     created_at=clock.now))
         payment.amount_refunded = refunded
         splits.sync_refund_lines(payment)
         db.session.commit()
@@ -114,6 +119,7 @@ def test_the_page_shows_the_figures_charts_and_their_tables(client, march, peopl
     assert re.search(r"<dt>Gross volume</dt><dd>\$175\.00</dd>", text)  # Mar 2 is in
     assert "<dt>Success rate</dt><dd>75.0 %</dd><dd>3 of 4 payments made;" in text
     assert "<dt>Paying customers</dt><dd>1</dd><dd>0 new, 1 returning;" in text
+    assert "<dd>1 refund asked for in the period</dd>" in text
     assert "<tr><td>Insufficient funds</td><td class=\"num\">1</td></tr>" in text
     assert "<tr><td>2026-03-03</td><td class=\"num\">—</td></tr>" in text  # no attempts
     for title in ("Gross volume", "Net revenue", "Success rate", "Refunded", "Payments"):
@@ -177,7 +183,8 @@ def test_the_same_figures_as_json_for_admins_and_services(client, march, people)
                                           "days": 30}
         assert body["totals"] == {"payments": 3, "grossVolume": 17500, "platformFees": 1750,
                                   "feesReturned": 200, "netRevenue": 1550, "refunded": 2000,
-                                  "refundRate": 2000 / 17500, "averageOrderValue": 5833,
+                                  "refundRate": 2000 / 17500, "refunds": 1,
+                                  "averageOrderValue": 5833,
                                   "succeeded": 3, "failed": 1, "successRate": 0.75,
                                   "customers": 1, "newCustomers": 0, "returningCustomers": 1}
         # Carol first paid in USD in February: returning in March.
