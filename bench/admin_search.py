@@ -315,13 +315,8 @@ def run_export(db_url: str) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def parse_args(argv):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    database_args(ap, "portal_bench_search")
-    ap.add_argument("--requests", type=int, default=100, help="timed requests per case")
-    ap.add_argument("--warmup", type=int, default=10, help="untimed requests per case")
-    ap.add_argument("--case-seconds", type=float, default=15.0,
-                    help="stop timing a case after this long (at least 20 requests)")
+def data_args(ap) -> None:
+    """The options of the data ``seed_database`` makes (analytics.py seeds the same)."""
     ap.add_argument("--payments", type=int, default=1_000_000)
     ap.add_argument("--target-payments", type=int, default=10_000,
                     help="payments of the customer whose history is timed")
@@ -331,12 +326,22 @@ def parse_args(argv):
                     help="share of the succeeded payments refunded")
     ap.add_argument("--vendor-skew", type=float, default=1.0,
                     help="Zipf exponent of the vendors' sales (0: all alike)")
+    ap.add_argument("--seed", type=int, default=20261218)
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    database_args(ap, "portal_bench_search")
+    ap.add_argument("--requests", type=int, default=100, help="timed requests per case")
+    ap.add_argument("--warmup", type=int, default=10, help="untimed requests per case")
+    ap.add_argument("--case-seconds", type=float, default=15.0,
+                    help="stop timing a case after this long (at least 20 requests)")
+    data_args(ap)
     ap.add_argument("--target-ms", type=float, default=100.0, help="search p95 target")
     ap.add_argument("--history-target-ms", type=float, default=50.0, help="history p95 target")
     ap.add_argument("--target-rows-s", type=float, default=50_000.0, help="CSV rows/s target")
     ap.add_argument("--target-rss-mb", type=float, default=100.0, help="CSV RSS growth limit")
     ap.add_argument("--no-csv", action="store_true", help="skip the CSV export")
-    ap.add_argument("--seed", type=int, default=20261218)
     ap.add_argument("--sql", action="append", default=[], metavar="STATEMENT",
                     help="run this SQL in the bench database before timing (experiments, "
                          "e.g. --sql 'CREATE INDEX ...'); repeatable")

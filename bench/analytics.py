@@ -62,7 +62,7 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
-from admin_search import ADMIN_EMAIL, seed_database  # noqa: E402
+from admin_search import ADMIN_EMAIL, data_args, seed_database  # noqa: E402
 from benchdb import check_foreign_keys, database_args, drop_database, plain_url  # noqa: E402
 from history import NOW, TARGET_PASSWORD, SqlRecorder, _walk, explain, plan_summary  # noqa: E402
 from sqlalchemy import event  # noqa: E402
@@ -803,17 +803,7 @@ def parse_args(argv):
     ap.add_argument("--days", type=int, default=90, choices=(7, 30, 90),
                     help="the period timed (the page's 7d / 30d / 90d)")
     ap.add_argument("--currency", default="USD")
-    # The data: admin_search.py's, with its defaults (the same rows).
-    ap.add_argument("--payments", type=int, default=1_000_000)
-    ap.add_argument("--target-payments", type=int, default=10_000,
-                    help="payments of admin_search's customer with a long history")
-    ap.add_argument("--customers", type=int, default=100_000)
-    ap.add_argument("--vendors", type=int, default=1_000)
-    ap.add_argument("--refund-share", type=float, default=0.05,
-                    help="share of the succeeded payments refunded")
-    ap.add_argument("--vendor-skew", type=float, default=1.0,
-                    help="Zipf exponent of the vendors' sales (0: all alike)")
-    ap.add_argument("--seed", type=int, default=20261218)
+    data_args(ap)  # admin_search.py's data, with its defaults (the same rows)
     ap.add_argument("--target-rebuild-s", type=float, default=60.0, help="rebuild() target")
     ap.add_argument("--target-ms", type=float, default=150.0, help="page / API p95 target")
     ap.add_argument("--target-settle-ms", type=float, default=2.0,

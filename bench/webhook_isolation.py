@@ -97,6 +97,7 @@ from webhooks import (  # noqa: E402
     seed_payments,
     send,
     server_envs,
+    stores_args,
     tree_cpu,
     worker_argv,
 )
@@ -515,14 +516,7 @@ def wait_idle(limit: float, what: str = "") -> None:
 
 def main(argv=None) -> int:  # noqa: PLR0915 - one linear script
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pg", default=os.environ.get("BENCH_PG_URL",
-                                                   "postgresql://postgres@127.0.0.1:5432"),
-                    help="server URL without database (env BENCH_PG_URL)")
-    ap.add_argument("--db", default="portal_bench_isolation",
-                    help="database to (re)create; the floor's is <db>_floor")
-    ap.add_argument("--redis", default="redis://127.0.0.1:6379/10",
-                    help="Redis URL with the database number the script may flush")
-    ap.add_argument("--keep", action="store_true", help="keep the databases at the end")
+    stores_args(ap, "portal_bench_isolation", 10)
     ap.add_argument("--runs", type=int, default=3, help="load runs")
     ap.add_argument("--deliveries", type=int, default=2000, help="deliveries per run")
     ap.add_argument("--duplicates", type=float, default=0.30,

@@ -834,16 +834,21 @@ def print_load_average(before: tuple, after: tuple, cpus: int) -> None:
           f"{' (busy machine)' if max(before[0], after[0]) > cpus else ''}")
 
 
-def main(argv=None) -> int:  # noqa: PLR0915 - one linear script
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def stores_args(ap, default_db: str, redis_db: int) -> None:
+    """The options of the portal's and the floor's databases and of the Redis database."""
     ap.add_argument("--pg", default=os.environ.get("BENCH_PG_URL",
                                                    "postgresql://postgres@127.0.0.1:5432"),
                     help="server URL without database (env BENCH_PG_URL)")
-    ap.add_argument("--db", default="portal_bench_webhooks",
+    ap.add_argument("--db", default=default_db,
                     help="database to (re)create; the floor's is <db>_floor")
-    ap.add_argument("--redis", default="redis://127.0.0.1:6379/11",
+    ap.add_argument("--redis", default=f"redis://127.0.0.1:6379/{redis_db}",
                     help="Redis URL with the database number the script may flush")
     ap.add_argument("--keep", action="store_true", help="keep the databases at the end")
+
+
+def main(argv=None) -> int:  # noqa: PLR0915 - one linear script
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    stores_args(ap, "portal_bench_webhooks", 11)
     ap.add_argument("--rate", type=float, default=200.0, help="open-loop rate, req/s")
     ap.add_argument("--seconds", type=float, default=25.0, help="open-loop seconds per target")
     ap.add_argument("--max-seconds", type=float, default=10.0,
