@@ -162,6 +162,46 @@ def refund_requests(ids: list[uuid.UUID]) -> list[tuple[RefundRequest, int]]:
         .order_by(RefundRequest.created_at.desc(), RefundRequest.id.desc()))))
 
 
+@dataclass(frozen=True)
+class PaymentRequests:
+    """The queue's requests of one payment (a page's rows grouped by payment, in the order
+    of their newest), what it can still refund, and per request the other requests waiting
+    for a decision on it (``overlaps``: request id -> [(other, items they share)])."""
+
+    payment: Payment
+    left: int
+    rows: list[RefundRequest]
+    overlaps: dict[uuid.UUID, list[tuple[RefundRequest, list[str]]]]
+
+
+def grouped(rows: list[tuple[RefundRequest, int]]) -> list[PaymentRequests]:
+    """The queue's rows grouped per payment, with the waiting requests each overlaps."""
+    groups: dict[uuid.UUID, list[tuple[RefundRequest, int]]] = {}
+    for r, left in rows:
+        groups.setdefault(r.payment_id, []).append((r, left))
+    waiting: dict[uuid.UUID, list[RefundRequest]] = {}
+    if groups:
+        for r in db.session.scalars(_requests().options(selectinload(RefundRequest.items))
+                                    .where(any_of(RefundRequest.payment_id, list(groups)),
+                                           RefundRequest.status == "requested")
+                                    .order_by(RefundRequest.created_at)):
+            waiting.setdefault(r.payment_id, []).append(r)
+    found = []
+    for payment_id, members in groups.items():
+        others = waiting.get(payment_id, [])
+        overlaps = {r.id: [(o, _shared_items(r, o)) for o in others if o.id != r.id]
+                    for r, _ in members if r.status == "requested"}
+        found.append(PaymentRequests(members[0][0].payment, members[0][1],
+                                     [r for r, _ in members], overlaps))
+    return found
+
+
+def _shared_items(one: RefundRequest, other: RefundRequest) -> list[str]:
+    """The items both requests name (an amount shared by all vendors touches every item)."""
+    mine = {i.order_item_id: i for i in one.items if i.order_item_id}
+    return [i.order_item.description for i in other.items if i.order_item_id in mine]
+
+
 def with_refundable(requests: list[RefundRequest]) -> list[tuple[RefundRequest, int]]:
     """Each request with what its payment can still refund: refunds.services.remaining's
     rule (paid - refunded - approved and not yet made; 0 unless succeeded), for all their

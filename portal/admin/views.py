@@ -135,7 +135,8 @@ def refunds_queue():
     status = status if status in REFUND_STATUSES else None
     page = queries.refund_queue(status, *queries.day_range(args.get("from"), args.get("to")),
                                 **_pages())
-    return render("admin/refunds.html", "admin/_refund_table.html", rows=page.rows,
+    return render("admin/refunds.html", "admin/_refund_table.html",
+                  groups=queries.grouped(page.rows),
                   page=page, outcomes={}, status=status, statuses=REFUND_STATUSES,
                   start=args.get("from", ""), end=args.get("to", ""),
                   filters=_filters(status=status or "all", **{
@@ -143,8 +144,10 @@ def refunds_queue():
 
 
 def _row(refund_request: RefundRequest, *, ok: str | None = None, error: str | None = None):
-    [(r, left)] = queries.with_refundable([refund_request])
-    return render_template("admin/_refund_row.html", r=r, left=left, ok=ok, error=error)
+    [group] = queries.grouped(queries.with_refundable([refund_request]))
+    return render_template("admin/_refund_row.html", r=group.rows[0], left=group.left,
+                           overlaps=group.overlaps.get(refund_request.id, []), ok=ok,
+                           error=error)
 
 
 def _request_or_404(request_id: str) -> RefundRequest:
@@ -191,6 +194,8 @@ def refunds_bulk():
     if action not in ("approve", "reject"):
         abort(400)
     ids = [rid for rid in map(parse_uuid, request.form.getlist("ids")) if rid]
+    if action == "approve" and request.form.get("confirm") != "yes":
+        return _confirm_bulk(ids)
     outcomes = {o.request_id: o for o in refunds.decide_many(
         current_user, ids, action, note=request.form.get("note"))}
     done = sum(o.ok for o in outcomes.values())
@@ -198,8 +203,20 @@ def refunds_bulk():
     if not is_htmx():
         flash(summary, "info")
         return redirect(url_for("admin.refunds_queue"))
-    return render_template("admin/_refund_table.html", rows=queries.refund_requests(ids),
+    return render_template("admin/_refund_table.html",
+                           groups=queries.grouped(queries.refund_requests(ids)),
                            outcomes=outcomes, summary=summary)
+
+
+def _confirm_bulk(ids: list):
+    """Money moves on a second click: the selected requests waiting for a decision, and
+    what approving them refunds per currency."""
+    chosen = [r for r, _ in queries.refund_requests(ids) if r.status == "requested"]
+    totals: dict[str, int] = {}
+    for r in chosen:
+        totals[r.currency] = totals.get(r.currency, 0) + r.amount
+    return render_template("admin/_refund_confirm.html", chosen=chosen, totals=totals,
+                           note=request.form.get("note", ""))
 
 
 @bp.route("/audit")

@@ -292,6 +292,7 @@ class HistoryOut(Out):
 # --- orders -----------------------------------------------------------------------------
 
 class OrderItemOut(Out):
+    id: str = Field(description="The item's id: what a refund of items names (`itemId`)")
     vendorId: str
     description: str
     quantity: int
@@ -376,13 +377,23 @@ class MessageOut(Out):
 RefundReason = Literal[tuple(REASONS)]  # type: ignore[valid-type]
 
 
+class RefundItemIn(Strict):
+    itemId: str = Field(min_length=1, max_length=64, description="An order item's `id`")
+    quantity: int = Field(gt=0, le=999_999, strict=True)
+
+
 class RefundIn(Strict):
     paymentId: str = Field(min_length=1, max_length=64)
     amount: int | None = Field(None, gt=0, le=99_999_999, strict=True,
                                description="Minor units (10000 = 100.00 USD); default: all "
-                                           "that can still be refunded")
+                                           "that can still be refunded. Not with `items`")
     reason: RefundReason = "customer_request"
     notes: str | None = Field(None, max_length=1000, pattern=r"^[^\x00]*$")
+    items: list[RefundItemIn] | None = Field(
+        None, min_length=1, max_length=100,
+        description="Refund these items instead of an amount: each item's vendor bears its "
+                    "refund, and an item's amount is what was paid for it (its share of tax "
+                    "and shipping included) in proportion to the quantity")
 
 
 class RefundDetail(Out):

@@ -57,7 +57,7 @@ def order_detail(order: Order) -> OrderDetail:
         id=str(order.id), customerId=str(order.customer_id), status=order.status,
         currency=order.currency.lower(), subtotal=order.subtotal, tax=order.tax,
         shipping=order.shipping, discount=order.discount, total=order.total,
-        items=[OrderItemOut(vendorId=str(i.vendor_id), description=i.description,
+        items=[OrderItemOut(id=str(i.id), vendorId=str(i.vendor_id), description=i.description,
                             quantity=i.quantity, unitAmount=i.unit_amount, amount=i.amount)
                for i in order.items],
         createdAt=order.created_at.isoformat().replace("+00:00", "Z"))

@@ -15,6 +15,14 @@ Rounding rule (integers in the currency's minor unit, never floats):
   refund returns exactly every line). Each refund (or a refund failing afterwards) adds the
   lines that bring the vendor's refund total to that target, so lines stay exact whatever
   order the refunds arrive in;
+- refunds borne by one vendor (their items, their goodwill: refunds.items): of C, B_v is
+  borne by vendor v alone; the rest, S = C - sum(B), is shared in proportion to gross as
+  above, except that no vendor takes more of it than they kept (gross - B_v): the exact
+  share S * gross / sum(gross) of a vendor it would exceed is held to what they kept, and
+  the rest is shared by the others the same way (water-filling); the largest remainder then
+  rounds the shares of those not held. Vendor v gives back B_v plus their share of S, and
+  of their fee floor(fee * (B_v + exact share) / gross): all of it when all of their gross
+  is refunded. Without borne refunds this is the rule above exactly;
 - three-decimal currencies (KWD, BHD...): Stripe moves only amounts ending in 0, so all of the
   above is done in steps of 10 minor units (money.amount_step), and every line, and so every
   payout's transfer, ends in 0. Amounts that do not (none should) fall back to steps of 1,
@@ -23,8 +31,10 @@ Rounding rule (integers in the currency's minor unit, never floats):
 
 from __future__ import annotations
 
+import math
 import uuid
 from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
 
 import sqlalchemy as sa
 
@@ -101,19 +111,68 @@ def sale_shares(amount: int, subtotals: list[int], fee_percent: int | list[int],
 
 
 def refund_targets(sales: list[tuple[int, int]], refunded: int, amount: int,
-                   step: int = 1) -> list[tuple[int, int]]:
-    """(gross, fee) each vendor has given back once ``refunded`` of ``amount`` is refunded."""
-    if any(value % step for value in (refunded, amount, *(v for line in sales for v in line))):
+                   step: int = 1, borne: list[int] | None = None) -> list[tuple[int, int]]:
+    """(gross, fee) each vendor has given back once ``refunded`` of ``amount`` is refunded,
+    ``borne[i]`` of it by vendor i alone (the module's rule)."""
+    borne = borne or [0] * len(sales)
+    values = (refunded, amount, *borne, *(v for line in sales for v in line))
+    if any(v % step for v in values):
         step = 1
     grosses = [gross // step for gross, _ in sales]
-    backs = allocate(refunded // step, grosses) if sum(grosses) else [0] * len(sales)
-    return [(back * step, fee // step * (refunded // step) // (amount // step) * step)
-            for back, (_, fee) in zip(backs, sales, strict=True)]
+    if not any(borne):
+        backs = allocate(refunded // step, grosses) if sum(grosses) else [0] * len(sales)
+        return [(back * step, fee // step * (refunded // step) // (amount // step) * step)
+                for back, (_, fee) in zip(backs, sales, strict=True)]
+    return _borne_targets(sales, grosses, [b // step for b in borne], refunded // step, step)
 
 
-def sync_refund_lines(payment: Payment, refund_request_id: uuid.UUID | None = None) -> None:
-    """Bring the refund lines of each vendor to the target for ``payment.amount_refunded``
-    (see the module's rounding rule). Idempotent; the caller holds the payment row."""
+def _borne_targets(sales: list[tuple[int, int]], grosses: list[int], borne: list[int],
+                   refunded: int, step: int) -> list[tuple[int, int]]:
+    """refund_targets with refunds borne by vendors (``grosses``, ``borne``, ``refunded``
+    in steps)."""
+    own = [min(b, g) for b, g in zip(borne, grosses, strict=True)]
+    kept = [g - o for g, o in zip(grosses, own, strict=True)]
+    shared = min(max(0, refunded - sum(own)), sum(kept))
+    exact, capped = _shared_out(shared, grosses, kept)
+    parts = [kept[i] if i in capped else 0 for i in range(len(sales))]
+    free = [i for i, gross in enumerate(grosses) if gross and i not in capped]
+    if free:  # the largest remainder among those not capped: each within what they kept
+        for i, part in zip(free, allocate(shared - sum(parts), [grosses[i] for i in free]),
+                           strict=True):
+            parts[i] = part
+    return [((mine + part) * step,
+             math.floor(Fraction(fee // step, gross) * (mine + e)) * step if gross else 0)
+            for (_, fee), gross, mine, part, e in zip(sales, grosses, own, parts, exact,
+                                                      strict=True)]
+
+
+def _shared_out(shared: int, grosses: list[int], kept: list[int]
+                ) -> tuple[list[Fraction], set[int]]:
+    """Each vendor's exact part of ``shared``: in proportion to their gross, but never more
+    than what they ``kept`` (what is not refunded of theirs), and the vendors held to that;
+    what they cannot take is shared by the others the same way (water-filling)."""
+    exact, capped = [Fraction(0)] * len(grosses), set()
+    active, left = [i for i, g in enumerate(grosses) if g], Fraction(shared)
+    while active:
+        weight = sum(grosses[i] for i in active)
+        over = [i for i in active if left * grosses[i] / weight > kept[i]]
+        if not over:
+            for i in active:
+                exact[i] = left * grosses[i] / weight
+            break
+        for i in over:
+            exact[i] = Fraction(kept[i])
+            left -= kept[i]
+        capped.update(over)
+        active = [i for i in active if i not in over]
+    return exact, capped
+
+
+def sync_refund_lines(payment: Payment, borne: dict[uuid.UUID, int],
+                      refund_request_id: uuid.UUID | None = None) -> None:
+    """Bring the refund lines of each vendor to the target for ``payment.amount_refunded``,
+    of which ``borne[vendor]`` is borne by that vendor alone (see the module's rounding
+    rule; refunds.items.borne_by_vendor). Idempotent; the caller holds the payment row."""
     lines = list(db.session.scalars(sa.select(SplitLine).where(
         SplitLine.payment_id == payment.id).order_by(SplitLine.created_at, SplitLine.id)))
     sales = sorted((line for line in lines if line.kind == "sale"),
@@ -122,7 +181,8 @@ def sync_refund_lines(payment: Payment, refund_request_id: uuid.UUID | None = No
         return
     refunded = min(payment.amount_refunded, payment.amount)
     targets = refund_targets([(s.gross, s.fee) for s in sales], refunded, payment.amount,
-                             amount_step(payment.currency))
+                             amount_step(payment.currency),
+                             [borne.get(s.vendor_id, 0) for s in sales])
     new = []
     for sale, (gross_back, fee_back) in zip(sales, targets, strict=True):
         given = [line for line in lines if line.kind == "refund" and

@@ -12,8 +12,9 @@ from ..extensions import db
 from ..models_base import IdMixin, TimestampMixin, UTCDateTime
 
 # The original description's reason, then Stripe's (sent to Stripe as they are), then ours.
+# The first two mean the same: forms offer the first only; the API accepts both.
 REASONS = {
-    "customer_request": "Customer request",
+    "customer_request": "Requested by customer",
     "requested_by_customer": "Requested by customer",
     "duplicate": "Duplicate payment",
     "fraudulent": "Fraudulent payment",
@@ -28,6 +29,8 @@ REFUND_STATUSES = ("requested", "approved", "rejected", "processing", "succeeded
                    "canceled")
 # What still counts against the refundable remainder of the payment.
 IN_FLIGHT = ("approved", "processing")
+# What counts against what may still be asked for: waiting for a decision too.
+CLAIMED = ("requested", *IN_FLIGHT, "succeeded")
 
 
 class RefundRequest(IdMixin, TimestampMixin, db.Model):
@@ -61,6 +64,18 @@ class RefundRequest(IdMixin, TimestampMixin, db.Model):
     payment = relationship("Payment")
     requested_by = relationship("User", foreign_keys=[requested_by_id])
     decided_by = relationship("User", foreign_keys=[decided_by_id])
+    items: Mapped[list[RefundItem]] = relationship(
+        back_populates="refund_request", cascade="all, delete-orphan",
+        order_by="RefundItem.position")
+
+    @property
+    def borne(self) -> bool:
+        """Borne by named vendors (items, a vendor's goodwill) rather than in proportion."""
+        return bool(self.items)
+
+    @property
+    def itemized(self) -> bool:
+        return any(item.order_item_id is not None for item in self.items)
 
     @property
     def refund_amount(self) -> int:
@@ -70,3 +85,31 @@ class RefundRequest(IdMixin, TimestampMixin, db.Model):
     @property
     def reason_label(self) -> str:
         return REASONS.get(self.reason, self.reason)
+
+
+class RefundItem(IdMixin, db.Model):
+    """Who bears a refund request: an order item and a quantity of it (borne by the item's
+    vendor), or, without an item, a vendor's goodwill amount borne by that vendor. A request
+    without rows is an amount shared by the order's vendors in proportion (ledger.splits)."""
+
+    __tablename__ = "refund_items"
+    __table_args__ = (
+        sa.CheckConstraint("amount > 0", name="amount_positive"),
+        sa.CheckConstraint("(order_item_id IS NULL) = (quantity IS NULL)",
+                           name="quantity_with_item"),
+        sa.CheckConstraint("quantity IS NULL OR quantity > 0", name="quantity_positive"),
+        # What is claimed of each item, of each vendor (refunds.items).
+        sa.Index("ix_refund_items_order_item", "order_item_id"),
+    )
+
+    refund_request_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("refund_requests.id", ondelete="CASCADE"), index=True)
+    vendor_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id"))
+    order_item_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("order_items.id"))
+    position: Mapped[int] = mapped_column(default=0)
+    quantity: Mapped[int | None]
+    amount: Mapped[int] = mapped_column(sa.BigInteger)  # minor units, borne by vendor_id
+
+    refund_request: Mapped[RefundRequest] = relationship(back_populates="items")
+    order_item = relationship("OrderItem")
+    vendor = relationship("User")

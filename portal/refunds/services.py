@@ -24,13 +24,14 @@ from ..database import in_phases, phase, write_lock
 from ..errors import DomainError
 from ..extensions import db
 from ..ledger import splits
-from ..ledger.models import Payment, SplitLine
+from ..ledger.models import Payment
 from ..models_base import parse_uuid, utcnow
-from ..money import amount_step, format_minor
+from ..money import format_minor
 from ..orders.models import OrderItem
 from ..outbox.services import record_refund_outcome
 from ..payouts.reversals import queue_reversals
-from .models import IN_FLIGHT, REASONS, STRIPE_REASONS, RefundRequest
+from . import items
+from .models import IN_FLIGHT, REASONS, STRIPE_REASONS, RefundItem, RefundRequest
 
 log = logging.getLogger(__name__)
 
@@ -81,52 +82,42 @@ def requests_of(payment: Payment) -> list[RefundRequest]:
 
 # --- The remainder ----------------------------------------------------------------------------
 
-def _in_flight(payment: Payment, besides: uuid.UUID | None = None) -> int:
-    """What approved refunds not yet made at Stripe will take from the payment."""
+def _claimed(payment: Payment, statuses: tuple[str, ...],
+             besides: uuid.UUID | None = None) -> int:
+    """What the payment's requests in ``statuses`` (all but ``besides``) take from it."""
     query = sa.select(sa.func.coalesce(sa.func.sum(
         sa.func.coalesce(RefundRequest.approved_amount, RefundRequest.amount)), 0)).where(
-        RefundRequest.payment_id == payment.id, RefundRequest.status.in_(IN_FLIGHT))
+        RefundRequest.payment_id == payment.id, RefundRequest.status.in_(statuses))
     if besides is not None:
         query = query.where(RefundRequest.id != besides)
     return int(db.session.scalar(query))
 
 
-def remaining(payment: Payment, *, besides: uuid.UUID | None = None) -> int:
-    """What may still be refunded: paid - refunded - in flight (approved, being executed)."""
+def remaining(payment: Payment, *, besides: uuid.UUID | None = None,
+              waiting: bool = False) -> int:
+    """What may still be refunded: paid - refunded - in flight (approved, being executed);
+    with ``waiting``, also less the requests waiting for a decision: what may still be
+    asked for (the pages' "Up to ... can be refunded")."""
     if payment.status != "succeeded":
         return 0
-    return max(0, payment.amount - payment.amount_refunded - _in_flight(payment, besides))
-
-
-def vendor_unrefunded(vendor: User, payment: Payment) -> int:
-    """The vendor's own share of the payment not refunded yet: their sale line's gross, minus
-    what refunds took back from them (their refund lines), minus the share the refunds in
-    flight will take (the split rule's targets with and without them, as
-    splits.sync_refund_lines will write it). 0 for a vendor without a sale line."""
-    lines = list(db.session.scalars(sa.select(SplitLine).where(
-        SplitLine.payment_id == payment.id)))
-    sales = sorted((line for line in lines if line.kind == "sale"),
-                   key=lambda line: str(line.vendor_id))  # the rule's order: vendor id
-    mine = next((i for i, line in enumerate(sales) if line.vendor_id == vendor.id), None)
-    if mine is None or payment.amount <= 0:
-        return 0
-    taken = -sum(line.gross for line in lines
-                 if line.kind == "refund" and line.vendor_id == vendor.id)
-    shares, step = [(line.gross, line.fee) for line in sales], amount_step(payment.currency)
-    refunded = min(payment.amount_refunded, payment.amount)
-    after = min(payment.amount, refunded + _in_flight(payment))
-    in_flight = (splits.refund_targets(shares, after, payment.amount, step)[mine][0]
-                 - splits.refund_targets(shares, refunded, payment.amount, step)[mine][0])
-    return max(0, sales[mine].gross - taken - in_flight)
+    statuses = ("requested", *IN_FLIGHT) if waiting else IN_FLIGHT
+    return max(0, payment.amount - payment.amount_refunded
+               - _claimed(payment, statuses, besides))
 
 
 def requestable(user: User, payment: Payment) -> int:
-    """What ``user`` may ask to refund: the payment's remainder; for a vendor, no more than
-    their own items' unrefunded share (other vendors' items are not theirs to refund)."""
-    left = remaining(payment)
+    """What ``user`` may ask to refund now: what is not refunded nor asked for; for a
+    vendor, no more than what they may still bear (refunds.items.vendor_room)."""
+    left = remaining(payment, waiting=user.role != "admin")
     if left and user.role == "vendor":
-        left = min(left, vendor_unrefunded(user, payment))
+        left = min(left, items.vendor_room(payment, user.id))
     return left
+
+
+def item_lines(user: User, payment: Payment) -> list[items.ItemLine]:
+    """The items ``user`` may ask to refund (a vendor: their own), with what each may."""
+    room = remaining(payment, waiting=user.role != "admin")
+    return items.item_lines(payment, room, user.id if user.role == "vendor" else None)
 
 
 def _locked_payment(payment_id: uuid.UUID) -> Payment:
@@ -139,9 +130,9 @@ def _locked_payment(payment_id: uuid.UUID) -> Payment:
                              .execution_options(populate_existing=True))
 
 
-def _too_much(payment: Payment, left: int) -> RefundError:
+def _too_much(payment: Payment, left: int, field: str = "amount") -> RefundError:
     shown = format_minor(left, payment.currency)
-    return RefundError(f"Only {shown} of this payment can still be refunded.", "amount", left)
+    return RefundError(f"Only {shown} of this payment can still be refunded.", field, left)
 
 
 def _waiting_request(user: User, payment: Payment) -> RefundRequest | None:
@@ -152,45 +143,68 @@ def _waiting_request(user: User, payment: Payment) -> RefundRequest | None:
 
 # --- Requests and decisions -------------------------------------------------------------------
 
-def request_refund(user: User, payment: Payment, *, amount: int, reason: str,
-                   notes: str | None = None) -> RefundRequest:
-    """A customer, vendor or admin asks for a refund, holding the payment's row lock until
-    the caller commits. RefundError when the amount or reason is not acceptable."""
+def request_refund(user: User, payment: Payment, *, amount: int | None, reason: str,
+                   notes: str | None = None,
+                   quantities: dict[uuid.UUID, int] | None = None) -> RefundRequest:
+    """A customer, vendor or admin asks for a refund of ``quantities`` (order item id ->
+    units; borne by the items' vendors) or of ``amount`` (a vendor's: borne by them; anyone
+    else's: by the order's vendors in proportion), holding the payment's row lock until the
+    caller commits. RefundError when it cannot be asked for (refunds.items' rule)."""
     if reason not in REASONS:
         raise RefundError("Choose one of the listed reasons.", "reason")
     if notes and len(notes) > 1000:
         raise RefundError("At most 1000 characters.", "notes")
+    if quantities and amount is not None:
+        raise RefundError("Ask for items or for an amount, not both.", "amount")
     payment = _locked_payment(payment.id)  # one request of a payment at a time from here
     if payment.status != "succeeded":
         raise RefundError("Only a succeeded payment can be refunded.", "amount", 0)
     # Spam (finding 5): a customer or vendor has at most one request waiting for a decision
-    # per payment. Counting waiting requests against the remainder instead would let one
-    # requester's request (a vendor's, a spammer's) shrink what the others may ask for until
-    # an admin decides, and waiting requests move no money: approval checks the remainder
-    # under the payment's lock anyway. Admins' requests (the API) are approved at once.
+    # per payment (what it asks for is counted against what others may ask for until then).
     waiting = _waiting_request(user, payment) if user.role in ("customer", "vendor") else None
     if waiting is not None:
         shown = format_minor(waiting.amount, waiting.currency)
         raise RefundError(f"You already asked for {shown} of this payment; you can ask again "
                           "once an admin has decided on it.", "amount")
-    left = requestable(user, payment)
-    if amount <= 0:
-        raise RefundError("The amount must be more than zero.", "amount", left)
-    if amount > left:
-        if user.role == "vendor" and left < remaining(payment):
-            shown = format_minor(left, payment.currency)
-            raise RefundError(f"You can ask for at most {shown}, the part of this payment for "
-                              "your own items that is not refunded or being refunded.",
-                              "amount", left)
-        raise _too_much(payment, left)
+    # What others asked for and wait for a decision counts for customers and vendors; an
+    # admin decides on those, and approving one re-checks what is left.
+    left = remaining(payment, waiting=user.role != "admin")
+    vendor_id = user.id if user.role == "vendor" else None
+    if quantities:
+        try:
+            shares = items.plan(payment, quantities, vendor_id)
+        except items.ItemsError as exc:
+            raise RefundError(str(exc), "items") from None
+        amount = sum(share.amount for share in shares)
+        if amount > left:
+            raise _too_much(payment, left, "items")
+    else:
+        shares = _goodwill(payment, vendor_id, amount, left)
     request = RefundRequest(id=uuid.uuid4(), payment_id=payment.id, requested_by_id=user.id,
                             source=user.role, amount=amount, currency=payment.currency,
-                            reason=reason, notes=(notes or "").strip() or None)
+                            reason=reason, notes=(notes or "").strip() or None, items=shares)
     db.session.add(request)
     db.session.flush()  # the audit line refers to it
     audit("refund.requested", actor=user, payment_id=payment.id, refund_request_id=request.id,
           amount=amount, currency=payment.currency, note=request.notes)
     return request
+
+
+def _goodwill(payment: Payment, vendor_id: uuid.UUID | None, amount: int | None,
+              left: int) -> list[RefundItem]:
+    """An amount request's rows: a vendor's is borne by them (one row), anyone else's by
+    the order's vendors in proportion (none). RefundError when it cannot be asked for."""
+    room = items.vendor_room(payment, vendor_id) if vendor_id is not None else left
+    if amount is None or amount <= 0:
+        raise RefundError("Choose items to refund or enter an amount." if amount is None
+                          else "The amount must be more than zero.", "amount", min(left, room))
+    if vendor_id is not None and amount > room:  # their own share of the payment
+        shown = format_minor(room, payment.currency)
+        raise RefundError(f"You can ask for at most {shown}, the part of this payment you "
+                          "received that is not refunded or asked for.", "amount", room)
+    if amount > left:
+        raise _too_much(payment, left)
+    return [RefundItem(vendor_id=vendor_id, amount=amount)] if vendor_id is not None else []
 
 
 def _pending(request_id: uuid.UUID) -> tuple[RefundRequest, Payment]:
@@ -215,9 +229,14 @@ def approve(admin: User, request_id: uuid.UUID, *, amount: int | None = None,
     if not 0 < amount <= request.amount:
         shown = format_minor(request.amount, request.currency)
         raise RefundError(f"Approve between 0 and the requested {shown}.", "amount")
+    if amount != request.amount and request.itemized:
+        raise RefundError("A refund of items is approved as asked; reject it to refund "
+                          "less, or refund an amount from the payment's page.", "amount")
     left = remaining(payment, besides=request.id)
     if amount > left:
         raise _too_much(payment, left)
+    for share in request.items:  # a vendor's goodwill: they bear what is approved
+        share.amount = amount
     request.status, request.approved_amount = "approved", amount
     request.decided_by_id, request.decided_at = admin.id, utcnow()
     request.decision_note = (note or "").strip() or None
@@ -267,16 +286,19 @@ def decide_many(admin: User, request_ids: list[uuid.UUID], action: str,
 
 
 def refund_now(admin: User, payment: Payment, *, amount: int | None, reason: str,
-               notes: str | None) -> RefundRequest:
-    """An admin's refund through the API: one transaction records the request and its
-    approval by that admin (or nothing at all, when either is refused), then the refund is
-    executed at once. ``amount`` None: the whole remainder."""
+               notes: str | None, quantities: dict[uuid.UUID, int] | None = None
+               ) -> RefundRequest:
+    """An admin's refund (the API, the admin's payment page): one transaction records the
+    request and its approval by that admin (or nothing at all, when either is refused), then
+    the refund is executed at once. Neither ``amount`` nor ``quantities``: the whole
+    remainder."""
     with phase():  # reserve: the payment stays locked from the request to the approval
-        if amount is None:
+        if amount is None and not quantities:
             amount = remaining(_locked_payment(payment.id))
             if amount == 0:
                 raise RefundError("Nothing of this payment can be refunded.", "amount", 0)
-        request = request_refund(admin, payment, amount=amount, reason=reason, notes=notes)
+        request = request_refund(admin, payment, amount=amount, reason=reason, notes=notes,
+                                 quantities=quantities)
         approve(admin, request.id, execute=False)
     execute_refund(str(request.id), retry_later=True)
     return db.session.get(RefundRequest, request.id)
@@ -410,7 +432,7 @@ def _recount(payment: Payment) -> None:
         RefundRequest.payment_id == payment.id, RefundRequest.status == "succeeded"))
     payment.amount_refunded = int(succeeded)
     db.session.flush()
-    splits.sync_refund_lines(payment)
+    splits.sync_refund_lines(payment, items.borne_by_vendor(payment))
     db.session.flush()
     queue_reversals(payment.id)  # REFUND_AFTER_PAYOUT=reverse: from the vendors' transfers
 

@@ -3,7 +3,7 @@ admin queue is admin's (portal.admin)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from ..auth.access import roles_required
@@ -11,25 +11,31 @@ from ..extensions import limiter
 from ..ledger.models import SETTLED_FOR_NOW, Payment
 from ..money import MoneyError, parse_amount, to_decimal
 from . import services as refunds
-from .forms import RefundRequestForm
+from .forms import RefundRequestForm, quantities_from, quantity_name
 
 bp = Blueprint("refunds", __name__)
 
 
-def _request_page(payment: Payment, form: RefundRequestForm, status: int = 200):
+def _request_page(payment: Payment, form: RefundRequestForm, status: int = 200,
+                  items_error: str | None = None):
     template = "payments/detail.html" if current_user.role == "customer" else (
         "refunds/vendor_request.html")
-    return render_template(template, payment=payment, settled=SETTLED_FOR_NOW, form=form,
-                           refund_requests=refunds.requests_of(payment),
-                           refundable=refunds.requestable(current_user, payment)), status
+    return render_template(template, payment=payment, settled=SETTLED_FOR_NOW,
+                           **refund_context(payment, form, items_error)), status
 
 
-def refund_context(payment: Payment) -> dict:
-    """What the payment page shows about refunds (used by payments.detail too)."""
+def refund_context(payment: Payment, form: RefundRequestForm | None = None,
+                   items_error: str | None = None) -> dict:
+    """What the payment page shows about refunds (used by payments.detail too): the form,
+    the items that may be refunded and the requests made."""
     left = refunds.requestable(current_user, payment)
-    form = RefundRequestForm(formdata=None)
-    form.amount.data = str(to_decimal(left, payment.currency)) if left else ""
-    return {"form": form, "refund_requests": refunds.requests_of(payment), "refundable": left}
+    lines = refunds.item_lines(current_user, payment) if left else []
+    if form is None:
+        form = RefundRequestForm(formdata=None)
+        form.amount.data = "" if lines else str(to_decimal(left, payment.currency))
+    return {"form": form, "refund_requests": refunds.requests_of(payment), "refundable": left,
+            "item_lines": lines, "items_error": items_error, "quantity_name": quantity_name,
+            "typed": request.form if request.method == "POST" else {}}
 
 
 def _payment_or_404(payment_id: str) -> Payment:
@@ -56,27 +62,38 @@ def request_refund(payment_id: str):
     """A customer or a vendor asks for a refund; errors re-render the form, nothing changes."""
     payment = _payment_or_404(payment_id)
     form = RefundRequestForm()
-    if not (form.validate_on_submit() and _ask(payment, form)):
-        return _request_page(payment, form, 400)
-    flash("Your refund request was sent. You will see the decision here.", "info")
-    if current_user.role == "vendor":
-        return redirect(url_for("payouts.sales"))
-    return redirect(url_for("payments.detail", payment_id=payment.id))
+    if form.validate_on_submit():
+        error = _ask(payment, form)
+        if error is None:
+            flash("Your refund request was sent. You will see the decision here.", "info")
+            if current_user.role == "vendor":
+                return redirect(url_for("payouts.sales"))
+            return redirect(url_for("payments.detail", payment_id=payment.id))
+        return _request_page(payment, form, 400, error or None)
+    return _request_page(payment, form, 400)
 
 
-def _ask(payment: Payment, form: RefundRequestForm) -> bool:
-    """Ask for the form's refund; False, with the message under its field, when refused."""
+def _ask(payment: Payment, form: RefundRequestForm) -> str | None:
+    """Ask for the form's refund. None when asked; when refused, the message for the items
+    ("" when it is under the form's field instead)."""
     try:
-        amount = parse_amount(form.amount.data, payment.currency, minimum=False)
+        ids = [line.item.id for line in refunds.item_lines(current_user, payment)]
+        quantities = quantities_from(request.form, ids)
+        text = (form.amount.data or "").strip()
+        amount = parse_amount(text, payment.currency, minimum=False) if text else None
         refunds.request_refund(current_user, payment, amount=amount, reason=form.reason.data,
-                               notes=form.notes.data)
+                               notes=form.notes.data, quantities=quantities)
     except MoneyError as exc:
         form.amount.errors.append(str(exc).capitalize() + ".")
-        return False
     except refunds.RefundError as exc:
+        if exc.field == "items":
+            return exc.message
         getattr(form, exc.field or "amount").errors.append(exc.message)
-        return False
-    return True
+    except ValueError as exc:
+        return str(exc)
+    else:
+        return None
+    return ""
 
 
 @bp.route("/vendor/sales/<payment_id>/refund")

@@ -54,7 +54,7 @@ def sold(clock, customer, vendor, amount: int, currency: str, day: date,
                                      reason="requested_by_customer", status="succeeded",
                                      created_at=clock.now))
         payment.amount_refunded = refunded
-        splits.sync_refund_lines(payment)
+        splits.sync_refund_lines(payment, {})
         db.session.commit()
     return payment
 

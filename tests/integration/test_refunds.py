@@ -91,7 +91,8 @@ def test_customer_requests_40_admin_approves_then_70_is_refused_with_the_remaind
 
 
 @pytest.mark.parametrize(("amount", "message"), [
-    ("", "This field is required."), ("0", "more than zero"), ("-5", "must not be negative"),
+    ("", "Choose items to refund or enter an amount."), ("0", "more than zero"),
+    ("-5", "must not be negative"),
     ("abc", "is not a number"), ("40.001", "decimal"), ("100.01", "Only $100.00"),
 ])
 def test_bad_request_amounts_rerender_the_form_and_store_nothing(client, people, stripe_client,
@@ -191,7 +192,7 @@ def test_two_admins_approving_60_and_60_of_100_at_once_refund_once(app, people,
     payment = pay(stripe_client, people["customer"], people["vendor"])
     with committed():
         ids = [refunds.request_refund(people[who], payment, amount=6000, reason="other").id
-               for who in ("customer", "vendor")]  # one request waiting per requester
+               for who in ("customer", "admin")]  # an admin's does not wait for the other
     start, outcomes = threading.Barrier(2), []
 
     def decide(admin_id, request_id):
@@ -324,11 +325,18 @@ def test_bulk_approve_of_20_where_2_exceed_their_remainder(client, people, strip
         payment = pay(stripe_client, customer, vendor, amounts=(2000,))
         with committed():
             pair = [refunds.request_refund(who, payment, amount=1500, reason="other").id
-                    for who in (customer, vendor)]
+                    for who in (customer, people["admin"])]
         ids += pair
         over.append(pair[1])
     login(client, people["admin"].email)
-    r = client.post("/admin/refunds/bulk", data={"action": "approve", "ids": [str(i) for i in ids]},
+    chosen = {"action": "approve", "ids": [str(i) for i in ids]}
+    # First the amounts, to confirm: nothing is approved yet.
+    r = client.post("/admin/refunds/bulk", data=chosen, headers={"HX-Request": "true"})
+    assert "Approve 20 refunds totalling $220.00?" in r.text
+    assert r.text.count('name="ids"') == 20 and 'name="confirm" value="yes"' in r.text
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(RefundRequest).where(
+        RefundRequest.status != "requested")) == 0
+    r = client.post("/admin/refunds/bulk", data={**chosen, "confirm": "yes"},
                     headers={"HX-Request": "true"})
     assert "18 of 20 approved." in r.text
     assert r.text.count("Only $5.00 of this payment can still be refunded.") == 2

@@ -106,7 +106,7 @@ def scenario(seed: int, payments: int, clock: Clock) -> None:
             if rng.random() < 0.15 and refunded > 1:  # one fails after it succeeded
                 refunded = rng.randint(0, refunded - 1)
             payment.amount_refunded = refunded
-            splits.sync_refund_lines(payment)
+            splits.sync_refund_lines(payment, {})
             db.session.commit()
 
 

@@ -66,13 +66,13 @@ def test_a_run_on_sqlite_pays_open_payouts_and_leaves_the_rest_waiting(sqlite_ap
         assert run_payouts(until=utcnow() - timedelta(hours=1)) is None  # nothing new
 
     first.amount_refunded = 10000  # half of it refunded after its payout: 50.00 each
-    sync_refund_lines(first)
+    sync_refund_lines(first, {})
     db.session.commit()
     assert db.session.scalar(sa.select(Payout).where(  # the refund line opened a new payout
         Payout.vendor_id == other.id, Payout.status == "open")) is not None
     assert open_lines() == 3
     first.amount_refunded = 20000  # and the rest
-    sync_refund_lines(first)
+    sync_refund_lines(first, {})
     db.session.commit()
     assert open_lines() == 5
     with committed():

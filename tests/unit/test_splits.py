@@ -81,3 +81,54 @@ def test_refunds_take_back_exactly_and_a_full_refund_returns_everything(order, d
                    for t, s in zip(targets, shares, strict=True))
         given_back = targets
     assert given_back == shares
+
+
+def test_a_refund_borne_by_one_vendor_is_taken_from_that_vendor_only():
+    # The issue's case: €10.00 of vera's (€33.50 of items) and €23.70 of victor's, both
+    # refunded by item: each vendor gives back their own item, fees in proportion.
+    shares = sale_shares(5720, [3350, 2370], 10)
+    assert shares == [(3350, 335), (2370, 237)]
+    assert refund_targets(shares, 1000, 5720, borne=[1000, 0]) == [(1000, 100), (0, 0)]
+    assert refund_targets(shares, 3370, 5720, borne=[1000, 2370]) == [(1000, 100), (2370, 237)]
+    # A shared €10.00 on top is shared in proportion to the vendors' gross...
+    assert refund_targets(shares, 2000, 5720, borne=[1000, 0]) == [(1586, 158), (414, 41)]
+    # ... but never beyond what a vendor kept: victor's item is refunded, vera takes it all.
+    assert refund_targets(shares, 3370 + 1000, 5720, borne=[1000, 2370]) == [
+        (2000, 200), (2370, 237)]
+
+
+@given(orders(), st.data())
+def test_borne_refunds_stay_exact_and_never_move_onto_another_vendor(order, data):
+    """Refunds borne by one vendor (within what they may still bear: refunds.items) and
+    shared ones, in any order: each refund's lines sum to it, no line exceeds the sale, a
+    full refund returns everything, and a vendor bearing more leaves the others' lines as
+    they were (but for a unit of rounding)."""
+    currency, subtotals, amount, percent = order
+    step = amount_step(currency)
+    shares = sale_shares(amount, subtotals, percent, step)
+    borne, shared = [0] * len(shares), 0
+    before = refund_targets(shares, 0, amount, step, borne)
+    for who in data.draw(st.lists(st.integers(-1, len(shares) - 1), max_size=6)):
+        room = amount - shared - sum(borne)
+        if who >= 0:  # what the vendor may still bear: gross less what they give back
+            room = min(room, shares[who][0] - before[who][0])
+        if room < step:
+            continue
+        part = data.draw(st.integers(1, room // step)) * step
+        if who >= 0:
+            borne[who] += part
+        else:
+            shared += part
+        after = refund_targets(shares, shared + sum(borne), amount, step, borne)
+        assert sum(gross for gross, _ in after) == shared + sum(borne)
+        assert all(gross % step == 0 and fee % step == 0 for gross, fee in after)
+        assert all(0 <= t[0] <= s[0] and 0 <= t[1] <= s[1]
+                   for t, s in zip(after, shares, strict=True))
+        if who >= 0:
+            assert all(abs(after[i][0] - before[i][0]) <= step
+                       for i in range(len(shares)) if i != who)
+        before = after
+    full = refund_targets(shares, amount, amount, step, borne)
+    assert full == shares
+    if not any(borne):
+        assert before == refund_targets(shares, shared, amount, step)
