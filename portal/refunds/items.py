@@ -145,11 +145,11 @@ def _state(payment: Payment) -> _Payment:
 
 def borne_by_vendor(payment: Payment) -> dict[uuid.UUID, int]:
     """Vendor id -> what of the payment's succeeded refunds that vendor bears alone."""
-    return dict(db.session.execute(
+    return {vendor_id: int(total) for vendor_id, total in db.session.execute(
         sa.select(RefundItem.vendor_id, sa.func.sum(RefundItem.amount))
         .join(RefundRequest, RefundRequest.id == RefundItem.refund_request_id)
         .where(RefundRequest.payment_id == payment.id, RefundRequest.status == "succeeded")
-        .group_by(RefundItem.vendor_id)).all())
+        .group_by(RefundItem.vendor_id))}
 
 
 def vendor_room(payment: Payment, vendor_id: uuid.UUID) -> int:
