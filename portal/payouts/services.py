@@ -14,6 +14,7 @@ transfer is sent in three phases (database.in_phases).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -208,6 +209,29 @@ def approve_run(admin: User | None, run_id: uuid.UUID) -> int:
     ids = [(str(p.id),) for p in run.payouts if p.status in ("pending", "failed")]
     jobs.enqueue_each(execute_payout, ids, queue="payouts", retry=RETRY_DELAYS)
     return len(ids)
+
+
+@dataclass(frozen=True)
+class ToSend:
+    """What approving a run sends, for the admin to confirm: its payouts not paid yet, their
+    total per currency, how many vendors, and a token naming exactly those payouts and
+    amounts (the confirmation carries it; a run that changed since asks again)."""
+
+    payouts: list[Payout]
+    totals: dict[str, int]  # currency -> sum of the amounts, currencies sorted
+    vendors: int
+    token: str
+
+
+def to_send(run: PayoutRun) -> ToSend:
+    """What ``approve_run`` would send for ``run`` now (read only)."""
+    sending = [p for p in run.payouts if p.status in ("pending", "failed")]
+    sums: dict[str, int] = {}
+    for p in sending:
+        sums[p.currency] = sums.get(p.currency, 0) + p.amount
+    named = "|".join([str(run.id), *sorted(f"{p.id}:{p.currency}:{p.amount}" for p in sending)])
+    return ToSend(sending, dict(sorted(sums.items())), len({p.vendor_id for p in sending}),
+                  hashlib.sha256(named.encode()).hexdigest()[:32])
 
 
 def retry_payout(admin: User, payout_id: uuid.UUID) -> bool:

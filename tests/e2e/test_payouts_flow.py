@@ -62,6 +62,13 @@ def test_onboard_get_paid_and_see_the_payout(page: Page, shop, live):
     expect(run.get_by_role("row").filter(has_text="vendy@example.test")).to_contain_text(
         "$121.95")
     page.get_by_role("button", name="Approve and send").click()
+    # A confirmation states the amounts; nothing is sent before it (keyboard: Enter on it).
+    expect(page.get_by_role("heading", name="Send 1 payout totalling $121.95 to 1 vendor?")
+           ).to_be_visible()
+    assert scalar(sa.select(Payout.status)) == "pending"
+    page.get_by_role("button", name="Confirm: send 1 payout").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("Sending 1 payout.")).to_be_visible()
     wait_for(lambda: scalar(sa.select(Payout.status)) == "paid")
     page.get_by_role("button", name="Sign out").click()
 

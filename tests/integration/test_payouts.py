@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import threading
 import urllib.parse
 import urllib.request
@@ -570,7 +571,12 @@ def test_admin_sees_runs_and_can_run_and_approve(client, people, stripe_client):
     page = client.get("/admin/payouts").text
     assert "vera@example.test" in page and "$90.00" in page and "Approve and send" in page
     run = db.session.scalar(sa.select(PayoutRun))
-    assert client.post(f"/admin/payouts/runs/{run.id}/approve").status_code == 302
+    asked = client.post(f"/admin/payouts/runs/{run.id}/approve")  # the confirmation first
+    assert asked.status_code == 200 and "Send 1 payout totalling $90.00 to 1 vendor?" in asked.text
+    assert "payout.run_approved" not in client.get("/admin/audit").text
+    token = re.search(r'name="confirm" value="([0-9a-f]+)"', asked.text).group(1)
+    assert client.post(f"/admin/payouts/runs/{run.id}/approve",
+                       data={"confirm": token}).status_code == 302
     assert "payout.run_approved" in client.get("/admin/audit").text
 
 
