@@ -307,7 +307,15 @@ def test_without_a_ready_account_the_payout_waits_and_says_why(client, people, s
     login(client, people["vendor"].email)
     page = client.get("/vendor").text
     assert "Payouts not enabled" in page and "Connect with Stripe" in page
-    assert "Waiting for the vendor to connect a Stripe account" in page
+    # The vendor reads about themselves in the second person; admins read the stored reason.
+    assert "Waiting for you to connect your Stripe account" in page
+    assert "Connect your Stripe account to receive your payouts" in page
+    assert "the vendor" not in page
+    detail = client.get(f"/vendor/payouts/{payout.id}").text
+    assert "Waiting for you to connect" in detail and "the vendor" not in detail
+    client.post("/logout")
+    login(client, people["admin"].email)
+    assert payouts.NOT_CONNECTED in client.get(f"/vendor/payouts/{payout.id}").text
 
 
 def test_execution_sends_one_transfer_and_marks_it_paid(people, stripe_client, sandbox):
