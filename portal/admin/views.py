@@ -4,6 +4,7 @@ keyset pages (queries.py); the work is the packages' services (and services.py).
 
 from __future__ import annotations
 
+import hmac
 import json
 
 from flask import (
@@ -261,11 +262,21 @@ def run_payouts():
 @bp.route("/payouts/runs/<run_id>/approve", methods=["POST"])
 @admin_only
 def approve_run(run_id: str):
-    """Approve a run: its payouts are sent to the vendors' accounts."""
+    """Approve a run: its payouts are sent to the vendors' accounts, only once the admin
+    confirmed the amounts. Without the confirmation's token, or with one for payouts that
+    changed since (409), the confirmation is shown (again) and nothing is sent."""
     run = queries.payout_run(run_id)
     if run is None:
         abort(404)
-    flash(f"Sending {payouts.approve_run(current_user, run.id)} payouts.", "info")
+    if run.approved_at:
+        flash("This run was already approved: retry a payout from its row.", "error")
+        return redirect(url_for("admin.payout_runs"))
+    sending, token = payouts.to_send(run), request.form.get("confirm")
+    if token is None or not hmac.compare_digest(token, sending.token):
+        return render_template("admin/payout_confirm.html", run=run, sending=sending,
+                               changed=token is not None), 409 if token is not None else 200
+    sent = payouts.approve_run(current_user, run.id)
+    flash(f"Sending {sent} payout{'' if sent == 1 else 's'}.", "info")
     return redirect(url_for("admin.payout_runs"))
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from ..auth.access import roles_required
+from ..charts import bar_chart
 from ..htmx import render
 from ..money import format_minor
 from . import services
-from .charts import bar_chart
 
 bp = Blueprint("analytics", __name__, url_prefix="/admin")
 admin_only = roles_required("admin", hidden=True)

@@ -14,6 +14,7 @@ transfer is sent in three phases (database.in_phases).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -31,15 +32,21 @@ from ..database import any_of, in_phases
 from ..errors import NotFound
 from ..extensions import db
 from ..ledger.balances import Totals, daily_net, totals  # noqa: F401 - its callers' names
-from ..ledger.models import PERIODS, Payout, PayoutRun, SplitLine, VendorAccount
+from ..ledger.models import PERIODS, Payment, Payout, PayoutRun, SplitLine, VendorAccount
 from ..ledger.splits import open_payouts
 from ..models_base import utcnow
+from ..orders.models import Order
 
 log = logging.getLogger(__name__)
 RETRY_DELAYS = (30, 120, 600, 1800, 3600)
 NOT_CONNECTED = "Waiting for the vendor to connect a Stripe account that can receive payouts."
+# The same, as the vendor reads it (the stored reason is the admins' wording).
+NOT_CONNECTED_YOU = ("Waiting for you to connect your Stripe account: connect it on your "
+                     "dashboard and this payout is sent.")
 NO_FUNDS = ("Waiting for the platform's available balance at Stripe to cover it; sent again "
             "automatically once it does. Stripe said: ")
+NO_FUNDS_YOU = ("Waiting for the platform's funds at Stripe: sent to you automatically once "
+                "they are available. Nothing to do on your side.")
 
 
 # --- Periods --------------------------------------------------------------------------------
@@ -208,6 +215,29 @@ def approve_run(admin: User | None, run_id: uuid.UUID) -> int:
     ids = [(str(p.id),) for p in run.payouts if p.status in ("pending", "failed")]
     jobs.enqueue_each(execute_payout, ids, queue="payouts", retry=RETRY_DELAYS)
     return len(ids)
+
+
+@dataclass(frozen=True)
+class ToSend:
+    """What approving a run sends, for the admin to confirm: its payouts not paid yet, their
+    total per currency, how many vendors, and a token naming exactly those payouts and
+    amounts (the confirmation carries it; a run that changed since asks again)."""
+
+    payouts: list[Payout]
+    totals: dict[str, int]  # currency -> sum of the amounts, currencies sorted
+    vendors: int
+    token: str
+
+
+def to_send(run: PayoutRun) -> ToSend:
+    """What ``approve_run`` would send for ``run`` now (read only)."""
+    sending = [p for p in run.payouts if p.status in ("pending", "failed")]
+    sums: dict[str, int] = {}
+    for p in sending:
+        sums[p.currency] = sums.get(p.currency, 0) + p.amount
+    named = "|".join([str(run.id), *sorted(f"{p.id}:{p.currency}:{p.amount}" for p in sending)])
+    return ToSend(sending, dict(sorted(sums.items())), len({p.vendor_id for p in sending}),
+                  hashlib.sha256(named.encode()).hexdigest()[:32])
 
 
 def retry_payout(admin: User, payout_id: uuid.UUID) -> bool:
@@ -451,6 +481,58 @@ def payout_for(vendor: User, payout_id: uuid.UUID | None) -> Payout | None:
     return payout
 
 
-def lines_of(payout: Payout) -> list[SplitLine]:
-    return list(db.session.scalars(sa.select(SplitLine).where(SplitLine.payout_id == payout.id)
-                                   .order_by(SplitLine.created_at, SplitLine.id)))
+def failure_for_vendor(reason: str | None) -> str | None:
+    """A payout's failure reason as its vendor reads it: about "you", not "the vendor"."""
+    if reason == NOT_CONNECTED:
+        return NOT_CONNECTED_YOU
+    if reason and reason.startswith(NO_FUNDS):
+        return NO_FUNDS_YOU
+    return reason
+
+
+@dataclass(frozen=True)
+class PayoutLine:
+    """A line of a payout, with the order it comes from (its number and its payment's date)."""
+
+    line: SplitLine
+    order_number: str
+    order_date: datetime
+
+
+def lines_of(payout: Payout) -> list[PayoutLine]:
+    """The payout's lines, oldest first, each with its order's number and payment date."""
+    rows = db.session.execute(
+        sa.select(SplitLine, Order, Payment.created_at)
+        .join(Payment, Payment.id == SplitLine.payment_id)
+        .join(Order, Order.id == Payment.order_id)
+        .where(SplitLine.payout_id == payout.id)
+        .order_by(SplitLine.created_at, SplitLine.id))
+    return [PayoutLine(line, order.number, made) for line, order, made in rows]
+
+
+@dataclass(frozen=True)
+class Balance:
+    """A vendor's balance in one currency: what is not paid out yet, split by whether
+    Stripe has made the payments' funds available (refund lines are available at once)."""
+
+    currency: str
+    available: int  # funds available: the next payout run pays it
+    pending: int  # waiting for Stripe to make the payments' funds available
+
+    @property
+    def total(self) -> int:
+        return self.available + self.pending
+
+
+def balances(vendor: User, now: datetime) -> list[Balance]:
+    """Per currency (sorted): the net of the vendor's lines in payouts not paid yet (the
+    open payout, and closed ones still being sent), available vs pending at ``now``."""
+    waiting = SplitLine.available_at > now
+    rows = db.session.execute(
+        sa.select(SplitLine.currency,
+                  sa.func.sum(sa.case((waiting, 0), else_=SplitLine.net)),
+                  sa.func.sum(sa.case((waiting, SplitLine.net), else_=0)))
+        .join(Payout, Payout.id == SplitLine.payout_id)
+        .where(SplitLine.vendor_id == vendor.id, Payout.status != "paid")
+        .group_by(SplitLine.currency).order_by(SplitLine.currency)).all()
+    return [Balance(c, int(a), int(p)) for c, a, p in rows]

@@ -1,5 +1,6 @@
-"""The vendor's pages: the dashboard (Connect onboarding, totals, chart, payouts), their
-sales, a payout's breakdown and the CSV statement. The admin payouts pages are admin's."""
+"""The vendor's pages: the dashboard (Connect onboarding, totals, balance, charts, payouts,
+the statement form), their sales and each sale's page, a payout's breakdown and the CSV
+statement. The admin payouts pages are admin's."""
 
 from __future__ import annotations
 
@@ -27,22 +28,37 @@ from . import statements
 bp = Blueprint("payouts", __name__)
 
 
+def _dashboard(**override) -> str:
+    days = 90 if request.args.get("days") == "90" else 30
+    return render_template("payouts/dashboard.html", **{**statements.dashboard(
+        current_user, days, utcnow(), request.args.get("page")), **override})
+
+
 @bp.route("/vendor")
 @roles_required("vendor")
 def dashboard():
-    """Totals, paid vs pending, next payout, daily net chart, payouts, Connect status."""
-    days = 90 if request.args.get("days") == "90" else 30
-    return render_template("payouts/dashboard.html", **statements.dashboard(
-        current_user, days, utcnow(), request.args.get("page")))
+    """Totals, available vs pending, next payout, a daily net chart per currency, payouts,
+    Connect status, the statement form."""
+    return _dashboard()
 
 
 @bp.route("/vendor/sales")
 @roles_required("vendor")
 def sales():
     """A vendor's sales, a page at a time: payments with their items (their items only,
-    never card details)."""
+    never card details), their own refunds and net."""
     return render_template("payouts/sales.html",
                            page=statements.sales(current_user, request.args.get("page")))
+
+
+@bp.route("/vendor/sales/<payment_id>")
+@roles_required("vendor")
+def sale(payment_id: str):
+    """One paid order as its vendor sees it; 404 unless it has items of theirs."""
+    found = statements.sale_detail(current_user, parse_uuid(payment_id))
+    if found is None:
+        abort(404)
+    return render_template("payouts/sale.html", sale=found, now=utcnow())
 
 
 @bp.route("/vendor/connect", methods=["POST"])
@@ -87,15 +103,20 @@ def payout_detail(payout_id: str):
     payout = payouts.payout_for(current_user, parse_uuid(payout_id))
     if payout is None:
         abort(404)
-    return render_template("payouts/detail.html", payout=payout,
-                           lines=payouts.lines_of(payout), not_connected=payouts.NOT_CONNECTED)
+    return render_template("payouts/detail.html", payout=payout, lines=payouts.lines_of(payout),
+                           reason=payouts.failure_for_vendor if current_user.role == "vendor"
+                           else None)
 
 
 @bp.route("/vendor/statement.csv")
 @roles_required("vendor")
 def statement_csv():
-    """The vendor's lines of a period (default: the last 30 days) with totals, as CSV."""
-    start, end = statements.period(request.args.get("from"), request.args.get("to"), utcnow())
-    text, name = statements.statement_csv(current_user, start, end)
+    """The vendor's lines of a period (default: the last 30 days; a year at most) with
+    totals, as CSV; days at fault show the dashboard again with their messages (400)."""
+    period = statements.statement_period(request.args.get("from"), request.args.get("to"),
+                                         utcnow())
+    if period.errors:
+        return _dashboard(statement=period), 400
+    text, name = statements.statement_csv(current_user, period.start, period.end)
     return Response(text, mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -62,6 +62,13 @@ def test_onboard_get_paid_and_see_the_payout(page: Page, shop, live):
     expect(run.get_by_role("row").filter(has_text="vendy@example.test")).to_contain_text(
         "$121.95")
     page.get_by_role("button", name="Approve and send").click()
+    # A confirmation states the amounts; nothing is sent before it (keyboard: Enter on it).
+    expect(page.get_by_role("heading", name="Send 1 payout totalling $121.95 to 1 vendor?")
+           ).to_be_visible()
+    assert scalar(sa.select(Payout.status)) == "pending"
+    page.get_by_role("button", name="Confirm: send 1 payout").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("Sending 1 payout.")).to_be_visible()
     wait_for(lambda: scalar(sa.select(Payout.status)) == "paid")
     page.get_by_role("button", name="Sign out").click()
 
@@ -77,10 +84,19 @@ def test_onboard_get_paid_and_see_the_payout(page: Page, shop, live):
     lines = page.get_by_role("table", name="Lines")
     expect(lines.get_by_role("row")).to_have_count(3)  # header + 2 sale lines
     expect(page.get_by_text(re.compile(r"transfer tr_"))).to_be_visible()
+    # Each line names its order, and leads to the vendor's page of it.
+    lines.get_by_role("row").filter(has_text="$31.95").get_by_role(
+        "link", name=re.compile(r"^#[0-9A-F]{8}$")).click()
+    expect(page.get_by_role("heading", name=re.compile(r"^Order #"))).to_be_visible()
+    expect(page.get_by_role("table", name="Your items")).to_contain_text("Item 1")
+    expect(page.get_by_role("table", name="How your share was computed")).to_contain_text(
+        "$35.50")
+    expect(page.get_by_role("link", name=re.compile("^Payout of "))).to_be_visible()
 
     page.goto("/vendor")
+    expect(page.get_by_role("img", name=re.compile("^Net sales in USD"))).to_be_visible()
     with page.expect_download() as download:
-        page.get_by_role("link", name=re.compile("Download the statement")).click()
+        page.get_by_role("button", name="Download the statement (CSV)").click()
     rows = list(csv.reader(io.StringIO(download.value.path().read_text())))
     total = next(r for r in rows if r[0] == "total")
     assert total[4:8] == ["USD", "135.50", "13.55", "121.95"]  # equal to the page

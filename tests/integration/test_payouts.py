@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import threading
 import urllib.parse
 import urllib.request
@@ -306,7 +307,15 @@ def test_without_a_ready_account_the_payout_waits_and_says_why(client, people, s
     login(client, people["vendor"].email)
     page = client.get("/vendor").text
     assert "Payouts not enabled" in page and "Connect with Stripe" in page
-    assert "Waiting for the vendor to connect a Stripe account" in page
+    # The vendor reads about themselves in the second person; admins read the stored reason.
+    assert "Waiting for you to connect your Stripe account" in page
+    assert "Connect your Stripe account to receive your payouts" in page
+    assert "the vendor" not in page
+    detail = client.get(f"/vendor/payouts/{payout.id}").text
+    assert "Waiting for you to connect" in detail and "the vendor" not in detail
+    client.post("/logout")
+    login(client, people["admin"].email)
+    assert payouts.NOT_CONNECTED in client.get(f"/vendor/payouts/{payout.id}").text
 
 
 def test_execution_sends_one_transfer_and_marks_it_paid(people, stripe_client, sandbox):
@@ -570,7 +579,12 @@ def test_admin_sees_runs_and_can_run_and_approve(client, people, stripe_client):
     page = client.get("/admin/payouts").text
     assert "vera@example.test" in page and "$90.00" in page and "Approve and send" in page
     run = db.session.scalar(sa.select(PayoutRun))
-    assert client.post(f"/admin/payouts/runs/{run.id}/approve").status_code == 302
+    asked = client.post(f"/admin/payouts/runs/{run.id}/approve")  # the confirmation first
+    assert asked.status_code == 200 and "Send 1 payout totalling $90.00 to 1 vendor?" in asked.text
+    assert "payout.run_approved" not in client.get("/admin/audit").text
+    token = re.search(r'name="confirm" value="([0-9a-f]+)"', asked.text).group(1)
+    assert client.post(f"/admin/payouts/runs/{run.id}/approve",
+                       data={"confirm": token}).status_code == 302
     assert "payout.run_approved" in client.get("/admin/audit").text
 
 

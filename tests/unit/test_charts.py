@@ -1,8 +1,8 @@
-"""The analytics page's server-drawn bar charts (portal/analytics/charts.py)."""
+"""The analytics page's server-drawn bar charts (portal/charts.py)."""
 
 from datetime import date, timedelta
 
-from portal.analytics.charts import HEIGHT, WIDTH, bar_chart
+from portal.charts import HEIGHT, WIDTH, bar_chart
 
 
 def days(values):

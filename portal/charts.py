@@ -1,6 +1,8 @@
 """Daily bar charts drawn on the server as SVG (templates/analytics/_chart.html): axes, labels,
 a ``<title>`` tooltip per bar, and the same points as a table for screen readers and for
-anyone who wants the numbers. No script: the CSP allows none but Stripe.js and htmx."""
+anyone who wants the numbers. No script: the CSP allows none but Stripe.js and htmx. Shared
+by the back office's analytics and the vendor dashboard (one chart per currency), so it
+imports no package of the portal."""
 
 from __future__ import annotations
 
