@@ -1,8 +1,8 @@
 """The API reference (issue 19, item 4): every operation of the served OpenAPI document shows
 a request example where it takes a body and an example for every documented status, each one
-a body the API really accepts or sends.
+a body the API really accepts or sends; the page loads the pinned viewer from our own files.
 
-No database: an app instance that only serves the document (as in
+No database: an app instance that only serves the document and the page (as in
 tests/integration/test_api_fuzz.py).
 """
 
@@ -15,9 +15,10 @@ from decimal import Decimal
 import pytest
 
 from portal import create_app
+from portal.api import views
 from portal.api.openapi import OPERATIONS
 from portal.api.schemas import ErrorOut
-from portal.config import Config
+from portal.config import ROOT, Config
 from tests.conftest import portal_env
 
 APP = create_app(Config.from_env(portal_env(
@@ -75,3 +76,42 @@ def test_descriptions_are_markdown_the_viewer_renders():
     assert "`Authorization: Bearer <JWT>`" in description
     fenced = re.search(r"```json\n(.*?)```", description, re.S)
     assert fenced and ErrorOut.model_validate_json(fenced.group(1))
+
+
+def _makefile_pin(name: str) -> str:
+    text = (ROOT / "Makefile").read_text()
+    return re.search(rf"^{name} := (\S+)$", text, re.M).group(1)
+
+
+def test_the_page_pins_the_files_the_makefile_checks():
+    assert _makefile_pin("SWAGGER_UI_VERSION") == views.SWAGGER_UI_VERSION
+    assert _makefile_pin("SWAGGER_UI_JS_SRI") == views.SWAGGER_UI_FILES["script"][1]
+    assert _makefile_pin("SWAGGER_UI_CSS_SRI") == views.SWAGGER_UI_FILES["style"][1]
+
+
+def test_the_page_loads_the_viewer_from_our_files_with_their_hashes():
+    """Same origin, SRI on both files, and the portal's own policy: no other origin, no
+    inline script, no eval, no worker."""
+    r = APP.test_client().get("/api/payments/docs")
+    assert r.status_code == 200
+    version, (script, script_sri), (style, style_sri) = (
+        views.SWAGGER_UI_VERSION, views.SWAGGER_UI_FILES["script"],
+        views.SWAGGER_UI_FILES["style"])
+    assert (f'src="/static/vendor/swagger-ui-{version}/{script}" integrity="{script_sri}"'
+            in r.text)
+    assert (f'href="/static/vendor/swagger-ui-{version}/{style}" integrity="{style_sri}"'
+            in r.text)
+    assert 'data-spec-url="/api/payments/openapi.json"' in r.text
+    assert "<script>" not in r.text
+    assert r.headers["Content-Security-Policy"] == APP.test_client().get(
+        "/login").headers["Content-Security-Policy"]
+    csp = r.headers["Content-Security-Policy"]
+    assert "unsafe-eval" not in csp and "worker-src" not in csp and "blob:" not in csp
+
+
+def test_without_the_viewer_the_page_says_so_and_links_the_document(monkeypatch):
+    monkeypatch.setattr(views, "SWAGGER_UI_VERSION", "0.0.0-not-fetched")
+    r = APP.test_client().get("/api/payments/docs")
+    assert r.status_code == 200
+    assert "The reference viewer is not installed on this server" in r.text
+    assert 'href="/api/payments/openapi.json"' in r.text and "swagger-ui" not in r.text
