@@ -3,11 +3,16 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 HTMX_VERSION := 2.0.11
 HTMX_SRI := sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg
+# The API reference's viewer; the same pins are in portal/api/views.py (a test compares them).
+SWAGGER_UI_VERSION := 5.35.0
+SWAGGER_UI_JS_SRI := sha384-gjRm0bEPMeTmMh5jT2cHccIwCUZSTd8YC+j0d0sXw0MdGEfScduGpSyF3ZSSLkX9
+SWAGGER_UI_CSS_SRI := sha384-WlYgdmXYOOBWL5apwjDEZwN+U3HmXSSu5R6V5aGxEcf7z+KuRNwBhoxKVN1i3D5I
+SWAGGER_UI := static/vendor/swagger-ui-$(SWAGGER_UI_VERSION)
 export FLASK_APP := wsgi
 
-.PHONY: run test test-live lint unit integration e2e bench install htmx clean
+.PHONY: run test test-live lint unit integration e2e bench install htmx swagger-ui clean
 
-install: .venv/.installed static/vendor/htmx.min.js
+install: .venv/.installed static/vendor/htmx.min.js $(SWAGGER_UI)/swagger-ui-bundle.js
 
 .venv/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -24,6 +29,23 @@ static/vendor/htmx.min.js:
 	  && tar xzf htmx.org-$(HTMX_VERSION).tgz \
 	  && test "sha384-$$(openssl dgst -sha384 -binary package/dist/htmx.min.js | openssl base64 -A)" = "$(HTMX_SRI)" \
 	  && cp package/dist/htmx.min.js $(CURDIR)/$@ && rm -rf $$tmp
+
+swagger-ui: $(SWAGGER_UI)/swagger-ui-bundle.js
+
+# Swagger UI for /api/payments/docs, served from our own files (README, "Dependencies"): the
+# pinned npm package, its script and stylesheet each checked against its SRI hash (the page
+# loads them with the same hashes), the CSS copied first so the script's presence means both.
+# The directory names the version, so a new pin fetches again. `npm pack` runs no install
+# script: the package's usage-analytics dependency is never installed, nor anything else.
+$(SWAGGER_UI)/swagger-ui-bundle.js:
+	mkdir -p $(SWAGGER_UI)
+	tmp=$$(mktemp -d) && cd $$tmp \
+	  && npm pack --silent swagger-ui-dist@$(SWAGGER_UI_VERSION) >/dev/null \
+	  && tar xzf swagger-ui-dist-$(SWAGGER_UI_VERSION).tgz \
+	  && test "sha384-$$(openssl dgst -sha384 -binary package/swagger-ui-bundle.js | openssl base64 -A)" = "$(SWAGGER_UI_JS_SRI)" \
+	  && test "sha384-$$(openssl dgst -sha384 -binary package/swagger-ui.css | openssl base64 -A)" = "$(SWAGGER_UI_CSS_SRI)" \
+	  && cp package/LICENSE package/NOTICE package/swagger-ui.css $(CURDIR)/$(SWAGGER_UI)/ \
+	  && cp package/swagger-ui-bundle.js $(CURDIR)/$@ && rm -rf $$tmp
 
 run: install
 	scripts/run-dev.sh

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from flask import Blueprint, current_app, g, jsonify, render_template, request
 from sqlalchemy.exc import DBAPIError
@@ -148,7 +149,29 @@ def openapi_json():
     return jsonify(build_spec(_server_url()))
 
 
+# Swagger UI, fetched by `make install` from the npm registry into static/vendor/ and checked
+# there against these hashes (Makefile, the same pins; tests/unit/test_api_docs_viewer.py
+# compares them); the page loads the files with them as SRI, so a stale copy is refused too.
+SWAGGER_UI_VERSION = "5.35.0"
+SWAGGER_UI_FILES = {
+    "script": ("swagger-ui-bundle.js",
+               "sha384-gjRm0bEPMeTmMh5jT2cHccIwCUZSTd8YC+j0d0sXw0MdGEfScduGpSyF3ZSSLkX9"),
+    "style": ("swagger-ui.css",
+              "sha384-WlYgdmXYOOBWL5apwjDEZwN+U3HmXSSu5R6V5aGxEcf7z+KuRNwBhoxKVN1i3D5I"),
+}
+
+
+def _viewer() -> dict[str, tuple[str, str]] | None:
+    """{"script"|"style": (static filename, SRI)} of the installed viewer; None when `make
+    install` has not fetched it (the page then says so and links the document itself)."""
+    folder = f"vendor/swagger-ui-{SWAGGER_UI_VERSION}"
+    files = {kind: (f"{folder}/{name}", sri) for kind, (name, sri) in SWAGGER_UI_FILES.items()}
+    static = Path(current_app.static_folder or "")
+    return files if all((static / name).is_file() for name, _ in files.values()) else None
+
+
 @bp.get("/payments/docs")
 def docs():
-    """The API reference for humans, rendered on the server (works offline, no scripts)."""
-    return render_template("api/docs.html", spec=build_spec(_server_url()))
+    """The API reference for humans: the OpenAPI document in Swagger UI (examples, Markdown),
+    from our own static files under the portal's usual Content-Security-Policy."""
+    return render_template("api/docs.html", viewer=_viewer())
