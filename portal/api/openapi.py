@@ -166,6 +166,7 @@ _ORDER = "7d1f3c2e-5b8a-4c6d-9e0f-1a2b3c4d5e6f"
 _PAYMENT = "3f6c9a1e-2d4b-4f8a-b5c7-0e1d2c3b4a59"
 _CUSTOMER = "c0a8b2d4-6e1f-4a3b-8c5d-7e9f0a1b2c3d"
 _VENDOR = "9b8a7c6d-5e4f-4a3b-9c2d-1e0f2a3b4c5d"
+_ITEM = "5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d"
 _PI = "pi_3QxYz2LkdIwHu7ix0a1b2c3d"
 _PM = "pm_1QxYz2LkdIwHu7ixVisa4242"
 _STAMP = "2026-01-15T10:30:00Z"
@@ -197,8 +198,8 @@ ERROR_EXAMPLES: dict[int, dict] = {
 _ORDER_DETAIL = {
     "id": _ORDER, "customerId": _CUSTOMER, "status": "unpaid", "currency": "usd",
     "subtotal": 27999, "tax": 2000, "shipping": 0, "discount": 0, "total": 29999,
-    "items": [{"vendorId": _VENDOR, "description": "Walnut desk lamp", "quantity": 1,
-               "unitAmount": 27999, "amount": 27999}],
+    "items": [{"id": _ITEM, "vendorId": _VENDOR, "description": "Walnut desk lamp",
+               "quantity": 1, "unitAmount": 27999, "amount": 27999}],
     "createdAt": _STAMP,
 }
 _CARD = {"brand": "visa", "last4": "4242"}
