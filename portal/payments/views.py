@@ -169,6 +169,17 @@ def status(payment_id: str):
                            poll=poll, delay=poll_delay(poll), max_polls=MAX_POLLS)
 
 
+@bp.route("/orders/<order_id>/payment")
+@login_required
+def order_payment(order_id: str):
+    """An order's payment page: where the orders page links a paid order (the orders
+    package, below the ledger, does not know payments)."""
+    payment = payment_of_order(_own_order(order_id))
+    if payment is None:
+        abort(404)
+    return redirect(url_for("payments.detail", payment_id=payment.id))
+
+
 @bp.route("/payments/<payment_id>")
 @login_required
 def detail(payment_id: str):
