@@ -13,6 +13,7 @@ from ..ledger.models import PAYMENT_STATUSES, SETTLED_FOR_NOW
 from ..orders.services import order_for
 from ..refunds.views import refund_context
 from . import declines
+from .completion import completion
 from .services import (
     AlreadyPaid,
     CheckoutError,
@@ -143,7 +144,7 @@ def complete(order_id: str):
         abort(404)
     payment = refresh_payment(payment)
     return render_template("payments/complete.html", order=order, payment=payment,
-                           settled=SETTLED_FOR_NOW)
+                           settled=SETTLED_FOR_NOW, done=completion(payment))
 
 
 MAX_POLLS = 60  # about 8 minutes with the delays below; then the page asks for a reload
@@ -166,7 +167,8 @@ def status(payment_id: str):
     poll = request.args.get("poll", "0")
     poll = min(int(poll), MAX_POLLS) if poll.isdigit() else 0
     return render_template("payments/_status.html", payment=payment, settled=SETTLED_FOR_NOW,
-                           poll=poll, delay=poll_delay(poll), max_polls=MAX_POLLS)
+                           poll=poll, delay=poll_delay(poll), max_polls=MAX_POLLS,
+                           done=completion(payment))
 
 
 @bp.route("/orders/<order_id>/payment")
