@@ -9,10 +9,10 @@ from .. import stripe_gateway as gateway
 from ..cards import services as cards
 from ..extensions import limiter
 from ..htmx import render
-from ..ledger.models import PAYMENT_STATUSES, SETTLED_FOR_NOW
+from ..ledger.models import SETTLED_FOR_NOW
 from ..orders.services import order_for
 from ..refunds.views import refund_context
-from . import declines
+from . import declines, filters
 from .completion import completion
 from .services import (
     AlreadyPaid,
@@ -196,12 +196,16 @@ def detail(payment_id: str):
 @bp.route("/payments")
 @login_required
 def index():
-    """Payment history with a status filter and pagination (the table is an HTMX partial)."""
-    status_filter = request.args.get("status") or None
-    if status_filter not in PAYMENT_STATUSES:
-        status_filter = None
+    """Payment history, 20 a page, filtered by a status in plain words and by days (UTC).
+    The filters and the table are one HTMX partial; a filter that cannot be read answers
+    400 with its field's message (X-Form-Errors: htmx swaps it all the same)."""
+    f = filters.parse(request.args)
     page = request.args.get("page", "1")
     page = int(page) if page.isdigit() and 0 < int(page) < 100_000 else 1
-    result = history(current_user, status=status_filter, page=page)
-    return render("payments/history.html", "payments/_history_table.html",
-                  page=result, status=status_filter, statuses=PAYMENT_STATUSES)
+    result = None if f.errors else history(current_user, state=f.state, start=f.start,
+                                           end=f.end, page=page)
+    html = render("payments/history.html", "payments/_history_table.html", page=result, f=f,
+                  states=filters.STATES, state_of=filters.of)
+    if f.errors:
+        return html, 400, {"X-Form-Errors": "1", "X-Error-Message": "Check the filters."}
+    return html
