@@ -56,7 +56,7 @@ def test_the_filter_speaks_plain_words(client, customer):
     assert "Requires" not in page  # no Stripe words, in the rows either
     # Newest first: the rows say the state in the same words.
     assert statuses_shown(page) == [words for _, _, words in reversed(KINDS)]
-    assert "$4.00 refunded" in page  # what a partial refund gave back
+    assert "Partially refunded</span> $4.00" in page  # what a partial refund gave back
 
 
 @pytest.mark.parametrize("key, words", [
