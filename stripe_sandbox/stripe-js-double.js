@@ -316,13 +316,21 @@
       heading.textContent = '3D Secure authentication';
       const text = document.createElement('p');
       text.textContent = 'Stripe sandbox: your bank asks you to authenticate this test payment.';
+      // As on Stripe's own test page, the two outcomes look different: completing is the
+      // filled primary button, failing an outlined one in red (the 3-D Secure page too:
+      // stripe_js.py).
+      const button = {font: 'inherit', fontWeight: 'bold', padding: '0.6em 1.2em',
+                      borderRadius: '6px', cursor: 'pointer', margin: '0.25em 0.5em 0.25em 0'};
       const complete = document.createElement('button');
       complete.type = 'button';
       complete.textContent = 'Complete authentication';
+      Object.assign(complete.style, button, {background: '#3d32c8', color: '#fff',
+                                             border: '2px solid #3d32c8'});
       const fail = document.createElement('button');
       fail.type = 'button';
       fail.textContent = 'Fail authentication';
-      fail.style.marginLeft = '0.5em';
+      Object.assign(fail.style, button, {background: '#fff', color: '#a3122e',
+                                         border: '2px solid #a3122e'});
       dialog.append(heading, text, complete, fail);
       overlay.append(dialog);
       document.body.append(overlay);

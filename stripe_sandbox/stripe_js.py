@@ -70,6 +70,14 @@ def with_query(url: str, **params) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
+# As on Stripe's own test page, the two outcomes look different: completing is the filled
+# primary button, failing an outlined one in red (both with 4.5:1 contrast or more).
+_BUTTON = ("font: inherit; font-weight: bold; padding: .6em 1.2em; border-radius: 6px; "
+           "cursor: pointer")
+PRIMARY = f"{_BUTTON}; background: #3d32c8; color: #fff; border: 2px solid #3d32c8"
+FAIL = f"{_BUTTON}; background: #fff; color: #a3122e; border: 2px solid #a3122e"
+
+
 async def three_d_secure_page(request: web.Request) -> web.Response:
     """Stands in for the bank's 3-D Secure page of a PaymentIntent or a SetupIntent, then
     returns to the return_url like Stripe does."""
@@ -82,8 +90,10 @@ async def three_d_secure_page(request: web.Request) -> web.Response:
 <form method="post">
 <input type="hidden" name="client_secret" value="{html.escape(found.client_secret)}">
 <p>Authenticate {what}, or make the authentication fail.</p>
-<button name="success" value="true">Complete authentication</button>
-<button name="success" value="false">Fail authentication</button>
+<p style="display: flex; flex-wrap: wrap; gap: 1em">
+<button type="submit" name="success" value="true" style="{PRIMARY}">Complete authentication</button>
+<button type="submit" name="success" value="false" style="{FAIL}">Fail authentication</button>
+</p>
 </form>''')
     form = await request.post()
     client_secret = form.get("client_secret")

@@ -12,5 +12,6 @@ bp = Blueprint("orders", __name__)
 @bp.route("/orders")
 @roles_required("customer")
 def index():
-    """Orders of the signed-in customer, with a Pay button on unpaid ones."""
+    """Orders of the signed-in customer: unpaid ones with a Pay button, paid ones with a
+    link to their payment (receipt, refunds)."""
     return render_template("orders/index.html", orders=orders_of(current_user))

@@ -34,6 +34,7 @@ from ..ledger.models import FINAL_STATUSES, PAYMENT_STATUSES, Payment
 from ..models_base import parse_uuid, utcnow
 from ..orders.models import Order
 from ..outbox import services as outbox
+from .filters import State
 
 log = logging.getLogger(__name__)
 
@@ -499,11 +500,15 @@ class Page:
 
 
 def history(user: User, *, status: str | None = None, page: int = 1, per_page: int = 20,
-            start=None, end=None) -> Page:
-    """A user's payments, newest first, filtered; served by the (user, status?, created) index."""
+            start=None, end=None, state: State | None = None) -> Page:
+    """A user's payments, newest first, filtered by Stripe's ``status`` (the API) or by a
+    ``state`` in the customer's words (the page), created from ``start`` to ``end``
+    inclusive; served by the (user, status?, created) index."""
     where = [Payment.user_id == user.id]
     if status:
         where.append(Payment.status == status)
+    if state is not None:
+        where.append(state.condition())
     if start is not None:
         where.append(Payment.created_at >= start)
     if end is not None:

@@ -9,10 +9,11 @@ from .. import stripe_gateway as gateway
 from ..cards import services as cards
 from ..extensions import limiter
 from ..htmx import render
-from ..ledger.models import PAYMENT_STATUSES, SETTLED_FOR_NOW
+from ..ledger.models import SETTLED_FOR_NOW
 from ..orders.services import order_for
 from ..refunds.views import refund_context
-from . import declines
+from . import declines, filters
+from .completion import completion
 from .services import (
     AlreadyPaid,
     CheckoutError,
@@ -143,7 +144,7 @@ def complete(order_id: str):
         abort(404)
     payment = refresh_payment(payment)
     return render_template("payments/complete.html", order=order, payment=payment,
-                           settled=SETTLED_FOR_NOW)
+                           settled=SETTLED_FOR_NOW, done=completion(payment))
 
 
 MAX_POLLS = 60  # about 8 minutes with the delays below; then the page asks for a reload
@@ -166,7 +167,19 @@ def status(payment_id: str):
     poll = request.args.get("poll", "0")
     poll = min(int(poll), MAX_POLLS) if poll.isdigit() else 0
     return render_template("payments/_status.html", payment=payment, settled=SETTLED_FOR_NOW,
-                           poll=poll, delay=poll_delay(poll), max_polls=MAX_POLLS)
+                           poll=poll, delay=poll_delay(poll), max_polls=MAX_POLLS,
+                           done=completion(payment))
+
+
+@bp.route("/orders/<order_id>/payment")
+@login_required
+def order_payment(order_id: str):
+    """An order's payment page: where the orders page links a paid order (the orders
+    package, below the ledger, does not know payments)."""
+    payment = payment_of_order(_own_order(order_id))
+    if payment is None:
+        abort(404)
+    return redirect(url_for("payments.detail", payment_id=payment.id))
 
 
 @bp.route("/payments/<payment_id>")
@@ -183,12 +196,16 @@ def detail(payment_id: str):
 @bp.route("/payments")
 @login_required
 def index():
-    """Payment history with a status filter and pagination (the table is an HTMX partial)."""
-    status_filter = request.args.get("status") or None
-    if status_filter not in PAYMENT_STATUSES:
-        status_filter = None
+    """Payment history, 20 a page, filtered by a status in plain words and by days (UTC).
+    The filters and the table are one HTMX partial; a filter that cannot be read answers
+    400 with its field's message (X-Form-Errors: htmx swaps it all the same)."""
+    f = filters.parse(request.args)
     page = request.args.get("page", "1")
     page = int(page) if page.isdigit() and 0 < int(page) < 100_000 else 1
-    result = history(current_user, status=status_filter, page=page)
-    return render("payments/history.html", "payments/_history_table.html",
-                  page=result, status=status_filter, statuses=PAYMENT_STATUSES)
+    result = None if f.errors else history(current_user, state=f.state, start=f.start,
+                                           end=f.end, page=page)
+    html = render("payments/history.html", "payments/_history_table.html", page=result, f=f,
+                  states=filters.STATES, state_of=filters.of)
+    if f.errors:
+        return html, 400, {"X-Form-Errors": "1", "X-Error-Message": "Check the filters."}
+    return html

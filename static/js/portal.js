@@ -15,6 +15,15 @@
     const line = document.getElementById("request-error");
     if (line) line.hidden = true;
   });
+  // A form refused with itself again, each field's message under the field (the server marks
+  // that answer X-Form-Errors): swap it like a success, so the messages show in place.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const xhr = event.detail.xhr;
+    if (xhr.status === 400 && xhr.getResponseHeader("X-Form-Errors")) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
   document.addEventListener("htmx:responseError", function (event) {
     const xhr = event.detail.xhr;
     show((xhr.getResponseHeader("X-Error-Message") || "The request failed.") +

@@ -58,23 +58,51 @@ def payment_status(order_id):
 
 def test_pay_with_4242_then_history_lists_it(page: Page, order):
     open_checkout(page, order)
+    expect(page.get_by_role("heading", name="Test cards")).to_be_visible()
+    expect(page.get_by_text("4000 0000 0000 0341")).to_be_visible()
     enter_card(page, "4242 4242 4242 4242")
     expect(page.get_by_text("Succeeded")).to_be_visible()
     expect(page.get_by_text(re.compile(r"Payment of \$100\.11 received with Visa •••• 4242"))
            ).to_be_visible()
+    # The completion page sums the order up and says what became of the receipt e-mail.
+    summary = page.get_by_role("region", name=f"Order #{order['number']}")
+    expect(summary).to_contain_text("Item 0")
+    expect(summary).to_contain_text("$100.11")
+    expect(page.get_by_text("No receipt e-mail is sent")).to_be_visible()  # no SMTP_HOST
     page.get_by_role("link", name="Payment history").first.click()
+    expect(page.get_by_text("Dates and times are in UTC")).to_be_visible()
     row = page.get_by_role("row").filter(has_text="Visa •••• 4242")
     expect(row).to_have_count(1)
     expect(row).to_contain_text("$100.11")
     expect(row).to_contain_text("USD")
-    expect(row).to_contain_text("Succeeded")
+    expect(row).to_contain_text("Paid")
     assert payment_status(order["id"]) == "succeeded"
-    # The status filter swaps the table in place (HTMX) and keeps the URL shareable.
+    # The status filter swaps the list in place (HTMX) and keeps the URL shareable.
     page.evaluate("window.notReloaded = true")
-    page.get_by_label("Status").select_option("failed")
-    expect(page.get_by_text("No payments with status “failed”.")).to_be_visible()
-    expect(page).to_have_url(re.compile(r"/payments\?status=failed$"))
+    page.get_by_label("Status").select_option(label="Failed")
+    expect(page.get_by_text("No payments with status “Failed”.")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/payments\?status=failed"))
+    # Reversed days: the message shows under the field, in place, and nothing is filtered.
+    page.get_by_label("From (UTC)").fill("2026-03-05")
+    page.get_by_label("To (UTC)").fill("2026-03-01")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_text("The end date must not be before the start date.")).to_be_visible()
+    expect(page.get_by_label("To (UTC)")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_role("alert").filter(has_text="Nothing was filtered")).to_be_visible()
     assert page.evaluate("window.notReloaded") is True
+    # The orders page links the paid order to its payment.
+    page.get_by_role("link", name="Orders").click()
+    page.get_by_role("link", name=f"View payment of order #{order['number']}").click()
+    expect(page.get_by_text("Visa •••• 4242").first).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/payments/[0-9a-f-]{36}$"))
+
+
+def test_saving_the_card_is_confirmed_on_the_completion_page(page: Page, order):
+    open_checkout(page, order)
+    page.get_by_label("Save this card for future payments").check()
+    enter_card(page, "4242 4242 4242 4242")
+    expect(page.get_by_text("Succeeded")).to_be_visible()
+    expect(page.get_by_text("We saved this card for next time")).to_be_visible()
 
 
 def test_3ds_card_approved(page: Page, order):

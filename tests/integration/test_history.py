@@ -1,4 +1,5 @@
-"""Payment history: own payments only, newest first, status filter, HTMX partial."""
+"""Payment history: own payments only, newest first, status filter in plain words, days,
+HTMX partial and the pager keeping the filters."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -49,7 +50,16 @@ def test_status_filter_and_htmx_partial(client, history_owner):
     assert "HX-Request" in r.headers.get("Vary", "")
 
 
-def test_bad_filters_fall_back_to_defaults(client, history_owner):
+def test_a_damaged_page_number_falls_back_to_the_first_page(client, history_owner):
     login(client, history_owner.email)
-    r = client.get("/payments?status=bogus&page=-3")
+    r = client.get("/payments?page=-3")
     assert r.status_code == 200 and "Page 1 of 2 (25 payments)" in r.text
+
+
+def test_an_unknown_status_is_refused_with_a_field_message(client, history_owner):
+    login(client, history_owner.email)
+    r = client.get("/payments?status=requires_confirmation")
+    assert r.status_code == 400
+    assert "Choose a status from the list." in r.text
+    assert 'aria-invalid="true"' in r.text and "Nothing was filtered" in r.text
+    assert 'aria-label="Payments"' not in r.text

@@ -224,3 +224,37 @@ def test_validation_errors(page, shop, client):
         )
     # Nothing reached the sandbox.
     assert client.v1.payment_intents.retrieve(pi.id).status == "requires_payment_method"
+
+
+LOOK = """button => {
+  const s = getComputedStyle(button);
+  return [s.backgroundColor, s.color, s.borderTopColor];
+}"""
+
+
+def test_3d_secure_buttons_look_different_primary_first(page, shop, client):
+    """As on Stripe's test page: "Complete authentication" is the filled primary button and
+    "Fail authentication" an outlined red one, both named by their text; in the dialog and
+    on the 3-D Secure page a redirect goes to."""
+    open_checkout(page, shop, client, redirect="always")
+    pay(page, "4000 0027 6000 3184")
+    dialog = page.get_by_role("dialog", name="3D Secure authentication")
+    complete = dialog.get_by_role("button", name="Complete authentication")
+    fail = dialog.get_by_role("button", name="Fail authentication")
+    assert complete.evaluate(LOOK) == ["rgb(61, 50, 200)", "rgb(255, 255, 255)",
+                                       "rgb(61, 50, 200)"]
+    assert fail.evaluate(LOOK) == ["rgb(255, 255, 255)", "rgb(163, 18, 46)", "rgb(163, 18, 46)"]
+    assert page.evaluate("document.activeElement.textContent") == "Complete authentication"
+    # The bank's page of a PaymentIntent confirmed by the server with a return_url.
+    pm = client.v1.payment_methods.create(params={"type": "card", "card": {
+        "number": "4000002760003184", "exp_month": 12, "exp_year": 2034, "cvc": "123"}})
+    pi = client.v1.payment_intents.create(params={
+        "amount": 4200, "currency": "eur", "payment_method": pm.id, "confirm": True,
+        "return_url": f"{shop}/done"})
+    page.goto(pi.next_action.redirect_to_url.url)
+    buttons = page.get_by_role("button")
+    assert buttons.all_inner_texts() == ["Complete authentication", "Fail authentication"]
+    assert page.get_by_role("button", name="Complete authentication").evaluate(LOOK)[0] == \
+        "rgb(61, 50, 200)"
+    assert page.get_by_role("button", name="Fail authentication").evaluate(LOOK)[:2] == [
+        "rgb(255, 255, 255)", "rgb(163, 18, 46)"]
