@@ -3,11 +3,13 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 HTMX_VERSION := 2.0.11
 HTMX_SRI := sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg
+AXE_VERSION := 4.14.1
+AXE_SRI := sha384-xt1SFg49QaDwsyt0Xfs2XAyBtYPClXl3X2q5OOLeGAUmq9jZTYIMdztpF99WdhiH
 export FLASK_APP := wsgi
 
-.PHONY: run test test-live lint unit integration e2e bench install htmx clean
+.PHONY: run test test-live lint unit integration e2e bench install htmx axe screenshots clean
 
-install: .venv/.installed static/vendor/htmx.min.js
+install: .venv/.installed static/vendor/htmx.min.js tests/vendor/axe.min.js
 
 .venv/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -24,6 +26,17 @@ static/vendor/htmx.min.js:
 	  && tar xzf htmx.org-$(HTMX_VERSION).tgz \
 	  && test "sha384-$$(openssl dgst -sha384 -binary package/dist/htmx.min.js | openssl base64 -A)" = "$(HTMX_SRI)" \
 	  && cp package/dist/htmx.min.js $(CURDIR)/$@ && rm -rf $$tmp
+
+axe: tests/vendor/axe.min.js
+
+# axe-core, which tests/e2e/test_accessibility.py injects into every page it checks; pinned
+# and checked like htmx. Under tests/: the portal never serves it.
+tests/vendor/axe.min.js:
+	mkdir -p tests/vendor
+	tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent axe-core@$(AXE_VERSION) >/dev/null \
+	  && tar xzf axe-core-$(AXE_VERSION).tgz \
+	  && test "sha384-$$(openssl dgst -sha384 -binary package/axe.min.js | openssl base64 -A)" = "$(AXE_SRI)" \
+	  && cp package/axe.min.js $(CURDIR)/$@ && rm -rf $$tmp
 
 run: install
 	scripts/run-dev.sh
@@ -60,6 +73,11 @@ integration: install
 e2e: install
 	$(PY) -m pytest tests/e2e
 
+# PNGs of every page the accessibility test visits, at 390 and 1280 px, into docs/screenshots/
+# (needs what `make e2e` needs: PostgreSQL, Redis, Chromium).
+screenshots: install
+	$(PY) scripts/screenshots.py
+
 bench: install
 	$(PY) bench/history.py
 	$(PY) bench/admin_search.py
@@ -70,4 +88,4 @@ bench: install
 	$(PY) bench/webhook_isolation.py
 
 clean:
-	rm -rf .venv static/vendor instance .pytest_cache .ruff_cache
+	rm -rf .venv static/vendor tests/vendor instance .pytest_cache .ruff_cache
