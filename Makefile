@@ -8,11 +8,14 @@ SWAGGER_UI_VERSION := 5.35.0
 SWAGGER_UI_JS_SRI := sha384-gjRm0bEPMeTmMh5jT2cHccIwCUZSTd8YC+j0d0sXw0MdGEfScduGpSyF3ZSSLkX9
 SWAGGER_UI_CSS_SRI := sha384-WlYgdmXYOOBWL5apwjDEZwN+U3HmXSSu5R6V5aGxEcf7z+KuRNwBhoxKVN1i3D5I
 SWAGGER_UI := static/vendor/swagger-ui-$(SWAGGER_UI_VERSION)
+AXE_VERSION := 4.14.1
+AXE_SRI := sha384-xt1SFg49QaDwsyt0Xfs2XAyBtYPClXl3X2q5OOLeGAUmq9jZTYIMdztpF99WdhiH
 export FLASK_APP := wsgi
 
-.PHONY: run test test-live lint unit integration e2e bench install htmx swagger-ui clean
+.PHONY: run test test-live lint unit integration e2e bench install htmx swagger-ui axe screenshots clean
 
-install: .venv/.installed static/vendor/htmx.min.js $(SWAGGER_UI)/swagger-ui-bundle.js
+install: .venv/.installed static/vendor/htmx.min.js $(SWAGGER_UI)/swagger-ui-bundle.js \
+  tests/vendor/axe.min.js
 
 .venv/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -46,6 +49,17 @@ $(SWAGGER_UI)/swagger-ui-bundle.js:
 	  && test "sha384-$$(openssl dgst -sha384 -binary package/swagger-ui.css | openssl base64 -A)" = "$(SWAGGER_UI_CSS_SRI)" \
 	  && cp package/LICENSE package/NOTICE package/swagger-ui.css $(CURDIR)/$(SWAGGER_UI)/ \
 	  && cp package/swagger-ui-bundle.js $(CURDIR)/$@ && rm -rf $$tmp
+
+axe: tests/vendor/axe.min.js
+
+# axe-core, which tests/e2e/test_accessibility.py injects into every page it checks; pinned
+# and checked like htmx. Under tests/: the portal never serves it.
+tests/vendor/axe.min.js:
+	mkdir -p tests/vendor
+	tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent axe-core@$(AXE_VERSION) >/dev/null \
+	  && tar xzf axe-core-$(AXE_VERSION).tgz \
+	  && test "sha384-$$(openssl dgst -sha384 -binary package/axe.min.js | openssl base64 -A)" = "$(AXE_SRI)" \
+	  && cp package/axe.min.js $(CURDIR)/$@ && rm -rf $$tmp
 
 run: install
 	scripts/run-dev.sh
@@ -82,6 +96,11 @@ integration: install
 e2e: install
 	$(PY) -m pytest tests/e2e
 
+# PNGs of every page the accessibility test visits, at 390 and 1280 px, into docs/screenshots/
+# (needs what `make e2e` needs: PostgreSQL, Redis, Chromium).
+screenshots: install
+	$(PY) scripts/screenshots.py
+
 bench: install
 	$(PY) bench/history.py
 	$(PY) bench/admin_search.py
@@ -92,4 +111,4 @@ bench: install
 	$(PY) bench/webhook_isolation.py
 
 clean:
-	rm -rf .venv static/vendor instance .pytest_cache .ruff_cache
+	rm -rf .venv static/vendor tests/vendor instance .pytest_cache .ruff_cache

@@ -7,7 +7,10 @@
   function mount(form) {
     const stripe = Stripe(form.dataset.publishableKey);
     const elements = stripe.elements({ clientSecret: form.dataset.clientSecret });
-    elements.create("payment").mount("#setup-element");
+    const element = elements.create("payment");
+    element.mount("#setup-element");
+    // The form replaced the "Add a card" button, which had the focus: continue in the form.
+    element.on("ready", function () { element.focus(); });
     const button = document.getElementById("save-card-button");
     const message = document.getElementById("setup-message");
 

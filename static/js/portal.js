@@ -33,3 +33,29 @@
     show("The portal could not be reached; check your connection and try again.");
   });
 })();
+
+// A form that comes back with errors: move focus to its summary (role=alert), so that a
+// keyboard or screen-reader user starts from what to correct; each line links to its field.
+(function () {
+  "use strict";
+
+  function focusSummary(root) {
+    const summary = root.querySelector && root.querySelector(".error-summary");
+    if (summary) summary.focus();
+  }
+
+  // An HTMX swap that removed the focused element (the button pressed) leaves the focus
+  // nowhere: move it to what the swap says ([data-focus]: the message saying what happened),
+  // so that a keyboard continues from there, not from the top of the page.
+  function refocus(root) {
+    if (document.activeElement && document.activeElement !== document.body) return;
+    const target = root.querySelector && (root.matches("[data-focus]") ? root : root.querySelector("[data-focus]"));
+    if (target) target.focus();
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { focusSummary(document); });
+  document.addEventListener("htmx:afterSettle", function (event) {
+    focusSummary(event.detail.elt);
+    refocus(event.detail.elt);
+  });
+})();
