@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 export FLASK_APP=wsgi
 PORT="${PORT:-3006}"
 SANDBOX_PORT="${SANDBOX_PORT:-8420}"
+# Quiet unless asked: INFO or DEBUG also show requests, webhooks and Stripe calls.
+export LOG_LEVEL="${LOG_LEVEL:-WARNING}"
 PY=.venv/bin/python
 
 pids=()
@@ -23,7 +25,7 @@ if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
   export STRIPE_API_BASE="http://127.0.0.1:${SANDBOX_PORT}"
   # Connect events (vendors' accounts) go to a Connect endpoint with its own secret, as at
   # Stripe. A charge's funds become available for payouts after a minute (Stripe: days).
-  $PY -m stripe_sandbox --port "$SANDBOX_PORT" \
+  $PY -m stripe_sandbox --port "$SANDBOX_PORT" --log-level "$LOG_LEVEL" \
       --webhook-url "http://127.0.0.1:${PORT}/api/payments/webhook" \
       --webhook-secret "${STRIPE_WEBHOOK_SECRET:-whsec_sandbox}" \
       --connect-webhook-secret "${STRIPE_CONNECT_WEBHOOK_SECRET:-whsec_sandbox_connect}" \
