@@ -62,7 +62,7 @@ tests/vendor/axe.min.js:
 	  && cp package/axe.min.js $(CURDIR)/$@ && rm -rf $$tmp
 
 run: install
-	scripts/run-dev.sh
+	@scripts/run-dev.sh
 
 # bandit: the code that runs in the portal and its sandbox (benches and tests assert on
 # purpose); every accepted finding is marked `# nosec <id> - why` where it is.

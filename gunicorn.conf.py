@@ -23,7 +23,14 @@ the proxy in front drops it (README.md "Configuration", TRUSTED_PROXY_HOPS). Pat
 gunicorn's internals here would break silently with its next release.
 """
 
-accesslog = "-"
+import os
+
+# LOG_LEVEL (README "Configuration") is gunicorn's level too; the access log is written at
+# INFO and DEBUG only, as its lines are INFO records: `make run` logs at WARNING and shows
+# none. A value the portal refuses stops it at start (portal/config.py): INFO meanwhile.
+_level = os.environ.get("LOG_LEVEL", "").strip().lower() or "info"
+loglevel = _level if _level in ("debug", "info", "warning", "error", "critical") else "info"
+accesslog = "-" if loglevel in ("debug", "info") else None
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"'
 # A request may wait on Stripe (2 tries of at most 10 s, stripe_gateway.py): stay above that.
 timeout = 60

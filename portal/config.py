@@ -123,6 +123,8 @@ class Config:
     AUTH_JWT_AUDIENCE: str = ""
     # Longest lifetime (exp - iat) accepted of the auth service's tokens.
     AUTH_JWT_MAX_TTL_SECONDS: int = 3600
+    # Every logger's level (the Stripe SDK's: never below INFO), RQ's and gunicorn's too
+    # (its access log at INFO and DEBUG only); `make run` sets WARNING unless told otherwise.
     LOG_LEVEL: str = "INFO"
     PREFERRED_URL_SCHEME: str = "http"
     # Flask and extension settings derived from the above in flask_settings().

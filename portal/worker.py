@@ -65,8 +65,10 @@ def worker_command(queues: tuple[str, ...], burst: bool, fork: bool) -> None:
     # from walking them again and again (as gunicorn.conf.py does for the web processes).
     gc.collect()
     gc.freeze()
-    # The scheduler moves jobs waiting for a retry delay back onto their queue.
-    worker.work(burst=burst, with_scheduler=True)
+    # The scheduler moves jobs waiting for a retry delay back onto their queue. RQ's loggers
+    # are at INFO whatever the root's: LOG_LEVEL, as every other logger.
+    worker.work(burst=burst, with_scheduler=True,
+                logging_level=current_app.config["LOG_LEVEL"])
 
 
 class Dispatcher(threading.Thread):

@@ -307,6 +307,10 @@ def main(argv=None):
                         f"answer) is retried (default {events.WEBHOOK_RETRIES})")
     seconds("webhook-retry-delay", events.WEBHOOK_RETRY_DELAY,
             "wait before the first retry, doubled before each next one")
+    parser.add_argument("--log-level", type=str.upper, default="INFO",
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+                        help="INFO (the default) logs every webhook delivery; WARNING only "
+                        "what goes wrong, such as contract violations (`make run`'s default)")
     args = parser.parse_args(argv)
     for option in ("refund_delay", "funds_delay", "webhook_delay", "webhook_retries",
                    "webhook_retry_delay", "latency"):
@@ -335,9 +339,9 @@ def main(argv=None):
 
     host = f"[{args.host}]" if ":" in args.host else args.host
     core.PUBLIC_URL = f"http://{host}:{args.port}"
-    # Deliveries and contract violations are logged. Requests are not: query strings carry
-    # client secrets.
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Deliveries (INFO) and contract violations (ERROR) are logged. Requests are not: query
+    # strings carry client secrets.
+    logging.basicConfig(level=args.log_level, format="%(message)s")
     web.run_app(build_app(), host=args.host, port=args.port, access_log=None,
                 shutdown_timeout=1,
                 print=lambda _: print("Stripe sandbox listening on " + core.PUBLIC_URL,
