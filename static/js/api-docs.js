@@ -12,7 +12,7 @@
   window.SwaggerUIBundle({
     domNode: node,
     url: node.dataset.specUrl,
-    deepLinking: true,
+    deepLinking: false,  // a link inside each operation's button: nested controls (axe)
     docExpansion: "list",
     defaultModelsExpandDepth: 0,
     defaultModelExpandDepth: 2,
