@@ -276,7 +276,10 @@ def approve_run(run_id: str):
         return render_template("admin/payout_confirm.html", run=run, sending=sending,
                                changed=token is not None), 409 if token is not None else 200
     sent = payouts.approve_run(current_user, run.id)
-    flash(f"Sending {sent} payout{'' if sent == 1 else 's'}.", "info")
+    if sent is None:  # another admin confirmed it meanwhile
+        flash("This run was already approved: retry a payout from its row.", "error")
+    else:
+        flash(f"Sending {sent} payout{'' if sent == 1 else 's'}.", "info")
     return redirect(url_for("admin.payout_runs"))
 
 

@@ -204,13 +204,19 @@ def _by_currency(rows) -> dict[str, list[uuid.UUID]]:
     return out
 
 
-def approve_run(admin: User | None, run_id: uuid.UUID) -> int:
+def approve_run(admin: User | None, run_id: uuid.UUID) -> int | None:
     """Approve a run: its payouts that are not paid are executed after the commit. Returns
-    how many. NotFound when there is no such run."""
+    how many; None when the run was approved already (two admins confirming at once: the
+    conditional update lets one of them approve it). NotFound when there is no such run."""
     run = db.session.get(PayoutRun, run_id)
     if run is None:
         raise NotFound("No such payout run.")
-    run.approved_at, run.approved_by_id = utcnow(), admin.id if admin else None
+    approved = db.session.execute(
+        sa.update(PayoutRun).where(PayoutRun.id == run_id, PayoutRun.approved_at.is_(None))
+        .values(approved_at=utcnow(), approved_by_id=admin.id if admin else None)
+        .execution_options(synchronize_session="fetch"))
+    if approved.rowcount == 0:
+        return None
     audit("payout.run_approved", actor=admin, note=f"run {run.id}")
     ids = [(str(p.id),) for p in run.payouts if p.status in ("pending", "failed")]
     jobs.enqueue_each(execute_payout, ids, queue="payouts", retry=RETRY_DELAYS)

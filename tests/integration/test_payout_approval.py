@@ -12,7 +12,7 @@ from portal.audit.models import AuditEntry
 from portal.extensions import db
 from portal.ledger.models import Payout, PayoutRun
 from tests.helpers import login, make_user
-from tests.integration.test_payouts import pay, run_now
+from tests.integration.test_payouts import pay, ready_account, run_now, transfers_to
 
 
 def test_approving_a_run_asks_for_confirmation_with_the_amounts_and_sends_nothing_before(
@@ -75,3 +75,39 @@ def test_a_confirmation_for_amounts_that_changed_asks_again(client, people, stri
     db.session.expire_all()
     assert db.session.get(PayoutRun, run.id).approved_at is None
 
+
+
+def test_two_admins_confirming_at_once_approve_the_run_once(app, people, stripe_client,
+                                                            sandbox):
+    """Both read the run unapproved and confirm: one approval, one set of transfers."""
+    import threading
+
+    from portal.auth.models import User
+    from portal.payouts import services as payouts
+    from tests.helpers import committed
+
+    account = ready_account(stripe_client, sandbox, people["vendor"])
+    pay(stripe_client, people["customer"], people["vendor"], amounts=(10000,))
+    run = run_now()
+    start, outcomes = threading.Barrier(2), []
+
+    def confirm(admin_id):
+        with app.app_context():
+            try:
+                start.wait()
+                with committed():
+                    outcomes.append(payouts.approve_run(db.session.get(User, admin_id), run.id))
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=confirm, args=(people[a].id,))
+               for a in ("admin", "admin2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes, key=str) == [1, None]
+    db.session.expire_all()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(AuditEntry).where(
+        AuditEntry.action == "payout.run_approved")) == 1
+    assert [t.amount for t in transfers_to(stripe_client, account.stripe_account_id)] == [9000]
