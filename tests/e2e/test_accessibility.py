@@ -60,6 +60,17 @@ def _refund_form_error(page: Page) -> None:
     expect(page.get_by_label("Amount to refund")).to_have_attribute("aria-invalid", "true")
 
 
+def _refund_confirmation(page: Page) -> None:
+    page.get_by_role("checkbox").first.check()
+    page.get_by_role("button", name="Approve selected…").click()
+    expect(page.get_by_role("button", name="Approve and refund")).to_be_visible()
+
+
+def _payout_confirmation(page: Page) -> None:
+    page.get_by_role("button", name="Approve and send").first.click()
+    expect(page.get_by_role("heading", name="Confirm the payouts")).to_be_visible()
+
+
 @dataclass(frozen=True)
 class Screen:
     name: str
@@ -90,6 +101,7 @@ SCREENS = [
     Screen("vendor-dashboard", "vendor", "/vendor"),
     Screen("vendor-sales", "vendor", "/vendor/sales"),
     Screen("vendor-payout", "vendor", lambda d: f"/vendor/payouts/{d['payout']}"),
+    Screen("vendor-sale", "vendor", lambda d: f"/vendor/sales/{d['payment']}"),
     Screen("vendor-refund-request", "vendor",
            lambda d: f"/vendor/sales/{d['payment']}/refund"),
     Screen("admin-payments", "admin", "/admin/payments"),
@@ -97,7 +109,9 @@ SCREENS = [
     Screen("admin-search-error", "admin", "/admin/payments?min=abc"),
     Screen("admin-payment", "admin", lambda d: f"/admin/payments/{d['payment']}"),
     Screen("admin-refunds", "admin", "/admin/refunds"),
+    Screen("admin-refunds-confirm", "admin", "/admin/refunds", _refund_confirmation),
     Screen("admin-payouts", "admin", "/admin/payouts"),
+    Screen("admin-payouts-confirm", "admin", "/admin/payouts", _payout_confirmation),
     Screen("admin-payout", "admin", lambda d: f"/vendor/payouts/{d['payout']}"),
     Screen("admin-analytics", "admin", "/admin/analytics"),
     Screen("admin-events", "admin", "/admin/events"),
