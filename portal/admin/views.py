@@ -31,7 +31,8 @@ from ..outbox.models import STATUSES as OUTBOX_STATUSES
 from ..payouts import reversals
 from ..payouts import services as payouts
 from ..refunds import services as refunds
-from ..refunds.models import REASONS, REFUND_STATUSES, RefundRequest
+from ..refunds.forms import quantities_from, quantity_name
+from ..refunds.models import FORM_REASONS, REFUND_STATUSES, RefundRequest
 from ..stripe_gateway import API_VERSION
 from ..webhooks.models import EVENT_STATUSES
 from . import queries, search, services, timeline
@@ -58,13 +59,16 @@ def _filters(**values: str | None) -> dict[str, str]:
 @admin_only
 def payments():
     """Search payments: the box and filters are the query string; HTMX swaps form and
-    results together, so field messages show. A search that cannot be read answers 400."""
+    results together, so field messages show. A search that cannot be read answers 400
+    (marked X-Form-Errors: static/js/portal.js swaps it all the same)."""
     found = search.parse(request.args)
     page = None if found.errors else search.find(found)
-    return render("admin/payments.html", "admin/_payment_search.html", s=found, page=page,
+    html = render("admin/payments.html", "admin/_payment_search.html", s=found, page=page,
                   summary=search.summary(found), statuses=PAYMENT_STATUSES,
-                  currencies=sorted(SUPPORTED), sources=search.SOURCES), (
-        400 if found.errors else 200)
+                  currencies=sorted(SUPPORTED), sources=search.SOURCES)
+    if found.errors:
+        return html, 400, {"X-Form-Errors": "1", "X-Error-Message": "Check the filters."}
+    return html
 
 
 @bp.route("/payments.csv")
@@ -87,9 +91,12 @@ def _timeline_or_404(payment_id: str) -> timeline.Timeline:
     return found
 
 
-def _payment_page(t: timeline.Timeline, error: str | None = None):
-    return render_template("admin/payment.html", t=t, error=error, reasons=REASONS,
-                           refundable=refunds.remaining(t.payment)), 400 if error else 200
+def _payment_page(t: timeline.Timeline, error: str | None = None, confirm: int | None = None):
+    lines = refunds.item_lines(current_user, t.payment)
+    return render_template("admin/payment.html", t=t, error=error, reasons=FORM_REASONS,
+                           refundable=refunds.remaining(t.payment), item_lines=lines,
+                           quantity_name=quantity_name, confirm=confirm,
+                           typed=request.form), 400 if error else 200
 
 
 @bp.route("/payments/<payment_id>")
@@ -102,14 +109,22 @@ def payment(payment_id: str):
 @bp.route("/payments/<payment_id>/refund", methods=["POST"])
 @admin_only
 def refund_payment(payment_id: str):
-    """Refund now (the admin's request, approved by them and executed at Stripe)."""
+    """Refund now (the admin's request, approved by them and executed at Stripe) items or an
+    amount: first the amount to confirm, then, with confirm=yes, the refund."""
     t = _timeline_or_404(payment_id)
     form = request.form
     try:
-        amount = parse_amount(form.get("amount", ""), t.payment.currency)
+        text = form.get("amount", "").strip()
+        amount = parse_amount(text, t.payment.currency) if text else None
+        ids = [line.item.id for line in refunds.item_lines(current_user, t.payment)]
+        quantities = quantities_from(form, ids) or None
+        if form.get("confirm") != "yes":
+            return _payment_page(t, confirm=refunds.preview(
+                current_user, t.payment, amount=amount, quantities=quantities))
         done = refunds.refund_now(current_user, t.payment, amount=amount,
-                                  reason=form.get("reason", ""), notes=form.get("note"))
-    except (MoneyError, refunds.RefundError) as exc:
+                                  reason=form.get("reason", ""), notes=form.get("note"),
+                                  quantities=quantities)
+    except (MoneyError, refunds.RefundError, ValueError) as exc:
         return _payment_page(t, getattr(exc, "message", None) or str(exc).capitalize())
     flash(f"Refund of {format_minor(done.refund_amount, done.currency)}: {done.status}.", "info")
     return redirect(url_for("admin.payment", payment_id=payment_id))
@@ -216,8 +231,10 @@ def _confirm_bulk(ids: list):
     totals: dict[str, int] = {}
     for r in chosen:
         totals[r.currency] = totals.get(r.currency, 0) + r.amount
-    return render_template("admin/_refund_confirm.html", chosen=chosen, totals=totals,
+    html = render_template("admin/_refund_confirm.html", chosen=chosen, totals=totals,
                            note=request.form.get("note", ""))
+    # None waiting among those selected (decided meanwhile, or not ids): refused, said so.
+    return (html, 400, {"X-Form-Errors": "1"}) if not chosen else html
 
 
 @bp.route("/audit")

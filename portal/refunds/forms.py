@@ -9,14 +9,14 @@ from wtforms import SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional
 
-from .models import REASONS
+from .models import FORM_REASONS
 
 
 class RefundRequestForm(FlaskForm):
     amount = StringField("Amount to refund", validators=[Optional(), Length(max=20)])
     reason = SelectField("Reason", default="customer_request",
-                         choices=[SelectChoice(value, label) for value, label in REASONS.items()
-                                  if value != "requested_by_customer"])  # the same
+                         choices=[SelectChoice(value, label)
+                                  for value, label in FORM_REASONS.items()])
     notes = TextAreaField("Notes", validators=[Optional(), Length(max=1000)])
 
 

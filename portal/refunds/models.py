@@ -22,6 +22,8 @@ REASONS = {
     "damaged": "Item damaged or not as described",
     "other": "Other",
 }
+# What the forms offer: the first two of REASONS mean the same, so one of them.
+FORM_REASONS = {key: label for key, label in REASONS.items() if key != "requested_by_customer"}
 STRIPE_REASONS = {"duplicate", "fraudulent", "requested_by_customer"}
 # requested → approved | rejected; approved → processing → succeeded | failed | canceled.
 # A succeeded refund may still fail later (Stripe reports it asynchronously).

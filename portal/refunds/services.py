@@ -190,6 +190,25 @@ def request_refund(user: User, payment: Payment, *, amount: int | None, reason: 
     return request
 
 
+def preview(admin: User, payment: Payment, *, amount: int | None,
+            quantities: dict[uuid.UUID, int] | None) -> int:
+    """What ``refund_now`` would refund, for the admin to confirm (writes nothing).
+    RefundError as ``refund_now`` would raise it."""
+    if quantities and amount is not None:
+        raise RefundError("Ask for items or for an amount, not both.", "amount")
+    left = remaining(payment)
+    if quantities:
+        try:
+            amount = sum(share.amount for share in items.plan(payment, quantities))
+        except items.ItemsError as exc:
+            raise RefundError(str(exc), "items") from None
+    amount = left if amount is None else amount
+    if amount <= 0 or amount > left:
+        raise (_too_much(payment, left) if amount > 0
+               else RefundError("The amount must be more than zero.", "amount", left))
+    return amount
+
+
 def _goodwill(payment: Payment, vendor_id: uuid.UUID | None, amount: int | None,
               left: int) -> list[RefundItem]:
     """An amount request's rows: a vendor's is borne by them (one row), anyone else's by

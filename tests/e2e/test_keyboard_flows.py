@@ -105,13 +105,17 @@ def test_card_management_by_keyboard(page: Page, shop):
     expect(card_row(page, "Mastercard •••• 4444")).to_contain_text("Default")
 
 
-def test_checkout_with_the_saved_card_by_keyboard(page: Page, shop, live):
+def save_mastercard(shop, live) -> None:
+    """The customer's default card: a Mastercard •••• 4444 saved in the sandbox."""
     sandbox = stripe.StripeClient("sk_test_portal", base_addresses={"api": live.sandbox.url})
     pm = sandbox.v1.payment_methods.create(params={"type": "card", "card": {
         "number": "5555555555554444", "exp_month": 12, "exp_year": 2034, "cvc": "123"}})
     with committed():
         save_card(find_user(shop["email"]), pm.id, make_default=True)
 
+
+def test_checkout_with_the_saved_card_by_keyboard(page: Page, shop, live):
+    save_mastercard(shop, live)
     sign_in_by_keyboard(page, shop["email"])
     tab_to(page, page.get_by_role("link", name=f"Pay order #{shop['number']}"))
     page.keyboard.press("Enter")
@@ -125,12 +129,7 @@ def test_checkout_with_the_saved_card_by_keyboard(page: Page, shop, live):
 
 
 def test_checkout_with_a_new_card_by_keyboard(page: Page, shop, live):
-    sandbox = stripe.StripeClient("sk_test_portal", base_addresses={"api": live.sandbox.url})
-    pm = sandbox.v1.payment_methods.create(params={"type": "card", "card": {
-        "number": "5555555555554444", "exp_month": 12, "exp_year": 2034, "cvc": "123"}})
-    with committed():
-        save_card(find_user(shop["email"]), pm.id, make_default=True)
-
+    save_mastercard(shop, live)
     sign_in_by_keyboard(page, shop["email"])
     tab_to(page, page.get_by_role("link", name=f"Pay order #{shop['number']}"))
     page.keyboard.press("Enter")

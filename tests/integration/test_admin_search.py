@@ -131,6 +131,9 @@ def test_what_cannot_be_read_is_said_on_its_field_and_nothing_is_searched(
     assert "Payments found" not in r.text and "Nothing was searched" in r.text \
         or "damaged" in message
     assert admin.get("/admin/payments.csv", query_string=params).status_code == 400
+    # HTMX swaps the form with its messages: the 400 says so (static/js/portal.js).
+    swapped = admin.get("/admin/payments", query_string=params, headers={"HX-Request": "true"})
+    assert swapped.status_code == 400 and swapped.headers["X-Form-Errors"] == "1"
 
 
 def test_pages_by_cursor_stay_stable_while_payments_come_in(admin, people):

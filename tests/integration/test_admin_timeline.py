@@ -40,7 +40,12 @@ def test_the_timeline_tells_the_payments_story_and_refunds_from_it(
     assert rows[0] == "Payment created" and "Payment succeeded" in rows
     assert rows.count("Sale line") == 2 and "Receipt email" in rows
 
-    r = client.post(f"{url}/refund", data={"amount": "25.00", "reason": "damaged"})
+    asked = {"amount": "25.00", "reason": "damaged"}
+    r = client.post(f"{url}/refund", data=asked)  # first the amount, to confirm
+    assert r.status_code == 200
+    assert "Refund $25.00 to carol@example.test's card (•••• 4242)?" in r.text
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(RefundRequest)) == 0
+    r = client.post(f"{url}/refund", data={**asked, "confirm": "yes"})
     assert r.status_code == 302
     page = client.get(url).text
     assert "Refund of $25.00: succeeded." in page

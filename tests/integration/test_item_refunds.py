@@ -214,3 +214,22 @@ def test_the_api_refunds_items_and_keeps_its_shape(client, people, stripe_client
     assert (r.json["refund"]["amount"], r.json["refund"]["status"]) == (1000, "succeeded")
     db.session.expire_all()
     assert given_back(payment) == {"vera@example.test": (1000, 100)}
+
+
+def test_an_admin_refunds_an_item_from_the_payment_page_after_confirming(client, people,
+                                                                         stripe_client):
+    payment = shop_payment(stripe_client, people)
+    login(client, people["admin"].email)
+    url = f"/admin/payments/{payment.id}"
+    page = client.get(url).text
+    assert "How many of Candles to refund" in page and "victor@example.test" in page
+    asked = {"reason": "damaged", f"qty-{item(payment, 'Candles').id}": "1"}
+    r = client.post(f"{url}/refund", data=asked)
+    assert r.status_code == 200 and "Refund €23.70 to carol@example.test's card" in r.text
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(RefundRequest)) == 0
+    both = client.post(f"{url}/refund", data={**asked, "amount": "5"})
+    assert both.status_code == 400 and "not both" in both.text
+    r = client.post(f"{url}/refund", data={**asked, "confirm": "yes"})
+    assert r.status_code == 302
+    db.session.expire_all()
+    assert given_back(payment) == {"victor@example.test": (2370, 237)}

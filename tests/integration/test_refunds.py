@@ -81,7 +81,7 @@ def test_customer_requests_40_admin_approves_then_70_is_refused_with_the_remaind
     client.post("/logout")
     login(client, people["customer"].email)
     history = client.get("/payments").text
-    assert "Partially refunded $40.00" in history
+    assert "Partially refunded</span> $40.00" in history
     r = client.post(f"/payments/{payment.id}/refunds",
                     data={"amount": "70.00", "reason": "customer_request"})
     assert r.status_code == 400
