@@ -169,9 +169,9 @@ def shop(live, redis_url):
             save_card(customer, card("5555555555554444"), make_default=True)
         with committed():
             run_payouts(until=utcnow())
-        with committed():  # a refund of the first item, as the customer's form asks it
-            first = db.session.get(Payment, payment_id)
-            request_refund(find_user(CUSTOMER), first, amount=None, reason="damaged",
+        with committed():  # a refund of the first item, asked by support for the customer
+            first = db.session.get(Payment, payment_id)  # (whose form stays open for more)
+            request_refund(find_user(ADMIN), first, amount=None, reason="damaged",
                            notes="Too bright", quantities={paid.items[0].id: 1})
         event = wait_for(lambda: scalar(sa.select(StripeEvent.id).where(
             StripeEvent.status == "processed").limit(1)))

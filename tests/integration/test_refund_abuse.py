@@ -66,6 +66,8 @@ def test_a_second_request_waits_for_the_decision_on_the_first(client, people, st
             "has decided on it.") in r.text
     assert 'aria-invalid="true"' in r.text
     assert recorded() == 1
+    page = client.get(f"/payments/{payment.id}").text  # the form says so before one is sent
+    assert "You asked for $40.00" in page and "Request refund" not in page
     # Another requester of the same payment is not held up by it.
     switch_to(client, people["vendor"])
     assert ask(client, payment, "25.00", "not_received").status_code == 302
