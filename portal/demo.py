@@ -21,7 +21,7 @@ from .orders.models import Order
 from .orders.services import ItemIn, OrderIn, create_order
 from .payments.services import confirm_with_card, start_checkout
 from .refunds.models import RefundRequest
-from .refunds.services import refund_now
+from .refunds.services import refund_now, request_refund
 
 DEMO_PASSWORD = "demo-pass-123"  # nosec B105  # the demo's published sign-in (make run only)
 USERS = [
@@ -83,7 +83,7 @@ def seed_history(payments: int | None = None, seed: int = 18) -> int:
         customers = [find_user(f"shopper{i}@demo.shopsphere.test")
                      or create_user(f"shopper{i}@demo.shopsphere.test", "customer",
                                     DEMO_PASSWORD, f"Shopper {i}") for i in range(1, 13)]
-    now, made = utcnow(), []
+    now, made, asked = utcnow(), [], False
     for n in range(payments):
         currency = rng.choices(list(HISTORY_CURRENCIES), weights=(6, 3, 2, 1))[0]
         low, high = HISTORY_CURRENCIES[currency]
@@ -98,14 +98,29 @@ def seed_history(payments: int | None = None, seed: int = 18) -> int:
         card = "pm_card_chargeDeclined" if rng.random() < 0.08 else "pm_card_visa"
         payment, _ = confirm_with_card(customer, payment, card)
         if payment.status == "succeeded" and n % 11 == 3:  # about one in eleven refunded
-            refund_now(admin, payment, amount=rng.choice((None, payment.amount // 4)),
-                       reason="requested_by_customer", notes="Demo refund")
+            _refund(admin, payment, order.items, rng)
+        elif payment.status == "succeeded" and not asked and len(order.items) > 1 \
+                and n >= payments // 2:  # one vendor's item waits for the admin's decision
+            with unit_of_work():
+                request_refund(order.items[0].vendor, payment, amount=None, reason="damaged",
+                               notes="Chipped in transit",
+                               quantities={order.items[0].id: 1})
+            asked = True
         made.append((payment.id, now - timedelta(days=rng.uniform(0, HISTORY_DAYS)),
                      timedelta(days=rng.uniform(0.5, 6))))
     _date_back(made)
     with unit_of_work():
         rollups.rebuild()
     return len(made)
+
+
+def _refund(admin, payment: Payment, items: list, rng: random.Random) -> None:
+    """A refund of the history: all of it, a quarter, or one unit of its first item (borne
+    by that item's vendor)."""
+    kind = rng.choice(("all", "quarter", "item"))
+    refund_now(admin, payment, amount=payment.amount // 4 if kind == "quarter" else None,
+               quantities={items[0].id: 1} if kind == "item" else None,
+               reason="requested_by_customer", notes="Demo refund")
 
 
 def _date_back(made: list) -> None:
@@ -123,7 +138,9 @@ def _date_back(made: list) -> None:
                 line.created_at = at if line.kind == "sale" else at + later
             for request in db.session.scalars(sa.select(RefundRequest).where(
                     RefundRequest.payment_id == payment_id)):
-                request.created_at = request.decided_at = at + later
+                request.created_at = at + later
+                if request.decided_at is not None:
+                    request.decided_at = at + later
 
 
 def sandbox_in_use() -> bool:

@@ -67,6 +67,10 @@ def test_seed_demo_makes_a_history_for_the_back_office_in_the_sandbox(app, monke
     assert all(utcnow() - timedelta(days=90) <= p.created_at <= utcnow() for p in payments)
     assert db.session.scalar(sa.select(sa.func.count()).select_from(RefundRequest).where(
         RefundRequest.status == "succeeded")) >= 1
+    # A vendor's refund of one item waits for the admin (the demo's refund queue).
+    [waiting] = db.session.scalars(sa.select(RefundRequest).where(
+        RefundRequest.status == "requested")).all()
+    assert waiting.source == "vendor" and waiting.itemized and waiting.decided_at is None
     assert maintained() == from_the_rows()
     again = app.test_cli_runner().invoke(args=["seed-demo"])
     assert again.exit_code == 0 and "payments of the last" not in again.output
