@@ -254,8 +254,8 @@ def approve(admin: User, request_id: uuid.UUID, *, amount: int | None = None,
     left = remaining(payment, besides=request.id)
     if amount > left:
         raise _too_much(payment, left)
-    for share in request.items:  # a vendor's goodwill: they bear what is approved
-        share.amount = amount
+    if request.items and not request.itemized:  # a vendor's goodwill: they bear what is
+        request.items[0].amount = amount        # approved (an itemized one is approved whole)
     request.status, request.approved_amount = "approved", amount
     request.decided_by_id, request.decided_at = admin.id, utcnow()
     request.decision_note = (note or "").strip() or None

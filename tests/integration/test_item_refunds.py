@@ -233,3 +233,19 @@ def test_an_admin_refunds_an_item_from_the_payment_page_after_confirming(client,
     assert r.status_code == 302
     db.session.expire_all()
     assert given_back(payment) == {"victor@example.test": (2370, 237)}
+
+
+def test_one_request_for_items_of_two_vendors_is_borne_by_each_for_their_own(
+        client, people, stripe_client):
+    payment = shop_payment(stripe_client, people, tax=572)  # 10 % tax: €62.92
+    login(client, people["customer"].email)
+    r = ask_items(client, payment, {"Mug": 1, "Candles": 1})
+    assert r.status_code == 302
+    request = db.session.scalar(sa.select(RefundRequest))
+    # Each item with its share of the tax: 11.00 and 26.07 (their vendors' gross, split).
+    assert [(i.order_item.description, i.amount) for i in request.items] == [
+        ("Mug", 1100), ("Candles", 2607)]
+    assert request.amount == 3707
+    approve_all(people)
+    assert given_back(payment) == {"vera@example.test": (1100, 100),
+                                   "victor@example.test": (2607, 237)}
