@@ -15,8 +15,20 @@ LOG_LEVEL="$(tr '[:lower:]' '[:upper:]' <<<"${LOG_LEVEL:-WARNING}")"
 export LOG_LEVEL
 PY=.venv/bin/python
 
+# Each child runs in a session of its own (setsid, where there is one), so that the
+# terminal's Ctrl-C reaches this script only: it stops them last started first, each before
+# the next (the web server finishes the webhooks it is processing while the sandbox still
+# answers; before, they failed by the hundred as the sandbox died with it). Use detach in
+# the background only (&): exec keeps $! the process itself.
+detach() { if command -v setsid >/dev/null; then exec setsid "$@"; else exec "$@"; fi; }
 pids=()
-stop() { trap - INT TERM EXIT; kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+stop() {
+  trap - INT TERM EXIT
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[i]}" 2>/dev/null && wait "${pids[i]}" 2>/dev/null
+  done
+  return 0
+}
 # Ctrl-C (or TERM) is how a demo ends: stop the children and exit 0, so that make does not
 # report "Error 130". EXIT: a failed step stops what was started before it.
 trap 'stop; echo "  Stopped."; exit 0' INT TERM
@@ -50,7 +62,7 @@ if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
   export STRIPE_API_BASE="http://127.0.0.1:${SANDBOX_PORT}"
   # Connect events (vendors' accounts) go to a Connect endpoint with its own secret, as at
   # Stripe. A charge's funds become available for payouts after a minute (Stripe: days).
-  $PY -m stripe_sandbox --port "$SANDBOX_PORT" --log-level "$LOG_LEVEL" \
+  detach $PY -m stripe_sandbox --port "$SANDBOX_PORT" --log-level "$LOG_LEVEL" \
       --webhook-url "http://127.0.0.1:${PORT}/api/payments/webhook" \
       --webhook-secret "${STRIPE_WEBHOOK_SECRET:-whsec_sandbox}" \
       --connect-webhook-secret "${STRIPE_CONNECT_WEBHOOK_SECRET:-whsec_sandbox_connect}" \
@@ -62,7 +74,7 @@ fi
 
 if [ -z "${ORDER_SERVICE_URL:-}" ]; then
   # No order service: the built-in stand-in takes the outbox's payment notifications.
-  $PY -m portal.demo_orders --port "$DEMO_ORDERS_PORT" &
+  detach $PY -m portal.demo_orders --port "$DEMO_ORDERS_PORT" &
   pids+=($!)
   export ORDER_SERVICE_URL="http://127.0.0.1:${DEMO_ORDERS_PORT}"
   wait_for "${ORDER_SERVICE_URL}/healthz" $! || fail "the order-service stand-in did not start"
@@ -81,10 +93,10 @@ fi
 seeded=$(.venv/bin/flask seed-demo)
 
 if [ -n "${REDIS_URL:-}" ]; then
-  .venv/bin/flask worker &
+  detach .venv/bin/flask worker &
   pids+=($!)
 fi
-.venv/bin/gunicorn --bind "127.0.0.1:${PORT}" --workers 2 --threads 4 wsgi:app &
+detach .venv/bin/gunicorn --bind "127.0.0.1:${PORT}" --workers 2 --threads 4 wsgi:app &
 pids+=($!)
 wait_for "http://127.0.0.1:${PORT}/healthz" $! || fail "the web server did not start"
 
