@@ -121,9 +121,13 @@ def refund_payment(payment_id: str):
         if form.get("confirm") != "yes":
             return _payment_page(t, confirm=refunds.preview(
                 current_user, t.payment, amount=amount, quantities=quantities))
+        expected = form.get("expected", "")
         done = refunds.refund_now(current_user, t.payment, amount=amount,
                                   reason=form.get("reason", ""), notes=form.get("note"),
-                                  quantities=quantities)
+                                  quantities=quantities,
+                                  expected=int(expected) if expected.isdigit() else -1)
+    except refunds.Changed as exc:  # confirm again, the new amount
+        return _payment_page(t, exc.message, confirm=exc.amount)
     except (MoneyError, refunds.RefundError, ValueError) as exc:
         return _payment_page(t, getattr(exc, "message", None) or str(exc).capitalize())
     flash(f"Refund of {format_minor(done.refund_amount, done.currency)}: {done.status}.", "info")

@@ -18,7 +18,9 @@ The rule (docs/design.md, "Refund"):
   of a vendor: their gross less what they would have given back once every claim is made
   (so what they bear more never moves a shared refund onto another vendor); of the payment:
   paid less all claims. Refunds made in Stripe's dashboard are amounts shared in
-  proportion. An admin's request does not wait for the requests waiting for a decision.
+  proportion. An admin's request does not wait for the requests waiting for a decision
+  (but for the units of items they name), so approval re-checks what vendors bear
+  (``unbearable``); an item a waiting request would cut short is refused, not cut.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ import sqlalchemy as sa
 from ..extensions import db
 from ..ledger import splits
 from ..ledger.models import Payment, SplitLine
-from ..money import amount_step
+from ..money import amount_step, format_minor
 from ..orders.models import OrderItem
-from .models import CLAIMED, RefundItem, RefundRequest
+from .models import CLAIMED, SETTLED, RefundItem, RefundRequest
 
 
 class ItemsError(ValueError):
@@ -109,30 +111,43 @@ def allocate_or_even(total: int, weights: list[int]) -> list[int]:
     return splits.allocate(total, weights if sum(weights) else [1] * len(weights))
 
 
-def claims(payment: Payment) -> Claims:
-    """What the payment's requests not refused claim, by item and vendor, and in all."""
+def claims(payment: Payment, *, waiting: bool = True,
+           besides: uuid.UUID | None = None) -> Claims:
+    """What the payment's requests not refused claim: of each item, all of them (``CLAIMED``,
+    so that no unit is asked for twice); borne by each vendor and in all, without
+    ``waiting``, only the approved, being made and made ones (``SETTLED``); never
+    ``besides``."""
+    counted = CLAIMED if waiting else SETTLED
     found = Claims()
-    for item_id, vendor_id, quantity, amount in db.session.execute(
-            sa.select(RefundItem.order_item_id, RefundItem.vendor_id, RefundItem.quantity,
-                      RefundItem.amount)
-            .join(RefundRequest, RefundRequest.id == RefundItem.refund_request_id)
-            .where(RefundRequest.payment_id == payment.id,
-                   RefundRequest.status.in_(CLAIMED))):
-        found.borne[vendor_id] += amount
+    query = (sa.select(RefundRequest.id, RefundRequest.status, RefundItem.order_item_id,
+                       RefundItem.vendor_id, RefundItem.quantity, RefundItem.amount)
+             .join(RefundRequest, RefundRequest.id == RefundItem.refund_request_id)
+             .where(RefundRequest.payment_id == payment.id,
+                    RefundRequest.status.in_(CLAIMED)))
+    for request_id, status, item_id, vendor_id, quantity, amount in db.session.execute(query):
+        if request_id == besides:
+            continue
+        if status in counted:
+            found.borne[vendor_id] += amount
         if item_id is not None:
             found.quantity[item_id] += quantity
             found.amount[item_id] += amount
-    found.total = int(db.session.scalar(sa.select(sa.func.coalesce(sa.func.sum(
+    total = sa.select(sa.func.coalesce(sa.func.sum(
         sa.func.coalesce(RefundRequest.approved_amount, RefundRequest.amount)), 0)).where(
-        RefundRequest.payment_id == payment.id, RefundRequest.status.in_(CLAIMED))))
+        RefundRequest.payment_id == payment.id, RefundRequest.status.in_(counted))
+    if besides is not None:
+        total = total.where(RefundRequest.id != besides)
+    found.total = int(db.session.scalar(total))
     return found
 
 
-def _state(payment: Payment) -> _Payment:
+def _state(payment: Payment, *, waiting: bool = True,
+           besides: uuid.UUID | None = None) -> _Payment:
     """What the rule needs of the payment. A vendor's room: their gross less what they would
     have given back once every claim is made (splits.refund_targets), so that what they bear
-    more never moves a shared refund onto another vendor."""
-    items, found = _items(payment), claims(payment)
+    more never moves a shared refund onto another vendor; ``waiting``: the requests waiting
+    for a decision count as claims (see ``claims``)."""
+    items, found = _items(payment), claims(payment, waiting=waiting, besides=besides)
     sales = dict(sorted(_sales(payment).items(), key=lambda kv: str(kv[0])))
     targets = splits.refund_targets(
         [(line.gross, line.fee) for line in sales.values()],
@@ -152,16 +167,34 @@ def borne_by_vendor(payment: Payment) -> dict[uuid.UUID, int]:
         .group_by(RefundItem.vendor_id))}
 
 
-def vendor_room(payment: Payment, vendor_id: uuid.UUID) -> int:
+def vendor_room(payment: Payment, vendor_id: uuid.UUID, *, waiting: bool = True) -> int:
     """What more ``vendor_id`` may bear of the payment (see ``_state``)."""
-    return _state(payment).rooms.get(vendor_id, 0)
+    return _state(payment, waiting=waiting).rooms.get(vendor_id, 0)
 
 
-def item_lines(payment: Payment, room: int, vendor_id: uuid.UUID | None = None
-               ) -> list[ItemLine]:
+def unbearable(request: RefundRequest, payment: Payment) -> str | None:
+    """At approval: why a vendor cannot bear their rows of ``request`` any more (their room
+    without the requests waiting, this one besides, is smaller: an admin's request took it
+    meanwhile); None when they can."""
+    if not request.items:
+        return None
+    rooms = _state(payment, waiting=False, besides=request.id).rooms
+    borne: dict[uuid.UUID, int] = defaultdict(int)
+    for row in request.items:
+        borne[row.vendor_id] += row.amount
+    for vendor, amount in borne.items():
+        if amount > rooms.get(vendor, 0):
+            shown = format_minor(rooms.get(vendor, 0), payment.currency)
+            return (f"Its seller can bear only {shown} more of this payment now: reject it "
+                    "and ask again.")
+    return None
+
+
+def item_lines(payment: Payment, room: int, vendor_id: uuid.UUID | None = None, *,
+               waiting: bool = True) -> list[ItemLine]:
     """The payment's items (a vendor's only, with ``vendor_id``) and what each may still
     refund, at most ``room`` (what the payment may still refund)."""
-    state = _state(payment)
+    state = _state(payment, waiting=waiting)
     return [ItemLine(item, state.paid[item.id], state.found.quantity[item.id],
                      state.found.amount[item.id],
                      max(0, min(state.paid[item.id] - state.found.amount[item.id],
@@ -170,24 +203,34 @@ def item_lines(payment: Payment, room: int, vendor_id: uuid.UUID | None = None
 
 
 def plan(payment: Payment, quantities: dict[uuid.UUID, int],
-         vendor_id: uuid.UUID | None = None) -> list[RefundItem]:
+         vendor_id: uuid.UUID | None = None, *, waiting: bool = True) -> list[RefundItem]:
     """The rows of a request refunding ``quantities`` (order item id -> units) of the
     payment's items: each item's amount by the module's rule. ItemsError names the first
-    item that cannot be refunded so; ``vendor_id``: only that vendor's items may be named."""
-    state = _state(payment)
+    item that cannot be refunded so; ``vendor_id``: only that vendor's items may be named.
+    ``waiting``: the requests waiting for a decision count (customers' and vendors'
+    requests; not an admin's)."""
+    state = _state(payment, waiting=False)
     by_id = {item.id: item for item in state.items}
-    rooms, rows = dict(state.rooms), []
+    settled = dict(state.rooms)
+    rooms = dict(_state(payment).rooms if waiting else settled)
+    rows = []
     for position, (item_id, quantity) in enumerate(quantities.items()):
         item = by_id.get(item_id)
         if item is None or (vendor_id is not None and item.vendor_id != vendor_id):
             raise ItemsError("You can only ask to refund your own items of this order."
                              if item is not None else "This order has no such item.")
         # A vendor's share refunded already (amounts shared by all vendors) leaves less of
-        # their items to refund: the items take what is left of it.
-        amount = min(_amount_of(payment, item, quantity, state), rooms.get(item.vendor_id, 0))
+        # their items to refund: the items take what is left of it. What a request waiting
+        # for a decision may take is not left: it is refused until that is decided.
+        amount = min(_amount_of(payment, item, quantity, state), settled.get(item.vendor_id, 0))
         if amount <= 0:
             raise ItemsError(f"Nothing more of {item.description} can be refunded: its "
                              "vendor's share of the payment was refunded already.")
+        if amount > rooms.get(item.vendor_id, 0):
+            raise ItemsError(f"A request waiting for a decision covers part of "
+                             f"{item.description}'s price: ask again once an admin has "
+                             "decided on it.")
+        settled[item.vendor_id] -= amount
         rooms[item.vendor_id] -= amount
         rows.append(RefundItem(vendor_id=item.vendor_id, order_item_id=item.id,
                                position=position, quantity=quantity, amount=amount))

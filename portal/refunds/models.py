@@ -33,6 +33,8 @@ REFUND_STATUSES = ("requested", "approved", "rejected", "processing", "succeeded
 IN_FLIGHT = ("approved", "processing")
 # What counts against what may still be asked for: waiting for a decision too.
 CLAIMED = ("requested", *IN_FLIGHT, "succeeded")
+# What an admin's decision has committed.
+SETTLED = (*IN_FLIGHT, "succeeded")
 
 
 class RefundRequest(IdMixin, TimestampMixin, db.Model):

@@ -54,6 +54,16 @@ class RefundError(DomainError):
         return self._api
 
 
+class Changed(RefundError):
+    """What refund_now would refund is not what the admin confirmed (``amount``: what it is
+    now); nothing was done."""
+
+    def __init__(self, amount: int):
+        self.amount = amount
+        super().__init__("The amount changed since you confirmed it: confirm the new one.",
+                         "amount")
+
+
 # --- Who may see what -------------------------------------------------------------------------
 
 def sells_in(vendor: User, payment: Payment) -> bool:
@@ -116,8 +126,10 @@ def requestable(user: User, payment: Payment) -> int:
 
 def item_lines(user: User, payment: Payment) -> list[items.ItemLine]:
     """The items ``user`` may ask to refund (a vendor: their own), with what each may."""
-    room = remaining(payment, waiting=user.role != "admin")
-    return items.item_lines(payment, room, user.id if user.role == "vendor" else None)
+    waiting = user.role != "admin"
+    room = remaining(payment, waiting=waiting)
+    return items.item_lines(payment, room, user.id if user.role == "vendor" else None,
+                            waiting=waiting)
 
 
 def _locked_payment(payment_id: uuid.UUID) -> Payment:
@@ -172,7 +184,7 @@ def request_refund(user: User, payment: Payment, *, amount: int | None, reason: 
     vendor_id = user.id if user.role == "vendor" else None
     if quantities:
         try:
-            shares = items.plan(payment, quantities, vendor_id)
+            shares = items.plan(payment, quantities, vendor_id, waiting=user.role != "admin")
         except items.ItemsError as exc:
             raise RefundError(str(exc), "items") from None
         amount = sum(share.amount for share in shares)
@@ -199,7 +211,8 @@ def preview(admin: User, payment: Payment, *, amount: int | None,
     left = remaining(payment)
     if quantities:
         try:
-            amount = sum(share.amount for share in items.plan(payment, quantities))
+            amount = sum(share.amount
+                         for share in items.plan(payment, quantities, waiting=False))
         except items.ItemsError as exc:
             raise RefundError(str(exc), "items") from None
     amount = left if amount is None else amount
@@ -256,6 +269,10 @@ def approve(admin: User, request_id: uuid.UUID, *, amount: int | None = None,
         raise _too_much(payment, left)
     if request.items and not request.itemized:  # a vendor's goodwill: they bear what is
         request.items[0].amount = amount        # approved (an itemized one is approved whole)
+    # What they bear must still fit: an admin's request may have taken it since.
+    why = items.unbearable(request, payment)
+    if why is not None:
+        raise RefundError(why, "amount")
     request.status, request.approved_amount = "approved", amount
     request.decided_by_id, request.decided_at = admin.id, utcnow()
     request.decision_note = (note or "").strip() or None
@@ -305,12 +322,13 @@ def decide_many(admin: User, request_ids: list[uuid.UUID], action: str,
 
 
 def refund_now(admin: User, payment: Payment, *, amount: int | None, reason: str,
-               notes: str | None, quantities: dict[uuid.UUID, int] | None = None
-               ) -> RefundRequest:
+               notes: str | None, quantities: dict[uuid.UUID, int] | None = None,
+               expected: int | None = None) -> RefundRequest:
     """An admin's refund (the API, the admin's payment page): one transaction records the
     request and its approval by that admin (or nothing at all, when either is refused), then
     the refund is executed at once. Neither ``amount`` nor ``quantities``: the whole
-    remainder."""
+    remainder. ``expected``: the amount the admin confirmed; Changed (nothing done) when
+    the payment's state now makes it another."""
     with phase():  # reserve: the payment stays locked from the request to the approval
         if amount is None and not quantities:
             amount = remaining(_locked_payment(payment.id))
@@ -318,6 +336,8 @@ def refund_now(admin: User, payment: Payment, *, amount: int | None, reason: str
                 raise RefundError("Nothing of this payment can be refunded.", "amount", 0)
         request = request_refund(admin, payment, amount=amount, reason=reason, notes=notes,
                                  quantities=quantities)
+        if expected is not None and request.amount != expected:  # what the admin confirmed
+            raise Changed(request.amount)
         approve(admin, request.id, execute=False)
     execute_refund(str(request.id), retry_later=True)
     return db.session.get(RefundRequest, request.id)

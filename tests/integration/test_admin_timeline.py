@@ -45,7 +45,7 @@ def test_the_timeline_tells_the_payments_story_and_refunds_from_it(
     assert r.status_code == 200
     assert "Refund $25.00 to carol@example.test's card (•••• 4242)?" in r.text
     assert db.session.scalar(sa.select(sa.func.count()).select_from(RefundRequest)) == 0
-    r = client.post(f"{url}/refund", data={**asked, "confirm": "yes"})
+    r = client.post(f"{url}/refund", data={**asked, "confirm": "yes", "expected": "2500"})
     assert r.status_code == 302
     page = client.get(url).text
     assert "Refund of $25.00: succeeded." in page

@@ -229,7 +229,7 @@ def test_an_admin_refunds_an_item_from_the_payment_page_after_confirming(client,
     assert db.session.scalar(sa.select(sa.func.count()).select_from(RefundRequest)) == 0
     both = client.post(f"{url}/refund", data={**asked, "amount": "5"})
     assert both.status_code == 400 and "not both" in both.text
-    r = client.post(f"{url}/refund", data={**asked, "confirm": "yes"})
+    r = client.post(f"{url}/refund", data={**asked, "confirm": "yes", "expected": "2370"})
     assert r.status_code == 302
     db.session.expire_all()
     assert given_back(payment) == {"victor@example.test": (2370, 237)}
@@ -249,3 +249,73 @@ def test_one_request_for_items_of_two_vendors_is_borne_by_each_for_their_own(
     approve_all(people)
     assert given_back(payment) == {"vera@example.test": (1100, 100),
                                    "victor@example.test": (2607, 237)}
+
+
+def test_an_item_partly_covered_by_a_waiting_request_is_refused_not_cut_short(
+        client, people, stripe_client):
+    """A shared €40.00 waits for a decision: €23.43 of it would be vera's, leaving her room
+    for €10.07. Her bowl (€23.50) would be cut to that and marked refunded for good; it is
+    refused until the admin decides. Her mug (€10.00) fits."""
+    payment = shop_payment(stripe_client, people)
+    with committed():
+        waiting = refunds.request_refund(people["customer"], payment, amount=4000,
+                                         reason="other")
+    login(client, people["vendor"].email)
+    r = client.post(f"/payments/{payment.id}/refunds", data={
+        "reason": "damaged", f"qty-{item(payment, 'Bowl').id}": "1"})
+    assert r.status_code == 400
+    assert "A request waiting for a decision covers part of Bowl" in r.text
+    with committed():
+        refunds.reject(people["admin"], waiting.id, note="Not yet")
+    r = client.post(f"/payments/{payment.id}/refunds", data={
+        "reason": "damaged", f"qty-{item(payment, 'Bowl').id}": "1"})
+    assert r.status_code == 302
+    assert db.session.scalar(sa.select(RefundRequest.amount).where(
+        RefundRequest.source == "vendor")) == 2350
+
+
+def test_approval_refuses_goodwill_its_vendor_can_no_longer_bear(client, people,
+                                                                 stripe_client):
+    payment = shop_payment(stripe_client, people)
+    with committed():
+        goodwill = refunds.request_refund(people["vendor"], payment, amount=2000,
+                                          reason="other")
+    # Support refunds all of vera's items meanwhile (an admin does not wait for requests).
+    refunds.refund_now(people["admin"], payment, amount=None, reason="damaged", notes=None,
+                       quantities={item(payment, "Mug").id: 1, item(payment, "Bowl").id: 1})
+    db.session.expire_all()
+    with pytest.raises(refunds.RefundError, match="can bear only €0.00 more"), committed():
+        refunds.approve(people["admin"], goodwill.id)
+    db.session.expire_all()
+    assert db.session.get(RefundRequest, goodwill.id).status == "requested"
+    assert given_back(payment) == {"vera@example.test": (3350, 335)}  # victor: untouched
+
+
+def test_the_admins_confirmation_holds_for_the_amount_it_showed(client, people,
+                                                                stripe_client):
+    payment = shop_payment(stripe_client, people)
+    login(client, people["admin"].email)
+    url = f"/admin/payments/{payment.id}/refund"
+    asked = client.post(url, data={"reason": "other"})  # all that can be refunded
+    assert "Refund €57.20 to carol@example.test's card" in asked.text
+    refunds.refund_now(people["admin2"], payment, amount=1000, reason="other", notes=None)
+    r = client.post(url, data={"reason": "other", "confirm": "yes", "expected": "5720"})
+    assert r.status_code == 400
+    assert "The amount changed since you confirmed it" in r.text
+    assert "Refund €47.20 to carol@example.test's card" in r.text
+    db.session.expire_all()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(RefundRequest)) == 1
+
+
+def test_a_vendor_sees_only_their_own_items_of_anothers_request(client, people,
+                                                                stripe_client):
+    payment = shop_payment(stripe_client, people)
+    with committed():
+        refunds.request_refund(people["customer"], payment, amount=None, reason="damaged",
+                               quantities={item(payment, "Mug").id: 1,
+                                           item(payment, "Candles").id: 1})
+    login(client, people["vendor2"].email)
+    page = client.get(f"/vendor/sales/{payment.id}/refund").text
+    requests = page.split('aria-label="Refunds"')[1].split("</table>")[0]
+    assert "1 × Candles (€23.70)" in requests and "Items of other sellers" in requests
+    assert "Mug" not in requests
