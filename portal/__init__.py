@@ -84,6 +84,7 @@ def _register_models() -> None:
     from .audit import models as _audit  # noqa: F401
     from .auth import models as _auth  # noqa: F401
     from .cards import models as _cards  # noqa: F401
+    from .documents import models as _documents  # noqa: F401
     from .ledger import models as _ledger  # noqa: F401
     from .orders import models as _orders  # noqa: F401
     from .outbox import models as _outbox  # noqa: F401

@@ -108,6 +108,11 @@ class Config:
     SMTP_USER: str = ""
     SMTP_PASSWORD: str = ""
     SMTP_FROM: str = "ShopSphere Payments <payments@shopsphere.example>"
+    # The platform's legal details on its invoices and credit notes (issue 20); an issued
+    # document keeps those it was issued with.
+    INVOICE_COMPANY_NAME: str = "ShopSphere Marketplace Ltd (demo)"
+    INVOICE_COMPANY_ADDRESS: str = "1 Example Street, Demo City 00000"
+    INVOICE_TAX_ID: str = "DEMO-TAX-000000"
     TRUSTED_PROXY_HOPS: int = 0
     SESSION_HOURS: int = 12
     JWT_SECRET: str = ""
@@ -194,6 +199,11 @@ class Config:
         if self.REFUND_AFTER_PAYOUT not in ("carry", "reverse"):
             raise ConfigError(f"REFUND_AFTER_PAYOUT={self.REFUND_AFTER_PAYOUT!r} must be carry "
                               "or reverse")
+        for name, most in (("INVOICE_COMPANY_NAME", 200), ("INVOICE_COMPANY_ADDRESS", 500),
+                           ("INVOICE_TAX_ID", 50)):
+            value = getattr(self, name)
+            if len(value) > most or any(ord(ch) < 32 and ch != "\n" for ch in value):
+                raise ConfigError(f"{name} must be at most {most} printable characters")
         self.PAYOUT_SCHEDULE = self.PAYOUT_SCHEDULE.lower()
         if self.PAYOUT_SCHEDULE not in ("weekly", "monthly"):
             raise ConfigError(f"PAYOUT_SCHEDULE={self.PAYOUT_SCHEDULE!r} must be weekly or "

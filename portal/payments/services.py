@@ -26,6 +26,7 @@ from ..auth.models import User
 from ..cards import services as cards
 from ..cards.models import SavedCard
 from ..database import in_phases, insert_or_skip, phase, write_lock
+from ..documents import invoices
 from ..errors import DomainError, Unavailable
 from ..extensions import db
 from ..hygiene import CONTROL
@@ -417,6 +418,8 @@ def _settle_locked(payment: Payment, intent: gateway.Intent) -> None:
                 splits.record_sale(payment,
                                    current_app.extensions["portal_config"].PLATFORM_FEE_PERCENT)
             outbox.record_payment_outcome(payment)
+            if payment.status == "succeeded":  # last: its number's counter is held to the
+                invoices.issue_invoice(payment)  # commit (documents/numbering.py)
 
 
 def refresh_payment(payment: Payment, *, quiet: bool = True) -> Payment:

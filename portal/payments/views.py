@@ -7,6 +7,7 @@ from flask_login import current_user, login_required
 
 from .. import stripe_gateway as gateway
 from ..cards import services as cards
+from ..documents import invoices
 from ..extensions import limiter
 from ..htmx import render
 from ..ledger.models import SETTLED_FOR_NOW
@@ -190,7 +191,18 @@ def detail(payment_id: str):
     if payment is None:
         abort(404)
     return render_template("payments/detail.html", payment=payment, settled=SETTLED_FOR_NOW,
-                           **refund_context(payment))
+                           invoice=invoices.invoice_of(payment), **refund_context(payment))
+
+
+@bp.route("/payments/<payment_id>/invoice")
+@login_required
+def invoice(payment_id: str):
+    """The payment's invoice, as issued: its customer's or an admin's (404 otherwise)."""
+    payment = payment_for(current_user, payment_id)
+    found = invoices.invoice_of(payment) if payment is not None else None
+    if found is None:
+        abort(404)
+    return render_template("documents/invoice.html", invoice=found, f=found.facts)
 
 
 @bp.route("/payments")

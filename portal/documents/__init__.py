@@ -1,0 +1,1 @@
+"""Money documents: invoices (and, to come, credit notes), numbered without gaps."""
