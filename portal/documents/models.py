@@ -44,3 +44,28 @@ class Invoice(IdMixin, db.Model):
     facts: Mapped[dict] = mapped_column(sa.JSON)
 
     payment = relationship("Payment")
+
+
+class CreditNote(IdMixin, db.Model):
+    """A succeeded refund's credit note: its number, the invoice it credits, and what it
+    states (the amount, the reason, what each vendor bears), stored as issued."""
+
+    __tablename__ = "credit_notes"
+    __table_args__ = (
+        sa.UniqueConstraint("year", "sequence", name="uq_credit_notes_year_sequence"),
+        sa.CheckConstraint("sequence > 0", name="sequence_positive"),
+    )
+
+    number: Mapped[str] = mapped_column(sa.String(20), unique=True)  # CN-2026-000045
+    year: Mapped[int]
+    sequence: Mapped[int] = mapped_column(sa.BigInteger)
+    refund_request_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("refund_requests.id"), unique=True)
+    payment_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("payments.id"), index=True)
+    invoice_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("invoices.id"))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
+    facts: Mapped[dict] = mapped_column(sa.JSON)
+
+    invoice = relationship("Invoice")

@@ -7,7 +7,7 @@ from flask_login import current_user, login_required
 
 from .. import stripe_gateway as gateway
 from ..cards import services as cards
-from ..documents import invoices
+from ..documents import credit_notes, invoices
 from ..extensions import limiter
 from ..htmx import render
 from ..ledger.models import SETTLED_FOR_NOW
@@ -191,7 +191,9 @@ def detail(payment_id: str):
     if payment is None:
         abort(404)
     return render_template("payments/detail.html", payment=payment, settled=SETTLED_FOR_NOW,
-                           invoice=invoices.invoice_of(payment), **refund_context(payment))
+                           invoice=invoices.invoice_of(payment),
+                           credit_notes=credit_notes.credit_notes_of(payment),
+                           **refund_context(payment))
 
 
 @bp.route("/payments/<payment_id>/invoice")
@@ -203,6 +205,18 @@ def invoice(payment_id: str):
     if found is None:
         abort(404)
     return render_template("documents/invoice.html", invoice=found, f=found.facts)
+
+
+@bp.route("/payments/<payment_id>/credit-notes/<number>")
+@login_required
+def credit_note(payment_id: str, number: str):
+    """One credit note of the payment, as issued: its customer's or an admin's."""
+    payment = payment_for(current_user, payment_id)
+    found = next((n for n in credit_notes.credit_notes_of(payment) if n.number == number),
+                 None) if payment is not None else None
+    if found is None:
+        abort(404)
+    return render_template("documents/credit_note.html", note=found, f=found.facts)
 
 
 @bp.route("/payments")

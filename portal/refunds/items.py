@@ -251,3 +251,44 @@ def _amount_of(payment: Payment, item: OrderItem, quantity: int, state: _Payment
     if amount <= 0:
         raise ItemsError(f"Nothing more of {item.description} can be refunded.")
     return amount
+
+
+def borne_shares(payment: Payment, request_ids: list[uuid.UUID]) -> list[dict[uuid.UUID, int]]:
+    """What each vendor bears of each of these refunds that have just succeeded, in this
+    order, after the payment's other succeeded refunds: the difference each makes to the
+    vendors' targets (splits.refund_targets), as their refund lines take it."""
+    amounts = dict(db.session.execute(sa.select(
+        RefundRequest.id, sa.func.coalesce(RefundRequest.approved_amount, RefundRequest.amount))
+        .where(RefundRequest.payment_id == payment.id,
+               RefundRequest.status == "succeeded")).all())
+    rows: dict[uuid.UUID, list[tuple[uuid.UUID, int]]] = defaultdict(list)
+    for request_id, vendor_id, amount in db.session.execute(
+            sa.select(RefundItem.refund_request_id, RefundItem.vendor_id, RefundItem.amount)
+            .where(RefundItem.refund_request_id.in_(list(amounts) or [uuid.uuid4()]))):
+        rows[request_id].append((vendor_id, amount))
+    sales = dict(sorted(_sales(payment).items(), key=lambda kv: str(kv[0])))
+    if not sales:
+        return [{} for _ in request_ids]
+    shares = [(line.gross, line.fee) for line in sales.values()]
+    step = amount_step(payment.currency)
+    done = [rid for rid in amounts if rid not in request_ids]
+    total = sum(amounts[rid] for rid in done)
+    borne: dict[uuid.UUID, int] = defaultdict(int)
+    for rid in done:
+        for vendor, amount in rows[rid]:
+            borne[vendor] += amount
+
+    def targets() -> list[int]:
+        return [gross for gross, _ in splits.refund_targets(
+            shares, min(total, payment.amount), payment.amount, step,
+            [borne[vendor] for vendor in sales])]
+
+    found = []
+    for rid in request_ids:
+        before = targets()
+        total += int(amounts.get(rid, 0))
+        for vendor, amount in rows[rid]:
+            borne[vendor] += amount
+        found.append({vendor: after - was for vendor, was, after
+                      in zip(sales, before, targets(), strict=True)})
+    return found

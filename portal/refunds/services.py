@@ -21,6 +21,7 @@ from .. import stripe_gateway as gateway
 from ..audit.services import audit
 from ..auth.models import User
 from ..database import in_phases, phase, write_lock
+from ..documents import credit_notes
 from ..errors import DomainError
 from ..extensions import db
 from ..ledger import splits
@@ -388,8 +389,9 @@ def execute_refund(request_id: str, retry_later: bool = False) -> None:
 
     def apply(r: _Reserved, refund: gateway.Refund) -> None:
         payment = _locked_payment(r.payment_id)
-        _mirror(payment, refund)
+        made = _mirror(payment, refund)
         _recount(payment)
+        _issue_credit_notes(payment, [made] if made else [])
 
     def failed(r: _Reserved, exc: gateway.GatewayError) -> gateway.GatewayError | None:
         """What is left to do: the error to raise after this phase commits (RQ retries)."""
@@ -426,7 +428,7 @@ _MAY_BECOME = {"requested": {"processing", "succeeded", "failed", "canceled"},
                "succeeded": {"failed"}}  # Stripe may report a failure afterwards
 
 
-def _mirror(payment: Payment, refund: gateway.Refund) -> None:
+def _mirror(payment: Payment, refund: gateway.Refund) -> uuid.UUID | None:
     """Bring the local request of a Stripe refund to its state (importing refunds made
     outside the portal). The caller holds the payment row. The request is read afresh: the
     session keeps rows across commits, and a webhook may have mirrored this refund while a
@@ -463,6 +465,9 @@ def _mirror(payment: Payment, refund: gateway.Refund) -> None:
             log.warning("refund %s (%s) failed after it succeeded: %s; admins alerted",
                         request.id, refund.id, request.failure_message)
         record_refund_outcome(request, payment, was=was)  # the customer hears of it once
+        if new == "succeeded":
+            return request.id
+    return None
 
 
 def _recount(payment: Payment) -> None:
@@ -487,8 +492,18 @@ def sync_refunds(payment_intent_id: str | None) -> bool:
         return False
     refunds = gateway.refunds_of(payment_intent_id)  # before taking the lock
     payment = _locked_payment(payment_id)
-    for refund in sorted(refunds, key=lambda r: r.created):
-        _mirror(payment, refund)
+    made = [_mirror(payment, refund) for refund in sorted(refunds, key=lambda r: r.created)]
     _recount(payment)
+    _issue_credit_notes(payment, [m for m in made if m])
     return True
+
+
+def _issue_credit_notes(payment: Payment, request_ids: list[uuid.UUID]) -> None:
+    """A credit note for each refund that has just succeeded, stating what each vendor
+    bears of it; last in the transaction (documents/numbering.py)."""
+    for request_id, borne in zip(request_ids, items.borne_shares(payment, request_ids),
+                                 strict=True):
+        request = db.session.get(RefundRequest, request_id)
+        credit_notes.issue_credit_note(payment, request_id, request.refund_amount,
+                                       request.reason_label, borne)
 

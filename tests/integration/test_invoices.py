@@ -119,3 +119,33 @@ def test_payments_succeeding_at_once_get_consecutive_numbers(app, people, stripe
     db.session.expire_all()
     assert [i.sequence for i in invoices()] == list(range(1, 9))
     assert {i.payment_id for i in invoices()} == {pid for pid, _ in ready}
+
+
+def test_each_succeeded_refund_gets_a_credit_note_stating_who_bears_it(client, people,
+                                                                       stripe_client):
+    from portal.documents.models import CreditNote
+    from portal.refunds import services as refunds
+    from tests.integration.test_item_refunds import item, shop_payment
+
+    payment = shop_payment(stripe_client, people)  # vera €33.50, victor €23.70
+    refunds.refund_now(people["admin"], payment, amount=None, reason="damaged", notes=None,
+                       quantities={item(payment, "Mug").id: 1})
+    refunds.refund_now(people["admin"], payment, amount=1000, reason="other", notes=None)
+    db.session.expire_all()
+    notes = list(db.session.scalars(sa.select(CreditNote).order_by(CreditNote.sequence)))
+    assert [n.number for n in notes] == [f"CN-{YEAR}-000001", f"CN-{YEAR}-000002"]
+    invoice = invoices()[0]
+    assert {n.invoice_id for n in notes} == {invoice.id}
+    # The mug: vera alone. The €10.00 shared: in proportion to the vendors' gross, each
+    # within what they kept (as their refund lines take it): €5.86 and €4.14.
+    assert notes[0].facts["vendors"] == [{"vendor": "vera@example.test", "amount": 1000}]
+    assert notes[1].facts["vendors"] == [{"vendor": "vera@example.test", "amount": 586},
+                                         {"vendor": "victor@example.test", "amount": 414}]
+    login(client, people["customer"].email)
+    page = client.get(f"/payments/{payment.id}").text
+    assert f"Credit note CN-{YEAR}-000002</a> (€10.00)" in page
+    note = client.get(f"/payments/{payment.id}/credit-notes/CN-{YEAR}-000001").text
+    assert f"Invoice {invoice.number}" in note and "€10.00" in note
+    assert "Item damaged or not as described" in note
+    assert client.get(f"/payments/{payment.id}/credit-notes/CN-{YEAR}-000099").status_code \
+        == 404

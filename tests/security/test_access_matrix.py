@@ -33,6 +33,7 @@ from portal.api.openapi import OPERATIONS
 from portal.auth.services import issue_token
 from portal.cards import services as cards
 from portal.config import Config
+from portal.documents.invoices import invoice_of
 from portal.extensions import csrf, db, limiter
 from portal.models_base import utcnow
 from portal.orders.services import ItemIn, OrderIn, create_order
@@ -60,6 +61,7 @@ PARAMETER_KINDS = {
     "request_id": "refund_request",
     "event_id": "event",
     "message_id": "outbox_message",
+    "number": "document",  # an invoice's or credit note's number, e.g. CN-2026-000001
 }
 
 # Routes that take object ids in the body or the query: the request naming the foreign objects
@@ -175,13 +177,14 @@ class World:
             missing = str(uuid.uuid4())
             return [
                 {k: [missing] for k in ("order", "payment", "payout", "payout_run",
-                                         "refund_request", "outbox_message")}
+                                         "refund_request", "outbox_message", "document")}
                 | {"card": ["pm_nonexistent0000"], "intent": ["pi_nonexistent0000"],
                    "setup_intent": ["seti_nonexistent0000"], "event": ["evt_nonexistent0000"],
                    "total": [7731.0]},
                 {k: ["1' OR '1'='1"] for k in ("order", "payment", "payout", "payout_run",
                                                 "refund_request", "outbox_message", "card",
-                                                "intent", "setup_intent", "event")}
+                                                "intent", "setup_intent", "event",
+                                                "document")}
                 | {"total": [1]},
             ]
         customer, vendor = TARGET[role]
@@ -225,7 +228,8 @@ def _customer_objects(stripe_client, customer, vendor, word: str, amount: int,
                "total": [amount / 100, (amount + 100) / 100],
                "payment": [str(payment.id), str(unpaid.id)],
                "intent": [payment.stripe_payment_intent_id, unpaid.stripe_payment_intent_id],
-               "card": [card], "setup_intent": [setup.id], "refund_request": [str(request.id)]}
+               "card": [card], "setup_intent": [setup.id], "refund_request": [str(request.id)],
+               "document": [invoice_of(payment).number]}
     markers = [word, customer.email, str(paid_order.id), str(unpaid_order.id), str(payment.id),
                str(unpaid.id), payment.stripe_payment_intent_id,
                unpaid.stripe_payment_intent_id, str(request.id), note,
