@@ -22,6 +22,11 @@ WORKDIR /app
 # Runtime dependencies only (never requirements-dev.txt), in their own layer so a code change
 # does not reinstall them. Every pin ships manylinux wheels (psycopg[binary] included), so the
 # slim image needs no compiler.
+# WeasyPrint (invoices and credit notes as PDF) needs Pango and a font from Debian.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 \
+       fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
 

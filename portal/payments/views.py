@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required
 
 from .. import stripe_gateway as gateway
 from ..cards import services as cards
-from ..documents import credit_notes, invoices
+from ..documents import credit_notes, invoices, pdf
 from ..extensions import limiter
 from ..htmx import render
 from ..ledger.models import SETTLED_FOR_NOW
@@ -197,26 +206,45 @@ def detail(payment_id: str):
 
 
 @bp.route("/payments/<payment_id>/invoice")
+@bp.route("/payments/<payment_id>/invoice.pdf", endpoint="invoice_pdf")
 @login_required
 def invoice(payment_id: str):
-    """The payment's invoice, as issued: its customer's or an admin's (404 otherwise)."""
+    """The payment's invoice, as issued, as a page or a PDF: its customer's or an admin's
+    (404 otherwise)."""
     payment = payment_for(current_user, payment_id)
     found = invoices.invoice_of(payment) if payment is not None else None
     if found is None:
         abort(404)
-    return render_template("documents/invoice.html", invoice=found, f=found.facts)
+    return _document("documents/invoice.html", "documents/_invoice.html",
+                     f"Invoice {found.number}", found.number,
+                     url_for("payments.invoice_pdf", payment_id=payment.id),
+                     invoice=found, f=found.facts)
 
 
 @bp.route("/payments/<payment_id>/credit-notes/<number>")
+@bp.route("/payments/<payment_id>/credit-notes/<number>/pdf", endpoint="credit_note_pdf")
 @login_required
 def credit_note(payment_id: str, number: str):
-    """One credit note of the payment, as issued: its customer's or an admin's."""
+    """One credit note of the payment, as issued, as a page or a PDF: its customer's or an
+    admin's."""
     payment = payment_for(current_user, payment_id)
     found = next((n for n in credit_notes.credit_notes_of(payment) if n.number == number),
                  None) if payment is not None else None
     if found is None:
         abort(404)
-    return render_template("documents/credit_note.html", note=found, f=found.facts)
+    return _document("documents/credit_note.html", "documents/_credit_note.html",
+                     f"Credit note {found.number}", found.number,
+                     url_for("payments.credit_note_pdf", payment_id=payment.id,
+                             number=found.number),
+                     note=found, f=found.facts)
+
+
+def _document(page: str, body: str, title: str, number: str, pdf_url: str, **facts):
+    """A document's page, or (its PDF endpoint) its PDF, from the same body template."""
+    if request.endpoint.endswith("_pdf"):
+        return Response(pdf.render(body, title, **facts), mimetype="application/pdf",
+                        headers={"Content-Disposition": f'attachment; filename="{number}.pdf"'})
+    return render_template(page, pdf_url=pdf_url, **facts)
 
 
 @bp.route("/payments")

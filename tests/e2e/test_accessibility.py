@@ -95,6 +95,7 @@ SCREENS = [
     Screen("customer-completion", "customer", lambda d: f"/checkout/{d['order']}/complete"),
     Screen("customer-history", "customer", "/payments"),
     Screen("customer-payment", "customer", lambda d: f"/payments/{d['payment']}"),
+    Screen("customer-invoice", "customer", lambda d: f"/payments/{d['payment']}/invoice"),
     Screen("customer-refund-error", "customer", lambda d: f"/payments/{d['payment']}",
            _refund_form_error),
     Screen("customer-cards", "customer", "/cards"),

@@ -149,3 +149,35 @@ def test_each_succeeded_refund_gets_a_credit_note_stating_who_bears_it(client, p
     assert "Item damaged or not as described" in note
     assert client.get(f"/payments/{payment.id}/credit-notes/CN-{YEAR}-000099").status_code \
         == 404
+
+
+def pdf_text(response) -> str:
+    import io
+
+    from pypdf import PdfReader
+
+    assert response.status_code == 200 and response.mimetype == "application/pdf"
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(response.data)).pages)
+
+
+def test_the_invoice_and_credit_note_pdfs_state_what_their_pages_do(client, people,
+                                                                    stripe_client):
+    from portal.refunds import services as refunds
+
+    payment = pay(stripe_client, people["customer"], people["vendor"], currency="KWD",
+                  amounts=(12340,))  # three decimals
+    refunds.refund_now(people["admin"], payment, amount=2000, reason="other", notes=None)
+    login(client, people["customer"].email)
+    page = client.get(f"/payments/{payment.id}/invoice").text
+    assert f'href="/payments/{payment.id}/invoice.pdf"' in page
+    r = client.get(f"/payments/{payment.id}/invoice.pdf")
+    assert r.headers["Content-Disposition"] == f'attachment; filename="INV-{YEAR}-000001.pdf"'
+    text = pdf_text(r)
+    assert f"Invoice INV-{YEAR}-000001" in text and "KWD" in text and "12.340" in text
+    assert "4242" in text and "ShopSphere Marketplace Ltd (demo)" in text
+    text = pdf_text(client.get(f"/payments/{payment.id}/credit-notes/CN-{YEAR}-000001/pdf"))
+    assert f"Credit note CN-{YEAR}-000001" in text and f"INV-{YEAR}-000001" in text
+    assert "2.000" in text
+    other = client.application.test_client()
+    login(other, people["other"].email)
+    assert other.get(f"/payments/{payment.id}/invoice.pdf").status_code == 404
