@@ -58,4 +58,8 @@ def issue_invoice(payment: Payment) -> Invoice:
 
 
 def invoice_of(payment: Payment) -> Invoice | None:
-    return db.session.scalar(sa.select(Invoice).where(Invoice.payment_id == payment.id))
+    return invoice_by_payment(payment.id)
+
+
+def invoice_by_payment(payment_id: uuid.UUID) -> Invoice | None:
+    return db.session.scalar(sa.select(Invoice).where(Invoice.payment_id == payment_id))

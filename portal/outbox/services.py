@@ -24,6 +24,7 @@ import smtplib
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -34,8 +35,9 @@ from flask import current_app
 from .. import jobs
 from ..auth.models import User
 from ..database import in_phases, insert_or_skip
+from ..documents import invoices, pdf
 from ..extensions import db
-from ..models_base import utcnow
+from ..models_base import parse_uuid, utcnow
 from ..money import format_minor
 from .models import OutboxMessage
 
@@ -86,6 +88,7 @@ def record_payment_outcome(payment) -> list[str]:
     if payment.status == "succeeded":
         rows.append(("receipt_email", f"receipt_email:{payment.id}", {
             "to": order.customer.email, "name": order.customer.name or "",
+            "paymentId": str(payment.id),
             "orderNumber": order.number,
             "amount": format_minor(payment.amount, payment.currency),
             "card": _card(payment),
@@ -155,7 +158,7 @@ def deliver(message_id: str, *, force: bool = False) -> str | None:
     def call(s: _Sending) -> str:
         if s.kind == "order_notification":
             return _notify(s.message_id, s.payload)
-        return _email(*_MAILS[s.kind](s.payload))
+        return _email(*_MAILS[s.kind](s.payload), attach=lambda: _attachments(s))
 
     def apply(s: _Sending, outcome: str) -> str:
         msg = _locked(message_id)
@@ -243,7 +246,21 @@ def _alert(p: dict) -> tuple[str | list[str], str, str]:
 _MAILS = {"receipt_email": _receipt, "refund_email": _refund, "admin_alert": _alert}
 
 
-def _email(to: str | list[str], subject: str, text: str) -> str:
+def _attachments(s: _Sending) -> list[tuple[str, bytes]]:
+    """What a mail carries: the receipt, its payment's invoice as a PDF (once issued; a
+    receipt written before invoices existed carries none)."""
+    payment_id = parse_uuid(s.payload.get("paymentId") or "") if s.kind == "receipt_email" \
+        else None
+    invoice = invoices.invoice_by_payment(payment_id) if payment_id else None
+    if invoice is None:
+        return []
+    return [(f"{invoice.number}.pdf", pdf.render("documents/_invoice.html",
+                                                 f"Invoice {invoice.number}",
+                                                 invoice=invoice, f=invoice.facts))]
+
+
+def _email(to: str | list[str], subject: str, text: str,
+           attach: Callable[[], list[tuple[str, bytes]]] | None = None) -> str:
     cfg = current_app.extensions["portal_config"]
     if not cfg.SMTP_HOST or not to:
         return "kept"  # no mail server (or no admin yet): admins read it in the local outbox
@@ -251,6 +268,8 @@ def _email(to: str | list[str], subject: str, text: str) -> str:
     mail["From"], mail["To"] = cfg.SMTP_FROM, to if isinstance(to, str) else ", ".join(to)
     mail["Subject"] = subject
     mail.set_content(text)
+    for name, data in attach() if attach else []:  # rendered only when a mail is sent
+        mail.add_attachment(data, maintype="application", subtype="pdf", filename=name)
     with smtplib.SMTP(cfg.SMTP_HOST, cfg.SMTP_PORT, timeout=TIMEOUT_S) as smtp:
         if cfg.SMTP_USER:
             smtp.starttls()

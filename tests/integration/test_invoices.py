@@ -15,6 +15,7 @@ from portal.models_base import utcnow
 from portal.payments.services import confirm_with_card, start_checkout
 from tests.helpers import committed, login, make_order
 from tests.integration.api_support import card_pm, pay
+from tests.integration.test_refunds import mailbox  # noqa: F401 - the fixture
 
 YEAR = utcnow().year
 
@@ -181,3 +182,26 @@ def test_the_invoice_and_credit_note_pdfs_state_what_their_pages_do(client, peop
     other = client.application.test_client()
     login(other, people["other"].email)
     assert other.get(f"/payments/{payment.id}/invoice.pdf").status_code == 404
+
+
+def test_the_receipt_e_mail_carries_the_invoice_pdf(client, people, stripe_client,
+                                                     mailbox):  # noqa: F811 - the fixture
+    import io
+
+    from pypdf import PdfReader
+
+    from portal.outbox import services as outbox
+    from portal.outbox.models import OutboxMessage
+    from tests.integration.test_refunds import FakeSMTP
+
+    payment = pay(stripe_client, people["customer"], people["vendor"], amounts=(4999,))
+    message = db.session.scalar(sa.select(OutboxMessage.id).where(
+        OutboxMessage.payment_id == payment.id, OutboxMessage.kind == "receipt_email"))
+    assert outbox.deliver(str(message), force=True) == "sent"
+    [receipt] = [m for m in FakeSMTP.sent if m["To"] == "carol@example.test"
+                 and "receipt" in m["Subject"]]
+    [attached] = list(receipt.iter_attachments())
+    assert attached.get_filename() == f"INV-{YEAR}-000001.pdf"
+    text = PdfReader(io.BytesIO(attached.get_content())).pages[0].extract_text()
+    assert f"Invoice INV-{YEAR}-000001" in text and "$49.99" in text
+    assert payment.status == "succeeded"
