@@ -105,6 +105,7 @@ bench: install
 	$(PY) bench/history.py
 	$(PY) bench/admin_search.py
 	$(PY) bench/analytics.py
+	$(PY) bench/documents.py
 	$(PY) bench/api_latency.py
 	$(PY) bench/payouts.py
 	$(PY) bench/webhooks.py

@@ -21,6 +21,8 @@ SMOKE = {
                      "--vendors", "5", "--requests", "5", "--warmup", "1", "--settles", "10",
                      "--settle-warmup", "2"],
     "api_latency.py": ["--calls", "5", "--warmup", "1"],
+    "documents.py": ["--items", "3", "--renders", "2", "--warmup", "1", "--allocations", "40",
+                     "--threads", "4", "--hold-ms", "0"],
     "history.py": ["--payments", "3000", "--target-payments", "1000", "--customers", "50",
                    "--vendors", "5", "--requests", "5", "--warmup", "1", "--case-seconds", "1"],
     "payouts.py": ["--lines", "3000", "--vendors", "60", "--customers", "100"],
