@@ -23,6 +23,7 @@ from flask_login import current_user
 
 from ..auth.access import roles_required
 from ..days import RANGE, parse_day
+from ..documents import credit_notes, invoices
 from ..htmx import is_htmx, render
 from ..ledger.models import PAYMENT_STATUSES, PERIODS
 from ..models_base import parse_uuid, utcnow
@@ -94,6 +95,8 @@ def _timeline_or_404(payment_id: str) -> timeline.Timeline:
 def _payment_page(t: timeline.Timeline, error: str | None = None, confirm: int | None = None):
     lines = refunds.item_lines(current_user, t.payment)
     return render_template("admin/payment.html", t=t, error=error, reasons=FORM_REASONS,
+                           invoice=invoices.invoice_of(t.payment),
+                           credit_notes=credit_notes.credit_notes_of(t.payment),
                            refundable=refunds.remaining(t.payment), item_lines=lines,
                            quantity_name=quantity_name, confirm=confirm,
                            typed=request.form), 400 if error else 200

@@ -182,6 +182,12 @@ def test_the_invoice_and_credit_note_pdfs_state_what_their_pages_do(client, peop
     other = client.application.test_client()
     login(other, people["other"].email)
     assert other.get(f"/payments/{payment.id}/invoice.pdf").status_code == 404
+    admin = client.application.test_client()  # admins reach any document from the payment
+    login(admin, people["admin"].email)
+    page = admin.get(f"/admin/payments/{payment.id}").text
+    assert f'href="/payments/{payment.id}/invoice.pdf"' in page
+    assert f'href="/payments/{payment.id}/credit-notes/CN-{YEAR}-000001/pdf"' in page
+    assert pdf_text(admin.get(f"/payments/{payment.id}/invoice.pdf")).count("12.340") >= 1
 
 
 def test_the_receipt_e_mail_carries_the_invoice_pdf(client, people, stripe_client,

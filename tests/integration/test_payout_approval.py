@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import sqlalchemy as sa
 
 from portal.audit.models import AuditEntry
@@ -77,6 +78,7 @@ def test_a_confirmation_for_amounts_that_changed_asks_again(client, people, stri
 
 
 
+@pytest.mark.commits  # each thread its own connection (not the test's one transaction)
 def test_two_admins_confirming_at_once_approve_the_run_once(app, people, stripe_client,
                                                             sandbox):
     """Both read the run unapproved and confirm: one approval, one set of transfers."""
