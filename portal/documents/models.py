@@ -24,7 +24,19 @@ class DocumentCounter(db.Model):
     next_value: Mapped[int] = mapped_column(sa.BigInteger, default=1)
 
 
-class Invoice(IdMixin, db.Model):
+class Numbered(IdMixin):
+    """What every document has: its number (INV-2026-000123: kind, year, sequence), when it
+    was issued, its currency and the facts it states, stored as issued."""
+
+    number: Mapped[str] = mapped_column(sa.String(20), unique=True)
+    year: Mapped[int]
+    sequence: Mapped[int] = mapped_column(sa.BigInteger)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    facts: Mapped[dict] = mapped_column(sa.JSON)
+
+
+class Invoice(Numbered, db.Model):
     """A paid order's invoice: its number and the facts it states, stored as issued (a
     setting or a record changed later changes only new invoices)."""
 
@@ -34,19 +46,13 @@ class Invoice(IdMixin, db.Model):
         sa.CheckConstraint("sequence > 0", name="sequence_positive"),
     )
 
-    number: Mapped[str] = mapped_column(sa.String(20), unique=True)  # INV-2026-000123
-    year: Mapped[int]
-    sequence: Mapped[int] = mapped_column(sa.BigInteger)
     payment_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("payments.id"), unique=True)
-    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    currency: Mapped[str] = mapped_column(sa.String(3))
     total: Mapped[int] = mapped_column(sa.BigInteger)
-    facts: Mapped[dict] = mapped_column(sa.JSON)
 
     payment = relationship("Payment")
 
 
-class CreditNote(IdMixin, db.Model):
+class CreditNote(Numbered, db.Model):
     """A succeeded refund's credit note: its number, the invoice it credits, and what it
     states (the amount, the reason, what each vendor bears), stored as issued."""
 
@@ -56,16 +62,10 @@ class CreditNote(IdMixin, db.Model):
         sa.CheckConstraint("sequence > 0", name="sequence_positive"),
     )
 
-    number: Mapped[str] = mapped_column(sa.String(20), unique=True)  # CN-2026-000045
-    year: Mapped[int]
-    sequence: Mapped[int] = mapped_column(sa.BigInteger)
     refund_request_id: Mapped[uuid.UUID] = mapped_column(
         sa.ForeignKey("refund_requests.id"), unique=True)
     payment_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("payments.id"), index=True)
     invoice_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("invoices.id"))
-    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    currency: Mapped[str] = mapped_column(sa.String(3))
     amount: Mapped[int] = mapped_column(sa.BigInteger)
-    facts: Mapped[dict] = mapped_column(sa.JSON)
 
     invoice = relationship("Invoice")

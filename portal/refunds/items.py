@@ -71,7 +71,6 @@ class ItemLine:
     item: OrderItem
     paid: int  # what was paid for it, tax and shipping included (the module's rule)
     claimed_quantity: int
-    claimed: int
     refundable: int  # at most, now: the item's, its vendor's and the payment's room
 
     @property
@@ -102,13 +101,9 @@ def paid_per_item(payment: Payment, items: list[OrderItem],
         gross = sale.gross if sale is not None else 0
         unit = step if gross % step == 0 else 1
         weights = [max(item.amount, 0) for item in theirs]
-        shares = allocate_or_even(gross // unit, weights)
+        shares = splits.allocate(gross // unit, weights if sum(weights) else [1] * len(weights))
         paid.update({item.id: share * unit for item, share in zip(theirs, shares, strict=True)})
     return paid
-
-
-def allocate_or_even(total: int, weights: list[int]) -> list[int]:
-    return splits.allocate(total, weights if sum(weights) else [1] * len(weights))
 
 
 def claims(payment: Payment, *, waiting: bool = True,
@@ -196,7 +191,6 @@ def item_lines(payment: Payment, room: int, vendor_id: uuid.UUID | None = None, 
     refund, at most ``room`` (what the payment may still refund)."""
     state = _state(payment, waiting=waiting)
     return [ItemLine(item, state.paid[item.id], state.found.quantity[item.id],
-                     state.found.amount[item.id],
                      max(0, min(state.paid[item.id] - state.found.amount[item.id],
                                 state.rooms.get(item.vendor_id, 0), room)))
             for item in state.items if vendor_id is None or item.vendor_id == vendor_id]
